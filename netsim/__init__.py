@@ -1,0 +1,1 @@
+"""netsim: the lab that runs warpgate inside Mininet topologies behind scripted NATs."""

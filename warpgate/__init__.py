@@ -1,0 +1,66 @@
+"""warpgate: connect two machines that may each sit behind a NAT.
+
+    async with Node() as node:
+        pipe, plugin = await auto_connect(node, dest_addr)
+        await pipe.send(b"hello")
+        reply = await pipe.recv(SUB_ALL)
+
+The engine has no networking code of its own beyond ``channels`` (sockets for pipes); protocol
+logic lives in ``warpgate.proto`` as pure functions of bytes.
+"""
+
+import logging
+
+from warpgate.errors import (
+    AddressError,
+    AttemptFailed,
+    ConnectError,
+    HandshakeError,
+    NotApplicable,
+    PipeClosed,
+    PluginError,
+    WarpgateError,
+)
+from warpgate.events import AttemptEvent, Outcome
+from warpgate.identity import Identity
+from warpgate.node import Node
+from warpgate.pipe import SUB_ALL, Pipe, Sub
+from warpgate.plugins import AttemptContext, Plugin, register
+from warpgate.proto.address import Address, Endpoint, Interface
+from warpgate.proto.nat import PRESETS, Filtering, Mapping, NatBehaviour, PortAllocation
+from warpgate.race import auto_connect
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "PRESETS",
+    "SUB_ALL",
+    "Address",
+    "AddressError",
+    "AttemptContext",
+    "AttemptEvent",
+    "AttemptFailed",
+    "ConnectError",
+    "Endpoint",
+    "Filtering",
+    "HandshakeError",
+    "Identity",
+    "Interface",
+    "Mapping",
+    "NatBehaviour",
+    "Node",
+    "NotApplicable",
+    "Outcome",
+    "Pipe",
+    "PipeClosed",
+    "Plugin",
+    "PluginError",
+    "PortAllocation",
+    "Sub",
+    "WarpgateError",
+    "__version__",
+    "auto_connect",
+    "register",
+]
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())

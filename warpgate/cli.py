@@ -1,0 +1,183 @@
+"""``warpgate`` command line: run a node, connect to one like netcat, list plugins, read addresses."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import time
+
+from warpgate import plugins as registry
+from warpgate.errors import AddressError, ConnectError, WarpgateError
+from warpgate.events import AttemptEvent
+from warpgate.node import Node
+from warpgate.pipe import Pipe
+from warpgate.proto.address import parse
+from warpgate.race import auto_connect
+
+
+def _node_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-i", "--interface", action="append", dest="interfaces", metavar="NAME",
+                   help="listen on this interface (repeatable; default: every non-loopback one)")
+    p.add_argument("-p", "--port", type=int, default=0, help="TCP and UDP port (default: any free one)")
+    p.add_argument("-4", dest="families", action="store_const", const=("ipv4",), help="IPv4 only")
+    p.add_argument("-6", dest="families", action="store_const", const=("ipv6",), help="IPv6 only")
+    p.add_argument("--key", metavar="PATH", help="identity key file (created 0600 if missing; default: ephemeral)")
+
+
+def _make_node(args: argparse.Namespace) -> Node:
+    return Node(port=args.port, interfaces=args.interfaces, families=args.families or ("ipv4", "ipv6"),
+                key_path=args.key)
+
+
+def _out(data: bytes) -> None:
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
+
+
+async def _until_signalled() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+async def cmd_node(args: argparse.Namespace) -> int:
+    async def serve(pipe: Pipe) -> None:
+        print(f"# pipe from {pipe.peer_id} via {pipe.plugin} ({pipe.proto})", file=sys.stderr, flush=True)
+        with contextlib.suppress(WarpgateError):
+            while True:
+                data = await pipe.recv()
+                _out(data)
+                if args.echo:
+                    await pipe.send(data)
+
+    node = _make_node(args)
+    node.on_pipe = serve
+    async with node:
+        print(node.addr_text, flush=True)
+        print(f"# node {node.node_id} on port {node.port}; Ctrl-C stops it", file=sys.stderr, flush=True)
+        await _until_signalled()
+    return 0
+
+
+async def cmd_connect(args: argparse.Namespace) -> int:
+    dest = parse(args.address)  # AddressError before anything is started
+    node = _make_node(args)
+    async with node:
+        events: list[AttemptEvent] = []
+        t0 = time.perf_counter()
+        pipe, plugin = await auto_connect(node, dest, plugins=args.plugin, timeout=args.timeout,
+                                          on_event=events.append)
+        elapsed = (time.perf_counter() - t0) * 1000
+        print(f"# connected via {plugin.name} ({pipe.proto} {pipe.remote[0]}:{pipe.remote[1]}) in {elapsed:.1f} ms",
+              file=sys.stderr, flush=True)
+        if args.verbose:
+            for ev in events:
+                print(f"#   {ev.plugin}: {ev.outcome.value} {ev.start_ms:.1f}-{ev.end_ms:.1f} ms {ev.reason}",
+                      file=sys.stderr)
+        async with pipe:
+            received = asyncio.get_running_loop().create_task(_pump_out(pipe))
+            loop = asyncio.get_running_loop()
+            while True:
+                chunk = await loop.run_in_executor(None, sys.stdin.buffer.read1, 65536)
+                if not chunk:
+                    break
+                await pipe.send(chunk)
+            # stdin is done: keep printing replies until the peer is quiet for --wait seconds
+            try:
+                while not received.done():
+                    before = pipe_bytes[0]
+                    await asyncio.wait([received], timeout=args.wait)
+                    if pipe_bytes[0] == before:
+                        break
+            finally:
+                received.cancel()
+                await asyncio.gather(received, return_exceptions=True)
+    return 0
+
+
+pipe_bytes = [0]
+
+
+async def _pump_out(pipe: Pipe) -> None:
+    with contextlib.suppress(WarpgateError):
+        while True:
+            data = await pipe.recv()
+            pipe_bytes[0] += len(data)
+            _out(data)
+
+
+async def cmd_plugins(args: argparse.Namespace) -> int:
+    for name, cls in registry.available().items():
+        doc = (cls.__doc__ or sys.modules[cls.__module__].__doc__ or "").strip().splitlines()
+        print(f"{name:14} {doc[0] if doc else ''}")
+    return 0
+
+
+async def cmd_address(args: argparse.Namespace) -> int:
+    addr = parse(args.address)
+    print(f"node id   {addr.node_id}")
+    print(f"bytes     {len(addr.to_bytes())}")
+    print(f"ports     tcp {addr.tcp_port}  udp {addr.udp_port}")
+    for i, iface in enumerate(addr.interfaces):
+        print(f"iface {i}   private {iface.private4 or '-'} {iface.private6 or '-'}  "
+              f"public {iface.public4 or '-'} {iface.public6 or '-'}  nat {iface.nat.name}")
+    for b in addr.brokers:
+        print(f"broker    {b}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="warpgate", description="NAT traversal: race every strategy, keep one pipe.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens to stderr")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("node", help="run a node; prints its address first, then what peers send")
+    _node_args(p)
+    p.add_argument("--echo", action="store_true", help="send every message back to its sender")
+    p.set_defaults(func=cmd_node)
+
+    p = sub.add_parser("connect", help="connect to ADDR: stdin to the pipe, the pipe to stdout")
+    p.add_argument("address", help="the peer's text address (wg1...)")
+    _node_args(p)
+    p.add_argument("--plugin", action="append", metavar="NAME", help="race only these plugins (repeatable)")
+    p.add_argument("--timeout", type=float, default=10.0, help="give up connecting after this many seconds")
+    p.add_argument("--wait", type=float, default=1.0,
+                   help="after stdin ends, wait for replies until the peer is quiet this long (s)")
+    p.set_defaults(func=cmd_connect)
+
+    p = sub.add_parser("plugins", help="list the registered traversal plugins")
+    p.set_defaults(func=cmd_plugins)
+
+    p = sub.add_parser("address", help="decode and show an address")
+    p.add_argument("address")
+    p.set_defaults(func=cmd_address)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        return asyncio.run(args.func(args))
+    except AddressError as exc:
+        print(f"warpgate: AddressError: {exc}", file=sys.stderr)
+        return 2
+    except ConnectError as exc:
+        print(f"warpgate: {exc}", file=sys.stderr)
+        return 1
+    except WarpgateError as exc:
+        print(f"warpgate: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+"""Structured events of a traversal race: one ``AttemptEvent`` per plugin attempt."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class Outcome(enum.Enum):
+    CONNECTED = "connected"
+    FAILED = "failed"
+    TIMEOUT = "timeout"
+    CANCELLED = "cancelled"
+    NOT_APPLICABLE = "not_applicable"
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptEvent:
+    """How one plugin attempt of one ``auto_connect`` call went."""
+
+    plugin: str
+    outcome: Outcome
+    start_ms: float
+    """When the attempt started, in ms since ``auto_connect`` was called."""
+    end_ms: float
+    """When it ended (connected, failed, timed out or was cancelled), same clock."""
+    reason: str = ""
+    """Why it failed, was cancelled or was not applicable; empty when connected."""
+    path: str = ""
+    """``direct`` or ``relayed`` when connected."""
+    local: str = ""
+    """Local endpoint of the winning channel, ``proto://host:port``."""
+    remote: str = ""
+    """Remote endpoint of the winning channel as seen from here."""
+    error_class: str = ""
+    """Class name of the exception behind a failure, for records."""
+    won: bool = False
+    """True for the one attempt whose pipe ``auto_connect`` returned."""

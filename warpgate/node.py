@@ -1,0 +1,254 @@
+"""``Node``: an identity, listening sockets on one port, and the place pipes arrive."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import os
+import socket
+from collections.abc import Callable, Sequence
+from types import TracebackType
+
+from warpgate.channels import UdpEndpoint, tcp_respond
+from warpgate.errors import LocalProtocolError, WarpgateError
+from warpgate.events import AttemptEvent
+from warpgate.identity import Identity
+from warpgate.interfaces import LocalInterface, list_interfaces
+from warpgate.pipe import Pipe
+from warpgate.proto.address import Address, Interface
+
+log = logging.getLogger(__name__)
+
+PipeCallback = Callable[[Pipe], object]
+EventCallback = Callable[[AttemptEvent], object]
+
+
+class Node:
+    """A warpgate peer.
+
+    ``async with Node(interfaces=["lo"]) as node:`` binds TCP and UDP on one port on every address
+    of the chosen interfaces (default: all non-loopback ones) and address families.
+
+    - ``node.address`` / ``node.addr_bytes`` / ``node.addr_text``: what peers need to reach it.
+    - ``await node.accept()``: the next authenticated incoming pipe, whichever plugin made it;
+      or pass ``on_pipe=`` to get each one in a callback (a coroutine function is run as a task).
+    - ``node.add_listener(cb)``: every ``AttemptEvent`` of every race this node runs.
+    """
+
+    def __init__(
+        self,
+        *,
+        port: int = 0,
+        interfaces: Sequence[str] | None = None,
+        families: Sequence[str] = ("ipv4", "ipv6"),
+        identity: Identity | None = None,
+        key_path: str | os.PathLike[str] | None = None,
+        brokers: Sequence[str] = (),
+        on_pipe: PipeCallback | None = None,
+        queue_size: int = 1024,
+        backlog: int = 64,
+    ) -> None:
+        if identity is not None and key_path is not None:
+            raise LocalProtocolError("give identity or key_path, not both")
+        self.identity = identity or (Identity.load_or_create(key_path) if key_path else Identity.generate())
+        self.requested_port = port
+        self.interface_names = None if interfaces is None else list(interfaces)
+        self.families = tuple(families)
+        self.brokers = tuple(brokers)
+        self.queue_size = queue_size
+        self.on_pipe = on_pipe
+        self.port = 0
+        self.local_interfaces: list[LocalInterface] = []
+        self._servers: list[asyncio.Server] = []
+        self._udp: list[UdpEndpoint] = []
+        self._accepted: asyncio.Queue[Pipe] = asyncio.Queue(backlog)
+        self._expected: dict[bytes, asyncio.Future[Pipe]] = {}
+        self._pipes: set[Pipe] = set()
+        self._tasks: set[asyncio.Task[object]] = set()
+        self._listeners: list[EventCallback] = []
+        self._address: Address | None = None
+        self.started = False
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> Node:
+        if self.started:
+            return self
+        self.local_interfaces = list_interfaces(self.interface_names, self.families)
+        hosts = [str(a) for i in self.local_interfaces for a in (*i.ipv4, *i.ipv6)]
+        for attempt in range(20):
+            try:
+                await self._bind_all(hosts, self.requested_port)
+                break
+            except OSError as exc:
+                await self._close_sockets()
+                # With port 0 the first bind picks a port that another address may already use.
+                if self.requested_port or exc.errno != errno.EADDRINUSE or attempt == 19:
+                    raise WarpgateError(f"cannot bind port {self.requested_port or 'any'}: {exc.strerror}") from exc
+        self.started = True
+        log.info("node %s listening on port %d (%s)", self.node_id[:8], self.port, ", ".join(hosts))
+        return self
+
+    async def _bind_all(self, hosts: list[str], port: int) -> None:
+        for host in hosts:
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            server = await asyncio.start_server(
+                self._on_tcp, host, port, family=family, reuse_address=True, backlog=256
+            )
+            self._servers.append(server)
+            port = port or server.sockets[0].getsockname()[1]
+            self._udp.append(await UdpEndpoint.bind(self.identity, (host, port), self._on_incoming, self.queue_size))
+        self.port = port
+
+    async def _close_sockets(self) -> None:
+        for server in self._servers:
+            server.close()
+        for server in self._servers:
+            await server.wait_closed()
+        for ep in self._udp:
+            ep.close()
+        self._servers.clear()
+        self._udp.clear()
+
+    async def stop(self) -> None:
+        """Close every pipe, socket and task this node owns."""
+        for server in self._servers:
+            server.close()
+        for pipe in list(self._pipes):
+            await pipe.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._close_sockets()
+        for fut in self._expected.values():
+            fut.cancel()
+        while not self._accepted.empty():
+            await self._accepted.get_nowait().close()
+        self.started = False
+
+    async def __aenter__(self) -> Node:
+        return await self.start()
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    # -- identity and address --------------------------------------------------------------------
+
+    @property
+    def node_id(self) -> str:
+        return self.identity.node_id
+
+    @property
+    def address(self) -> Address:
+        if not self.started:
+            raise LocalProtocolError("the node has no address until it is started")
+        if self._address is None:
+            ifaces = tuple(
+                Interface(
+                    private4=i.ipv4[0] if i.ipv4 else None,
+                    private6=i.ipv6[0] if i.ipv6 else None,
+                )
+                for i in self.local_interfaces[:8]
+            )
+            self._address = Address(self.identity.public_key, self.port, self.port, ifaces, self.brokers[:4])
+        return self._address
+
+    def set_address(self, address: Address) -> None:
+        """Replace the advertised address (e.g. with public endpoints learned by STUN)."""
+        if address.public_key != self.identity.public_key:
+            raise LocalProtocolError("an address must carry this node's own key")
+        self._address = address
+
+    @property
+    def addr_bytes(self) -> bytes:
+        return self.address.to_bytes()
+
+    @property
+    def addr_text(self) -> str:
+        return self.address.to_text()
+
+    @property
+    def udp_endpoints(self) -> list[UdpEndpoint]:
+        return list(self._udp)
+
+    # -- pipes -----------------------------------------------------------------------------------
+
+    async def accept(self) -> Pipe:
+        """Wait for the next authenticated pipe a peer chose to keep."""
+        if self.on_pipe is not None:
+            raise LocalProtocolError("this node delivers pipes to on_pipe; accept() would never return")
+        return await self._accepted.get()
+
+    def expect(self, conn_id: bytes) -> asyncio.Future[Pipe]:
+        """Route the incoming channel carrying ``conn_id`` to the returned future, not to accept().
+
+        Used by plugins where the peer dials us on our request (reverse connect, punching).
+        """
+        fut: asyncio.Future[Pipe] = asyncio.get_running_loop().create_future()
+        self._expected[conn_id] = fut
+        fut.add_done_callback(lambda _: self._expected.pop(conn_id, None))
+        return fut
+
+    def track(self, pipe: Pipe) -> None:
+        """Own ``pipe``: it is closed when the node stops."""
+        self._pipes.add(pipe)
+        previous = pipe.on_closed
+
+        def closed(p: Pipe) -> None:
+            self._pipes.discard(p)
+            if previous is not None:
+                previous(p)
+
+        pipe.on_closed = closed
+
+    def deliver(self, pipe: Pipe) -> None:
+        """Hand a chosen pipe to the user (accept queue or on_pipe)."""
+        if self.on_pipe is not None:
+            result = self.on_pipe(pipe)
+            if asyncio.iscoroutine(result):
+                self.spawn(result)
+            return
+        try:
+            self._accepted.put_nowait(pipe)
+        except asyncio.QueueFull:
+            log.warning("node %s: accept backlog full, closing %r", self.node_id[:8], pipe)
+            self.spawn(pipe.close())
+
+    def spawn(self, coro: object) -> asyncio.Task[object]:
+        task: asyncio.Task[object] = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[object]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("node %s: background task failed", self.node_id[:8], exc_info=task.exception())
+
+    def _on_incoming(self, pipe: Pipe, conn_id: bytes) -> None:
+        self.track(pipe)
+        fut = self._expected.get(conn_id)
+        if fut is not None and not fut.done():
+            fut.set_result(pipe)
+            return
+        # Reaches the user only once the dialling side nominates it (or sends data): the losers of
+        # the peer's race are closed by the peer and never show up in accept().
+        pipe.on_nominated = self.deliver
+
+    async def _on_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await tcp_respond(reader, writer, self.identity, self._on_incoming, self.queue_size)
+
+    # -- events ----------------------------------------------------------------------------------
+
+    def add_listener(self, callback: EventCallback) -> None:
+        self._listeners.append(callback)
+
+    def remove_listener(self, callback: EventCallback) -> None:
+        self._listeners.remove(callback)
+
+    def emit(self, event: AttemptEvent) -> None:
+        for cb in list(self._listeners):
+            cb(event)

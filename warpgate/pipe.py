@@ -1,0 +1,299 @@
+"""``Pipe``: one authenticated channel to a peer, the same interface over TCP and UDP.
+
+Receiving works through subscriptions. Every subscription has a bounded inbox; each incoming
+message goes to every subscription whose filter matches. ``SUB_ALL`` (everything) is subscribed
+when the pipe is made; unsubscribe it if you only read filtered subscriptions.
+
+Overflow policy (an inbox holds ``queue_size`` messages, default 1024):
+
+- TCP: the pipe stops reading the socket until the full inbox has room. Nothing is lost; the
+  peer's ``send`` slows down through TCP flow control.
+- UDP: the oldest message of the full inbox is dropped and counted in ``pipe.dropped``. UDP makes
+  no delivery promise either, and a stalled reader must not stall the node's shared socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Literal
+
+from warpgate.errors import PipeClosed, RemoteProtocolError
+from warpgate.identity import node_id_of
+from warpgate.proto import frames
+from warpgate.proto.frames import Kind
+
+log = logging.getLogger(__name__)
+
+HostPort = tuple[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Sub:
+    """A subscription: messages matching ``pattern`` (a bytes regex, searched) from ``peer``."""
+
+    pattern: bytes | None = None
+    peer: HostPort | None = None
+
+    def matches(self, data: bytes, peer: HostPort) -> bool:
+        if self.peer is not None and (self.peer[0], self.peer[1]) != (peer[0], peer[1]):
+            return False
+        return self.pattern is None or re.search(self.pattern, data) is not None
+
+
+SUB_ALL = Sub()
+_EOF = object()
+
+
+class _Inbox:
+    def __init__(self, maxsize: int) -> None:
+        self.items: deque[bytes] = deque()
+        self.maxsize = maxsize
+        self.closed = False
+        self._readable: asyncio.Future[None] | None = None
+        self._writable: asyncio.Future[None] | None = None
+
+    def _wake(self, attr: str) -> None:
+        fut = getattr(self, attr)
+        if fut is not None and not fut.done():
+            fut.set_result(None)
+        setattr(self, attr, None)
+
+    def put_nowait(self, item: bytes) -> bool:
+        """Append; if full, drop the oldest. Returns False when something was dropped."""
+        dropped = len(self.items) >= self.maxsize
+        if dropped:
+            self.items.popleft()
+        self.items.append(item)
+        self._wake("_readable")
+        return not dropped
+
+    async def put(self, item: bytes) -> None:
+        while len(self.items) >= self.maxsize and not self.closed:
+            self._writable = asyncio.get_running_loop().create_future()
+            await self._writable
+        self.items.append(item)
+        self._wake("_readable")
+
+    async def get(self) -> bytes:
+        while not self.items:
+            if self.closed:
+                raise PipeClosed("pipe closed")
+            self._readable = asyncio.get_running_loop().create_future()
+            await self._readable
+        item = self.items.popleft()
+        self._wake("_writable")
+        return item
+
+    def close(self) -> None:
+        self.closed = True
+        self._wake("_readable")
+        self._wake("_writable")
+
+
+class Pipe:
+    """An authenticated channel. Made by plugins through ``AttemptContext``; never built by users."""
+
+    def __init__(
+        self,
+        proto: Literal["tcp", "udp"],
+        *,
+        peer_key: bytes,
+        conn_id: bytes,
+        plugin: str,
+        local: HostPort,
+        remote: HostPort,
+        send_raw: Callable[[bytes], None],
+        close_raw: Callable[[], None],
+        queue_size: int = 1024,
+        path: str = "direct",
+    ) -> None:
+        self.proto = proto
+        self.peer_key = peer_key
+        self.peer_id = node_id_of(peer_key)
+        self.conn_id = conn_id
+        self.plugin = plugin
+        self.local = local
+        self.remote = remote
+        self.path = path
+        self.dropped = 0
+        self._send_raw = send_raw
+        self._close_raw = close_raw
+        self._queue_size = queue_size
+        self._subs: dict[Sub, _Inbox] = {SUB_ALL: _Inbox(queue_size)}
+        self._closed = False
+        self._drain: Callable[[], object] | None = None
+        self.on_nominated: Callable[[Pipe], None] | None = None
+        """Set by the accepting side: called once when the dialling side picks this pipe."""
+        self.nominated = False
+        self._nominate_ack: asyncio.Future[None] | None = None
+        self._nominate_task: asyncio.Task[None] | None = None
+        self._reader_task: asyncio.Task[None] | None = None
+        self.on_closed: Callable[[Pipe], None] | None = None
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<Pipe {self.proto} {self.plugin} peer={self.peer_id[:8]} {self.remote[0]}:{self.remote[1]} {state}>"
+
+    # -- user API ----------------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def subscribe(self, sub: Sub) -> Sub:
+        if sub not in self._subs:
+            self._subs[sub] = _Inbox(self._queue_size)
+            if self._closed:
+                self._subs[sub].close()
+        return sub
+
+    def unsubscribe(self, sub: Sub) -> None:
+        inbox = self._subs.pop(sub, None)
+        if inbox is not None:
+            inbox.close()
+
+    async def send(self, data: bytes) -> None:
+        """Send one message; the peer's ``recv`` returns exactly these bytes."""
+        if self._closed:
+            raise PipeClosed("send on a closed pipe")
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise TypeError(f"send takes bytes, not {type(data).__name__}")
+        if self.proto == "tcp":
+            self._send_raw(frames.tcp_frame(Kind.DATA, bytes(data)))
+            if self._drain is not None:
+                await self._drain()  # type: ignore[misc]
+        else:
+            self._send_raw(frames.udp_frame(Kind.DATA, bytes(data)))
+
+    async def recv(self, sub: Sub = SUB_ALL, timeout: float | None = None) -> bytes:
+        """Next message of ``sub`` (subscribed on first use). ``TimeoutError`` after ``timeout`` s;
+        ``PipeClosed`` once the pipe is closed and the inbox is empty."""
+        inbox = self._subs.get(sub) or self._subs[self.subscribe(sub)]
+        if timeout is None:
+            return await inbox.get()
+        async with asyncio.timeout(timeout):
+            return await inbox.get()
+
+    async def close(self) -> None:
+        """Close the pipe and tell the peer. Idempotent."""
+        if self._closed:
+            return
+        try:
+            frame = frames.tcp_frame(Kind.CLOSE) if self.proto == "tcp" else frames.udp_frame(Kind.CLOSE)
+            self._send_raw(frame)
+        except OSError as exc:
+            log.debug("close frame not sent on %r: %s", self, exc)
+        self._shutdown()
+        if self._reader_task is not None and self._reader_task is not asyncio.current_task():
+            self._reader_task.cancel()
+            await asyncio.gather(self._reader_task, return_exceptions=True)
+
+    async def __aenter__(self) -> Pipe:
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    # -- plumbing used by the node and plugins ----------------------------------------------
+
+    def nominate(self) -> None:
+        """Tell the peer this is the pipe we chose (it then reaches the peer's ``accept()``).
+
+        On UDP the NOMINATE frame may be lost, so it is repeated in the background until
+        acknowledged; the first DATA frame also counts as nomination on the far side, so a lost
+        NOMINATE never loses a message.
+        """
+        if self.proto == "tcp":
+            self._send_raw(frames.tcp_frame(Kind.NOMINATE))
+            return
+        self._send_raw(frames.udp_frame(Kind.NOMINATE))
+        loop = asyncio.get_running_loop()
+        self._nominate_ack = loop.create_future()
+        self._nominate_task = loop.create_task(self._repeat_nominate(self._nominate_ack))
+
+    async def _repeat_nominate(self, ack: asyncio.Future[None]) -> None:
+        for delay in (0.05, 0.1, 0.2, 0.4, 0.8):
+            try:
+                async with asyncio.timeout(delay):
+                    await asyncio.shield(ack)
+                return
+            except TimeoutError:
+                if self._closed:
+                    return
+                self._send_raw(frames.udp_frame(Kind.NOMINATE))
+        log.debug("%r: nomination never acknowledged", self)
+
+    def _deliver_now(self, data: bytes) -> None:
+        for sub, inbox in self._subs.items():
+            if sub.matches(data, self.remote) and not inbox.put_nowait(data):
+                self.dropped += 1
+
+    async def _deliver(self, data: bytes) -> None:
+        for sub, inbox in list(self._subs.items()):
+            if sub.matches(data, self.remote):
+                await inbox.put(data)
+
+    def _on_control(self, kind: Kind) -> None:
+        if kind is Kind.CLOSE:
+            self._shutdown()
+        elif kind is Kind.NOMINATE:
+            if self.proto == "udp":
+                self._send_raw(frames.udp_frame(Kind.NOMINATE_ACK))
+            self._mark_nominated()
+        elif kind is Kind.NOMINATE_ACK:
+            if self._nominate_ack is not None and not self._nominate_ack.done():
+                self._nominate_ack.set_result(None)
+
+    def _mark_nominated(self) -> None:
+        if not self.nominated:
+            self.nominated = True
+            if self.on_nominated is not None:
+                self.on_nominated(self)
+
+    def _on_udp_frame(self, kind: Kind, payload: bytes) -> None:
+        if kind is Kind.DATA:
+            self._mark_nominated()
+            self._deliver_now(payload)
+        elif kind is not Kind.HANDSHAKE:
+            self._on_control(kind)
+
+    async def _read_tcp(self, reader: asyncio.StreamReader) -> None:
+        try:
+            while True:
+                kind, size = frames.tcp_header(await reader.readexactly(frames.HEADER_SIZE))
+                payload = await reader.readexactly(size) if size else b""
+                if kind is Kind.DATA:
+                    self._mark_nominated()
+                    await self._deliver(payload)
+                elif kind is Kind.HANDSHAKE:
+                    raise RemoteProtocolError("handshake frame after the handshake")
+                else:
+                    self._on_control(kind)
+                    if kind is Kind.CLOSE:
+                        return
+        except (asyncio.IncompleteReadError, ConnectionError) as exc:
+            log.debug("%r: connection ended: %s", self, exc)
+        except RemoteProtocolError as exc:
+            log.warning("%r: closing, peer broke the protocol: %s", self, exc)
+        finally:
+            self._shutdown()
+
+    def _shutdown(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._nominate_task is not None:
+            self._nominate_task.cancel()
+        for inbox in self._subs.values():
+            inbox.close()
+        self._close_raw()
+        if self.on_closed is not None:
+            self.on_closed(self)

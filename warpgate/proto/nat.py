@@ -1,0 +1,125 @@
+"""NAT behaviour as RFC 4787 axes, not one integer.
+
+RFC 4787 §4.1 (mapping), §5 (filtering), §4.2.1 (port assignment), §6 (hairpinning). The classic
+RFC 3489 names are presets of these axes; ``NatBehaviour.name`` gives the closest one back.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class Mapping(enum.IntEnum):
+    """How the NAT reuses a mapping for new destinations (RFC 4787 §4.1)."""
+
+    UNKNOWN = 0
+    NONE = 1  #: no translation at all (open internet, or a firewall without NAT)
+    ENDPOINT_INDEPENDENT = 2
+    ADDRESS_DEPENDENT = 3
+    ADDRESS_PORT_DEPENDENT = 4
+
+
+class Filtering(enum.IntEnum):
+    """Which inbound packets a mapping lets in (RFC 4787 §5)."""
+
+    UNKNOWN = 0
+    ENDPOINT_INDEPENDENT = 1
+    ADDRESS_DEPENDENT = 2
+    ADDRESS_PORT_DEPENDENT = 3
+    BLOCKED = 4  #: the protocol does not pass at all (e.g. UDP blocked)
+
+
+class PortAllocation(enum.IntEnum):
+    """How the external port is chosen (RFC 4787 §4.2.1)."""
+
+    UNKNOWN = 0
+    PRESERVING = 1  #: external port = internal port when free
+    SEQUENTIAL = 2  #: each new mapping gets the previous port + ``delta``
+    RANDOM = 3
+
+
+@dataclass(frozen=True, slots=True)
+class NatBehaviour:
+    """One NAT's measured or declared behaviour; every axis may be ``UNKNOWN``."""
+
+    mapping: Mapping = Mapping.UNKNOWN
+    filtering: Filtering = Filtering.UNKNOWN
+    allocation: PortAllocation = PortAllocation.UNKNOWN
+    delta: int = 0
+    """Port step between consecutive mappings when ``allocation`` is SEQUENTIAL (RFC 4787 §4.2.1)."""
+    hairpin: bool | None = None
+    """Whether the NAT loops back traffic between two internal hosts (RFC 4787 §6); None if unknown."""
+
+    def __post_init__(self) -> None:
+        if not -32768 <= self.delta <= 32767:
+            raise ValueError(f"port delta {self.delta} outside -32768..32767")
+
+    @property
+    def known(self) -> bool:
+        return self.mapping is not Mapping.UNKNOWN and self.filtering is not Filtering.UNKNOWN
+
+    @property
+    def endpoint_independent_mapping(self) -> bool:
+        return self.mapping in (Mapping.NONE, Mapping.ENDPOINT_INDEPENDENT)
+
+    @property
+    def reachable_unsolicited(self) -> bool:
+        """True when anyone may open a connection to our advertised endpoint (EIM + EIF)."""
+        return self.endpoint_independent_mapping and self.filtering is Filtering.ENDPOINT_INDEPENDENT
+
+    @property
+    def name(self) -> str:
+        """The closest classic name, or a description of the axes."""
+        for name, preset in PRESETS.items():
+            if (preset.mapping, preset.filtering, preset.allocation) == (
+                self.mapping,
+                self.filtering,
+                self.allocation,
+            ):
+                return name
+        return f"{self.mapping.name.lower()}/{self.filtering.name.lower()}/{self.allocation.name.lower()}"
+
+
+_EI, _AD, _APD = Mapping.ENDPOINT_INDEPENDENT, Mapping.ADDRESS_DEPENDENT, Mapping.ADDRESS_PORT_DEPENDENT
+
+#: The profile names used by the lab, scenarios and reports, as RFC 4787 tuples.
+PRESETS: dict[str, NatBehaviour] = {
+    "open": NatBehaviour(Mapping.NONE, Filtering.ENDPOINT_INDEPENDENT, PortAllocation.PRESERVING),
+    "firewall": NatBehaviour(Mapping.NONE, Filtering.ADDRESS_PORT_DEPENDENT, PortAllocation.PRESERVING),
+    "full-cone": NatBehaviour(_EI, Filtering.ENDPOINT_INDEPENDENT, PortAllocation.PRESERVING),
+    "restricted-cone": NatBehaviour(_EI, Filtering.ADDRESS_DEPENDENT, PortAllocation.PRESERVING),
+    "port-restricted-cone": NatBehaviour(_EI, Filtering.ADDRESS_PORT_DEPENDENT, PortAllocation.PRESERVING),
+    "symmetric": NatBehaviour(_APD, Filtering.ADDRESS_PORT_DEPENDENT, PortAllocation.RANDOM),
+    "symmetric-sequential": NatBehaviour(
+        _APD, Filtering.ADDRESS_PORT_DEPENDENT, PortAllocation.SEQUENTIAL, delta=1
+    ),
+    "udp-blocked": NatBehaviour(_EI, Filtering.BLOCKED, PortAllocation.PRESERVING),
+}
+
+UNKNOWN = NatBehaviour()
+
+
+def pack(nat: NatBehaviour) -> bytes:
+    """Four bytes: mapping(3 bits) | filtering(3) | hairpin(2); allocation; delta (int16, BE)."""
+    hairpin = 0 if nat.hairpin is None else (1 if nat.hairpin else 2)
+    head = int(nat.mapping) | (int(nat.filtering) << 3) | (hairpin << 6)
+    return bytes((head, int(nat.allocation))) + nat.delta.to_bytes(2, "big", signed=True)
+
+
+def unpack(data: bytes) -> NatBehaviour:
+    """Inverse of :func:`pack`; raises ``ValueError`` naming the bad field."""
+    if len(data) != 4:
+        raise ValueError(f"NAT behaviour takes 4 bytes, got {len(data)}")
+    head, alloc = data[0], data[1]
+    try:
+        mapping = Mapping(head & 0b111)
+        filtering = Filtering((head >> 3) & 0b111)
+        allocation = PortAllocation(alloc)
+    except ValueError as exc:
+        raise ValueError(f"NAT behaviour has an unknown value: {exc}") from None
+    hairpin_bits = head >> 6
+    if hairpin_bits == 3:
+        raise ValueError("NAT behaviour has an unknown hairpin value 3")
+    hairpin = None if hairpin_bits == 0 else hairpin_bits == 1
+    return NatBehaviour(mapping, filtering, allocation, int.from_bytes(data[2:], "big", signed=True), hairpin)

@@ -1,0 +1,138 @@
+"""``auto_connect``: race every applicable plugin at once; keep the first authenticated pipe.
+
+Structured: every attempt is a task owned by one call; when the first pipe arrives the others are
+cancelled *and awaited*, any pipe a loser still produced is closed (which tells the peer), and one
+``AttemptEvent`` per plugin is emitted. Nothing is left pending when the call returns or raises.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+
+from warpgate.errors import AttemptFailed, ConnectError, LocalProtocolError
+from warpgate.events import AttemptEvent, Outcome
+from warpgate.node import Node
+from warpgate.pipe import Pipe
+from warpgate.plugins import AttemptContext, Plugin, available, create
+from warpgate.proto.address import Address, parse
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT = 10.0
+EventCallback = Callable[[AttemptEvent], object]
+
+
+async def resolve(node: Node, dest: Address | bytes | str) -> Address:
+    """Turn what a user passed as a destination into an ``Address`` (``AddressError`` if garbage)."""
+    return parse(dest)
+
+
+async def auto_connect(
+    node: Node,
+    dest: Address | bytes | str,
+    *,
+    plugins: Sequence[str] | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    on_event: EventCallback | None = None,
+) -> tuple[Pipe, Plugin]:
+    """Connect to ``dest`` with every plugin (or those named in ``plugins``) at once.
+
+    Returns the first authenticated pipe and the plugin that made it. Raises ``ConnectError``
+    listing each plugin's reason when none succeeds within ``timeout`` seconds, and
+    ``AddressError`` when ``dest`` cannot be read.
+    """
+    if not node.started:
+        raise LocalProtocolError("start the node before connecting (async with Node(...) as node)")
+    address = await resolve(node, dest)
+    if address.public_key == node.identity.public_key:
+        raise LocalProtocolError("cannot connect a node to itself")
+    names = list(plugins) if plugins is not None else list(available())
+    if not names:
+        raise LocalProtocolError("no plugin to race")
+
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    deadline = t0 + timeout
+    events: list[AttemptEvent] = []
+
+    def ms() -> float:
+        return round((loop.time() - t0) * 1000, 3)
+
+    def emit(ev: AttemptEvent) -> None:
+        events.append(ev)
+        node.emit(ev)
+        if on_event is not None:
+            on_event(ev)
+
+    attempts: dict[asyncio.Task[Pipe], tuple[Plugin, float]] = {}
+    for plugin in [create(n) for n in names]:
+        ctx = AttemptContext(node, address, plugin.name, deadline)
+        reason = plugin.applicable(ctx)
+        if reason is not None:
+            now = ms()
+            emit(AttemptEvent(plugin.name, Outcome.NOT_APPLICABLE, now, now, reason))
+            continue
+        attempts[loop.create_task(plugin.attempt(ctx), name=f"warpgate-{plugin.name}")] = (plugin, ms())
+
+    winner: tuple[Pipe, Plugin] | None = None
+    pending = set(attempts)
+    try:
+        while pending and winner is None:
+            done, pending = await asyncio.wait(
+                pending, timeout=max(0.0, deadline - loop.time()), return_when=asyncio.FIRST_COMPLETED
+            )
+            if not done:
+                break
+            for task in done:
+                plugin, start = attempts[task]
+                result = _settle(task, plugin.name, start, ms(), won=winner is None, expected=address)
+                emit(result[0])
+                if result[1] is not None:
+                    if winner is None:
+                        winner = (result[1], plugin)
+                    else:
+                        await result[1].close()
+    finally:
+        why = "another plugin won" if winner else "deadline reached"
+        for task in pending:
+            task.cancel()
+        for task in pending:
+            plugin, start = attempts[task]
+            try:
+                late = await task
+            except asyncio.CancelledError:
+                outcome = Outcome.CANCELLED if winner else Outcome.TIMEOUT
+                emit(AttemptEvent(plugin.name, outcome, start, ms(), why))
+            except AttemptFailed as exc:
+                emit(AttemptEvent(plugin.name, Outcome.FAILED, start, ms(), exc.reason, error_class=type(exc).__name__))
+            except Exception as exc:  # a plugin bug: reported, with its traceback, never swallowed
+                log.error("plugin %s raised while being cancelled", plugin.name, exc_info=exc)
+                emit(AttemptEvent(plugin.name, Outcome.FAILED, start, ms(), f"bug: {exc!r}", error_class=type(exc).__name__))
+            else:
+                await late.close()  # ignored cancellation: close what it made
+                emit(AttemptEvent(plugin.name, Outcome.CANCELLED, start, ms(), why + " (pipe closed)"))
+    if winner is None:
+        raise ConnectError(f"could not connect to {address.node_id}: every plugin failed", events)
+    winner[0].nominate()
+    return winner
+
+
+def _settle(
+    task: asyncio.Task[Pipe], plugin: str, start: float, end: float, *, won: bool, expected: Address
+) -> tuple[AttemptEvent, Pipe | None]:
+    exc = task.exception()
+    if exc is None:
+        pipe = task.result()
+        if pipe.peer_key != expected.public_key or pipe.closed:  # fail closed, whatever the plugin did
+            return AttemptEvent(plugin, Outcome.FAILED, start, end, "plugin returned an unusable pipe"), None
+        local = f"{pipe.proto}://{pipe.local[0]}:{pipe.local[1]}"
+        remote = f"{pipe.proto}://{pipe.remote[0]}:{pipe.remote[1]}"
+        reason = "" if won else "connected after another plugin won (pipe closed)"
+        ev = AttemptEvent(plugin, Outcome.CONNECTED, start, end, reason, pipe.path, local, remote, won=won)
+        return ev, pipe
+    if isinstance(exc, AttemptFailed):
+        return AttemptEvent(plugin, Outcome.FAILED, start, end, exc.reason, error_class=type(exc).__name__), None
+    log.error("plugin %s raised an unexpected error", plugin, exc_info=exc)
+    return AttemptEvent(plugin, Outcome.FAILED, start, end, f"bug: {exc!r}", error_class=type(exc).__name__), None
