@@ -92,7 +92,9 @@ async def tcp_initiate(
     except BaseException:
         writer.close()
         raise
-    return _tcp_pipe(reader, writer, peer_key=expected_key, conn_id=conn_id, plugin=purpose, queue_size=queue_size)
+    return _tcp_pipe(
+        reader, writer, peer_key=expected_key, conn_id=conn_id, plugin=purpose, queue_size=queue_size
+    )
 
 
 async def tcp_connect(
@@ -113,7 +115,12 @@ async def tcp_connect(
         raise AttemptFailed(f"tcp {host}:{port}: {exc.strerror or exc}") from exc
     try:
         return await tcp_initiate(
-            reader, writer, identity, expected_key=expected_key, conn_id=conn_id, purpose=purpose,
+            reader,
+            writer,
+            identity,
+            expected_key=expected_key,
+            conn_id=conn_id,
+            purpose=purpose,
             queue_size=queue_size,
         )
     except (asyncio.IncompleteReadError, ConnectionError) as exc:
@@ -141,7 +148,11 @@ async def tcp_respond(
         return
     assert resp.hello is not None
     pipe = _tcp_pipe(
-        reader, writer, peer_key=resp.peer_key, conn_id=resp.hello.conn_id, plugin=resp.hello.purpose,
+        reader,
+        writer,
+        peer_key=resp.peer_key,
+        conn_id=resp.hello.conn_id,
+        plugin=resp.hello.purpose,
         queue_size=queue_size,
     )
     on_incoming(pipe, resp.hello.conn_id)
@@ -157,7 +168,9 @@ class UdpEndpoint(asyncio.DatagramProtocol):
     listening socket is one of these; so is each ephemeral socket of a direct UDP attempt.
     """
 
-    def __init__(self, identity: Identity, on_incoming: IncomingHandler | None, queue_size: int = 1024) -> None:
+    def __init__(
+        self, identity: Identity, on_incoming: IncomingHandler | None, queue_size: int = 1024
+    ) -> None:
         self.identity = identity
         self.on_incoming = on_incoming
         self.queue_size = queue_size
@@ -211,7 +224,7 @@ class UdpEndpoint(asyncio.DatagramProtocol):
         self.transport.sendto(data, addr)
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
-        peer = _hostport(addr)
+        peer: HostPort = addr if len(addr) == 2 else (addr[0], addr[1])  # IPv6 adds flowinfo, scope
         try:
             kind, payload = frames.udp_parse(data)
         except RemoteProtocolError:
@@ -249,7 +262,9 @@ class UdpEndpoint(asyncio.DatagramProtocol):
             if pipe is not None:
                 # A HELLO from a peer that already has a pipe here: a new channel replaces the old one.
                 pipe._shutdown()
-            resp = self._responders[peer] = handshake.Responder(self.identity, os.urandom(handshake.NONCE_SIZE))
+            resp = self._responders[peer] = handshake.Responder(
+                self.identity, os.urandom(handshake.NONCE_SIZE)
+            )
             asyncio.get_running_loop().call_later(HANDSHAKE_TIMEOUT, self._expire_responder, peer, resp)
         was_done = resp.done
         self.sendto(frames.udp_frame(Kind.HANDSHAKE, resp.receive(payload)), peer)
@@ -294,7 +309,9 @@ class UdpEndpoint(asyncio.DatagramProtocol):
         """
         if peer in self._dialing:
             raise AttemptFailed(f"udp {peer[0]}:{peer[1]}: already dialling from this socket")
-        init = handshake.Initiator(self.identity, expected_key, conn_id, purpose, os.urandom(handshake.NONCE_SIZE))
+        init = handshake.Initiator(
+            self.identity, expected_key, conn_id, purpose, os.urandom(handshake.NONCE_SIZE)
+        )
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._dialing[peer] = (init, fut)
         try:
@@ -316,7 +333,13 @@ class UdpEndpoint(asyncio.DatagramProtocol):
 
 
 async def udp_connect(
-    host: str, port: int, identity: Identity, *, expected_key: bytes, conn_id: bytes, purpose: str,
+    host: str,
+    port: int,
+    identity: Identity,
+    *,
+    expected_key: bytes,
+    conn_id: bytes,
+    purpose: str,
     queue_size: int = 1024,
 ) -> Pipe:
     """Dial from a fresh ephemeral socket that the pipe then owns."""

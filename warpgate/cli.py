@@ -20,17 +20,29 @@ from warpgate.race import auto_connect
 
 
 def _node_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-i", "--interface", action="append", dest="interfaces", metavar="NAME",
-                   help="listen on this interface (repeatable; default: every non-loopback one)")
+    p.add_argument(
+        "-i",
+        "--interface",
+        action="append",
+        dest="interfaces",
+        metavar="NAME",
+        help="listen on this interface (repeatable; default: every non-loopback one)",
+    )
     p.add_argument("-p", "--port", type=int, default=0, help="TCP and UDP port (default: any free one)")
     p.add_argument("-4", dest="families", action="store_const", const=("ipv4",), help="IPv4 only")
     p.add_argument("-6", dest="families", action="store_const", const=("ipv6",), help="IPv6 only")
-    p.add_argument("--key", metavar="PATH", help="identity key file (created 0600 if missing; default: ephemeral)")
+    p.add_argument(
+        "--key", metavar="PATH", help="identity key file (created 0600 if missing; default: ephemeral)"
+    )
 
 
 def _make_node(args: argparse.Namespace) -> Node:
-    return Node(port=args.port, interfaces=args.interfaces, families=args.families or ("ipv4", "ipv6"),
-                key_path=args.key)
+    return Node(
+        port=args.port,
+        interfaces=args.interfaces,
+        families=args.families or ("ipv4", "ipv6"),
+        key_path=args.key,
+    )
 
 
 def _out(data: bytes) -> None:
@@ -71,20 +83,27 @@ async def cmd_connect(args: argparse.Namespace) -> int:
     async with node:
         events: list[AttemptEvent] = []
         t0 = time.perf_counter()
-        pipe, plugin = await auto_connect(node, dest, plugins=args.plugin, timeout=args.timeout,
-                                          on_event=events.append)
+        pipe, plugin = await auto_connect(
+            node, dest, plugins=args.plugin, timeout=args.timeout, on_event=events.append
+        )
         elapsed = (time.perf_counter() - t0) * 1000
-        print(f"# connected via {plugin.name} ({pipe.proto} {pipe.remote[0]}:{pipe.remote[1]}) in {elapsed:.1f} ms",
-              file=sys.stderr, flush=True)
+        where = f"{pipe.proto} {pipe.remote[0]}:{pipe.remote[1]}"
+        print(
+            f"# connected via {plugin.name} ({where}) in {elapsed:.1f} ms",
+            file=sys.stderr,
+            flush=True,
+        )
         if args.verbose:
             for ev in events:
-                print(f"#   {ev.plugin}: {ev.outcome.value} {ev.start_ms:.1f}-{ev.end_ms:.1f} ms {ev.reason}",
-                      file=sys.stderr)
+                print(
+                    f"#   {ev.plugin}: {ev.outcome.value} {ev.start_ms:.1f}-{ev.end_ms:.1f} ms {ev.reason}",
+                    file=sys.stderr,
+                )
         async with pipe:
             received = asyncio.get_running_loop().create_task(_pump_out(pipe))
             loop = asyncio.get_running_loop()
             while True:
-                chunk = await loop.run_in_executor(None, sys.stdin.buffer.read1, 65536)
+                chunk = await loop.run_in_executor(None, _read_stdin)
                 if not chunk:
                     break
                 await pipe.send(chunk)
@@ -102,6 +121,13 @@ async def cmd_connect(args: argparse.Namespace) -> int:
 
 
 pipe_bytes = [0]
+
+
+def _read_stdin() -> bytes:
+    stdin = sys.stdin.buffer
+    read1 = getattr(stdin, "read1", None)  # returns what is there now, so an interactive line goes at once
+    data: bytes = read1(65536) if read1 is not None else stdin.read(65536)
+    return data
 
 
 async def _pump_out(pipe: Pipe) -> None:
@@ -125,15 +151,41 @@ async def cmd_address(args: argparse.Namespace) -> int:
     print(f"bytes     {len(addr.to_bytes())}")
     print(f"ports     tcp {addr.tcp_port}  udp {addr.udp_port}")
     for i, iface in enumerate(addr.interfaces):
-        print(f"iface {i}   private {iface.private4 or '-'} {iface.private6 or '-'}  "
-              f"public {iface.public4 or '-'} {iface.public6 or '-'}  nat {iface.nat.name}")
+        print(
+            f"iface {i}   private {iface.private4 or '-'} {iface.private6 or '-'}  "
+            f"public {iface.public4 or '-'} {iface.public6 or '-'}  nat {iface.nat.name}"
+        )
     for b in addr.brokers:
         print(f"broker    {b}")
     return 0
 
 
+async def cmd_demo(args: argparse.Namespace) -> int:
+    """Two nodes on loopback: race the plugins, echo a message, show every attempt."""
+    async with Node(interfaces=["lo"]) as server, Node(interfaces=["lo"]) as client:
+        print(f"server {server.node_id[:12]}  address {server.addr_text}")
+        print(f"client {client.node_id[:12]}")
+        events: list[AttemptEvent] = []
+        t0 = time.perf_counter()
+        pipe, plugin = await auto_connect(client, server.addr_bytes, on_event=events.append)
+        elapsed = (time.perf_counter() - t0) * 1000
+        peer = await server.accept()
+        await pipe.send(b"hello through warpgate")
+        await peer.send(await peer.recv(timeout=5))
+        reply = await pipe.recv(timeout=5)
+        print(f"connected via {plugin.name} over {pipe.proto} in {elapsed:.2f} ms; echo: {reply.decode()}")
+        print(f"{'plugin':12} {'outcome':15} {'start ms':>9} {'end ms':>9}  detail")
+        for ev in events:
+            detail = ev.reason or f"{ev.local} -> {ev.remote}"
+            print(f"{ev.plugin:12} {ev.outcome.value:15} {ev.start_ms:9.2f} {ev.end_ms:9.2f}  {detail}")
+        await pipe.close()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="warpgate", description="NAT traversal: race every strategy, keep one pipe.")
+    parser = argparse.ArgumentParser(
+        prog="warpgate", description="NAT traversal: race every strategy, keep one pipe."
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens to stderr")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -147,12 +199,19 @@ def build_parser() -> argparse.ArgumentParser:
     _node_args(p)
     p.add_argument("--plugin", action="append", metavar="NAME", help="race only these plugins (repeatable)")
     p.add_argument("--timeout", type=float, default=10.0, help="give up connecting after this many seconds")
-    p.add_argument("--wait", type=float, default=1.0,
-                   help="after stdin ends, wait for replies until the peer is quiet this long (s)")
+    p.add_argument(
+        "--wait",
+        type=float,
+        default=1.0,
+        help="after stdin ends, wait for replies until the peer is quiet this long (s)",
+    )
     p.set_defaults(func=cmd_connect)
 
     p = sub.add_parser("plugins", help="list the registered traversal plugins")
     p.set_defaults(func=cmd_plugins)
+
+    p = sub.add_parser("demo", help="two nodes on loopback connect, echo a message and show the race")
+    p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("address", help="decode and show an address")
     p.add_argument("address")
@@ -162,10 +221,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        stream=sys.stderr,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
     try:
-        return asyncio.run(args.func(args))
+        rc: int = asyncio.run(args.func(args))
+        return rc
     except AddressError as exc:
         print(f"warpgate: AddressError: {exc}", file=sys.stderr)
         return 2

@@ -28,33 +28,33 @@ async def first_success(starts: Iterable[tuple[float, Callable[[], Awaitable[Pip
     if not tasks:
         raise AttemptFailed("nothing to try")
     reasons: list[str] = []
+    chosen: asyncio.Task[Pipe] | None = None
     pending = set(tasks)
     try:
-        while pending:
+        while pending and chosen is None:
             done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 exc = task.exception()
                 if exc is None:
-                    return task.result()
-                if not isinstance(exc, AttemptFailed):
+                    chosen = chosen or task
+                elif not isinstance(exc, AttemptFailed):
                     raise exc
-                reasons.append(exc.reason)
-        raise AttemptFailed("; ".join(reasons))
+                else:
+                    reasons.append(exc.reason)
+        if chosen is None:
+            raise AttemptFailed("; ".join(reasons))
+        return chosen.result()
     finally:
         for task in pending:
             task.cancel()
         for task in tasks:
-            if task.done() and not task.cancelled() and task.exception() is None:
+            if task is chosen:
                 continue
             try:
-                late = await task
+                extra = await task
             except (asyncio.CancelledError, AttemptFailed):
                 continue
             except Exception as exc:  # logged with traceback; the winner (if any) stands
-                log.error("happy-eyeballs branch failed while being cancelled", exc_info=exc)
+                log.error("happy-eyeballs branch failed", exc_info=exc)
                 continue
-            await late.close()
-        # A branch that finished in the same wake-up as the winner also made a pipe: close it.
-        winners = [t for t in tasks if t.done() and not t.cancelled() and t.exception() is None]
-        for extra in winners[1:]:
-            await extra.result().close()
+            await extra.close()  # finished in the same wake-up as the winner, or ignored cancel

@@ -18,7 +18,9 @@ class LocalInterface:
     ipv6: tuple[ipaddress.IPv6Address, ...]
 
 
-def list_interfaces(names: Sequence[str] | None = None, families: Iterable[str] = ("ipv4", "ipv6")) -> list[LocalInterface]:
+def list_interfaces(
+    names: Sequence[str] | None = None, families: Iterable[str] = ("ipv4", "ipv6")
+) -> list[LocalInterface]:
     """Interfaces with usable addresses. ``names=None`` means every non-loopback interface.
 
     Link-local IPv6 (fe80::/10) is left out: it needs a scope id that an address cannot carry.

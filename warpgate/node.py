@@ -7,7 +7,7 @@ import errno
 import logging
 import os
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from types import TracebackType
 
 from warpgate.channels import UdpEndpoint, tcp_respond
@@ -85,7 +85,9 @@ class Node:
                 await self._close_sockets()
                 # With port 0 the first bind picks a port that another address may already use.
                 if self.requested_port or exc.errno != errno.EADDRINUSE or attempt == 19:
-                    raise WarpgateError(f"cannot bind port {self.requested_port or 'any'}: {exc.strerror}") from exc
+                    raise WarpgateError(
+                        f"cannot bind port {self.requested_port or 'any'}: {exc.strerror}"
+                    ) from exc
         self.started = True
         log.info("node %s listening on port %d (%s)", self.node_id[:8], self.port, ", ".join(hosts))
         return self
@@ -98,7 +100,9 @@ class Node:
             )
             self._servers.append(server)
             port = port or server.sockets[0].getsockname()[1]
-            self._udp.append(await UdpEndpoint.bind(self.identity, (host, port), self._on_incoming, self.queue_size))
+            self._udp.append(
+                await UdpEndpoint.bind(self.identity, (host, port), self._on_incoming, self.queue_size)
+            )
         self.port = port
 
     async def _close_sockets(self) -> None:
@@ -217,8 +221,9 @@ class Node:
             log.warning("node %s: accept backlog full, closing %r", self.node_id[:8], pipe)
             self.spawn(pipe.close())
 
-    def spawn(self, coro: object) -> asyncio.Task[object]:
-        task: asyncio.Task[object] = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+    def spawn(self, coro: Coroutine[object, object, object]) -> asyncio.Task[object]:
+        """Run ``coro`` as a task the node owns: cancelled at stop, failures logged."""
+        task: asyncio.Task[object] = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
         return task

@@ -138,7 +138,8 @@ class Pipe:
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
-        return f"<Pipe {self.proto} {self.plugin} peer={self.peer_id[:8]} {self.remote[0]}:{self.remote[1]} {state}>"
+        where = f"{self.remote[0]}:{self.remote[1]}"
+        return f"<Pipe {self.proto} {self.plugin} peer={self.peer_id[:8]} {where} {state}>"
 
     # -- user API ----------------------------------------------------------------------------
 
@@ -165,7 +166,11 @@ class Pipe:
         if not isinstance(data, bytes | bytearray | memoryview):
             raise TypeError(f"send takes bytes, not {type(data).__name__}")
         if self.proto == "tcp":
-            self._send_raw(frames.tcp_frame(Kind.DATA, bytes(data)))
+            if len(data) > 4096:  # two writes beat copying a large payload behind its header
+                self._send_raw(frames.tcp_header_for(Kind.DATA, len(data)))
+                self._send_raw(bytes(data))
+            else:
+                self._send_raw(frames.tcp_frame(Kind.DATA, bytes(data)))
             if self._drain is not None:
                 await self._drain()  # type: ignore[misc]
         else:
@@ -248,9 +253,8 @@ class Pipe:
             if self.proto == "udp":
                 self._send_raw(frames.udp_frame(Kind.NOMINATE_ACK))
             self._mark_nominated()
-        elif kind is Kind.NOMINATE_ACK:
-            if self._nominate_ack is not None and not self._nominate_ack.done():
-                self._nominate_ack.set_result(None)
+        elif kind is Kind.NOMINATE_ACK and self._nominate_ack is not None and not self._nominate_ack.done():
+            self._nominate_ack.set_result(None)
 
     def _mark_nominated(self) -> None:
         if not self.nominated:

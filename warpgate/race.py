@@ -106,10 +106,23 @@ async def auto_connect(
                 outcome = Outcome.CANCELLED if winner else Outcome.TIMEOUT
                 emit(AttemptEvent(plugin.name, outcome, start, ms(), why))
             except AttemptFailed as exc:
-                emit(AttemptEvent(plugin.name, Outcome.FAILED, start, ms(), exc.reason, error_class=type(exc).__name__))
+                emit(
+                    AttemptEvent(
+                        plugin.name, Outcome.FAILED, start, ms(), exc.reason, error_class=type(exc).__name__
+                    )
+                )
             except Exception as exc:  # a plugin bug: reported, with its traceback, never swallowed
                 log.error("plugin %s raised while being cancelled", plugin.name, exc_info=exc)
-                emit(AttemptEvent(plugin.name, Outcome.FAILED, start, ms(), f"bug: {exc!r}", error_class=type(exc).__name__))
+                emit(
+                    AttemptEvent(
+                        plugin.name,
+                        Outcome.FAILED,
+                        start,
+                        ms(),
+                        f"bug: {exc!r}",
+                        error_class=type(exc).__name__,
+                    )
+                )
             else:
                 await late.close()  # ignored cancellation: close what it made
                 emit(AttemptEvent(plugin.name, Outcome.CANCELLED, start, ms(), why + " (pipe closed)"))
@@ -133,6 +146,10 @@ def _settle(
         ev = AttemptEvent(plugin, Outcome.CONNECTED, start, end, reason, pipe.path, local, remote, won=won)
         return ev, pipe
     if isinstance(exc, AttemptFailed):
-        return AttemptEvent(plugin, Outcome.FAILED, start, end, exc.reason, error_class=type(exc).__name__), None
+        return AttemptEvent(
+            plugin, Outcome.FAILED, start, end, exc.reason, error_class=type(exc).__name__
+        ), None
     log.error("plugin %s raised an unexpected error", plugin, exc_info=exc)
-    return AttemptEvent(plugin, Outcome.FAILED, start, end, f"bug: {exc!r}", error_class=type(exc).__name__), None
+    return AttemptEvent(
+        plugin, Outcome.FAILED, start, end, f"bug: {exc!r}", error_class=type(exc).__name__
+    ), None

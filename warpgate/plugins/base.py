@@ -36,16 +36,27 @@ class AttemptContext:
 
     async def connect_tcp(self, host: str, port: int, local_addr: tuple[str, int] | None = None) -> Pipe:
         pipe = await channels.tcp_connect(
-            host, port, self.node.identity, expected_key=self.dest.public_key, conn_id=self.conn_id,
-            purpose=self.plugin, local_addr=local_addr, queue_size=self.node.queue_size,
+            host,
+            port,
+            self.node.identity,
+            expected_key=self.dest.public_key,
+            conn_id=self.conn_id,
+            purpose=self.plugin,
+            local_addr=local_addr,
+            queue_size=self.node.queue_size,
         )
         self.node.track(pipe)
         return pipe
 
     async def connect_udp(self, host: str, port: int) -> Pipe:
         pipe = await channels.udp_connect(
-            host, port, self.node.identity, expected_key=self.dest.public_key, conn_id=self.conn_id,
-            purpose=self.plugin, queue_size=self.node.queue_size,
+            host,
+            port,
+            self.node.identity,
+            expected_key=self.dest.public_key,
+            conn_id=self.conn_id,
+            purpose=self.plugin,
+            queue_size=self.node.queue_size,
         )
         self.node.track(pipe)
         return pipe
@@ -53,8 +64,13 @@ class AttemptContext:
     async def authenticate_stream(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> Pipe:
         """Authenticate a stream a plugin opened by its own means (a relay, a punched socket)."""
         pipe = await channels.tcp_initiate(
-            reader, writer, self.node.identity, expected_key=self.dest.public_key, conn_id=self.conn_id,
-            purpose=self.plugin, queue_size=self.node.queue_size,
+            reader,
+            writer,
+            self.node.identity,
+            expected_key=self.dest.public_key,
+            conn_id=self.conn_id,
+            purpose=self.plugin,
+            queue_size=self.node.queue_size,
         )
         self.node.track(pipe)
         return pipe

@@ -29,7 +29,9 @@ class Direct(Plugin):
 
     async def attempt(self, ctx: AttemptContext) -> Pipe:
         starts = [(0.0, partial(ctx.connect_tcp, ep.host, ep.port)) for ep in ctx.dest.endpoints("tcp")]
-        starts += [(UDP_DELAY, partial(ctx.connect_udp, ep.host, ep.port)) for ep in ctx.dest.endpoints("udp")]
+        starts += [
+            (UDP_DELAY, partial(ctx.connect_udp, ep.host, ep.port)) for ep in ctx.dest.endpoints("udp")
+        ]
         if not starts:
             raise NotApplicable("the address lists no endpoint")
         return await first_success(starts)

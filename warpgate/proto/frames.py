@@ -24,10 +24,15 @@ class Kind(enum.IntEnum):
     NOMINATE_ACK = 0xD4
 
 
+def tcp_header_for(kind: Kind, size: int) -> bytes:
+    """The 5-byte header of a frame whose payload has ``size`` bytes."""
+    if size + 1 > MAX_FRAME:
+        raise ValueError(f"frame of {size} bytes exceeds {MAX_FRAME}")
+    return (size + 1).to_bytes(4, "big") + bytes((kind,))
+
+
 def tcp_frame(kind: Kind, payload: bytes = b"") -> bytes:
-    if len(payload) + 1 > MAX_FRAME:
-        raise ValueError(f"frame of {len(payload)} bytes exceeds {MAX_FRAME}")
-    return (len(payload) + 1).to_bytes(4, "big") + bytes((kind,)) + payload
+    return tcp_header_for(kind, len(payload)) + payload
 
 
 def tcp_header(header: bytes) -> tuple[Kind, int]:

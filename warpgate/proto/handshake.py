@@ -71,7 +71,14 @@ Message = Hello | Challenge | Proof | Done
 def encode(msg: Message) -> bytes:
     if isinstance(msg, Hello):
         purpose = msg.purpose.encode("ascii")
-        return bytes((Step.HELLO, VERSION)) + msg.conn_id + msg.nonce + msg.key + bytes((len(purpose),)) + purpose
+        return (
+            bytes((Step.HELLO, VERSION))
+            + msg.conn_id
+            + msg.nonce
+            + msg.key
+            + bytes((len(purpose),))
+            + purpose
+        )
     if isinstance(msg, Challenge):
         return bytes((Step.CHALLENGE,)) + msg.conn_id + msg.nonce + msg.key + _sig(msg.signature)
     if isinstance(msg, Proof):
@@ -118,14 +125,18 @@ def decode(data: bytes) -> Message:
     raise RemoteProtocolError(f"unknown handshake step {step}")
 
 
-def transcript(conn_id: bytes, nonce_i: bytes, nonce_r: bytes, key_i: bytes, key_r: bytes, purpose: str) -> bytes:
+def transcript(
+    conn_id: bytes, nonce_i: bytes, nonce_r: bytes, key_i: bytes, key_r: bytes, purpose: str
+) -> bytes:
     return _CONTEXT + conn_id + nonce_i + nonce_r + key_i + key_r + purpose.encode("ascii")
 
 
 class Initiator:
     """The dialling side. Feed it every handshake message; send what it returns."""
 
-    def __init__(self, identity: Identity, expected_key: bytes, conn_id: bytes, purpose: str, nonce: bytes) -> None:
+    def __init__(
+        self, identity: Identity, expected_key: bytes, conn_id: bytes, purpose: str, nonce: bytes
+    ) -> None:
         if len(conn_id) != CONN_ID_SIZE or len(nonce) != NONCE_SIZE:
             raise LocalProtocolError("conn_id must be 16 bytes and nonce 32 bytes")
         if not purpose.isascii() or len(purpose) > 64:
@@ -144,7 +155,9 @@ class Initiator:
         if isinstance(msg, Challenge):
             if msg.key != self.expected_key:
                 raise HandshakeError("reached the wrong peer: its key is not the one in the address")
-            t = transcript(msg.conn_id, self.hello.nonce, msg.nonce, self.hello.key, msg.key, self.hello.purpose)
+            t = transcript(
+                msg.conn_id, self.hello.nonce, msg.nonce, self.hello.key, msg.key, self.hello.purpose
+            )
             if not verify(msg.key, msg.signature, b"R" + t):
                 raise HandshakeError("peer's signature does not verify")
             self.last = encode(Proof(msg.conn_id, self.identity.sign(b"I" + t)))

@@ -1,0 +1,202 @@
+"""Race semantics with fake plugins: first winner, cancellation, slow loser closed, all-fail error."""
+
+import asyncio
+import os
+
+import pytest
+
+from tests.conftest import assert_no_tasks
+from warpgate import AttemptFailed, ConnectError, Node, NotApplicable, Outcome, Plugin, auto_connect, register
+from warpgate import plugins as registry
+from warpgate.errors import LocalProtocolError, PluginError
+from warpgate.pipe import Pipe
+
+log: list[str] = []
+made: list[Pipe] = []
+
+
+def fake_pipe(ctx, name):
+    pipe = Pipe(
+        "tcp",
+        peer_key=ctx.dest.public_key,
+        conn_id=os.urandom(16),
+        plugin=name,
+        local=("127.0.0.1", 1),
+        remote=("127.0.0.1", 2),
+        send_raw=lambda d: None,
+        close_raw=lambda: log.append(f"{name} closed"),
+    )
+    made.append(pipe)
+    return pipe
+
+
+class Fast(Plugin):
+    name = "t_fast"
+
+    async def attempt(self, ctx):
+        await asyncio.sleep(0)
+        return fake_pipe(ctx, self.name)
+
+
+class Slow(Plugin):
+    name = "t_slow"
+
+    async def attempt(self, ctx):
+        try:
+            await asyncio.sleep(30)
+        finally:
+            log.append("slow cleaned up")
+        raise AssertionError("unreachable")
+
+
+class Stubborn(Plugin):
+    """Ignores cancellation and still returns a pipe: the race must close it."""
+
+    name = "t_stubborn"
+
+    async def attempt(self, ctx):
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            pass
+        return fake_pipe(ctx, self.name)
+
+
+class Fails(Plugin):
+    name = "t_fails"
+
+    async def attempt(self, ctx):
+        raise AttemptFailed("port 9 is closed")
+
+
+class Buggy(Plugin):
+    name = "t_buggy"
+
+    async def attempt(self, ctx):
+        raise ZeroDivisionError("oops")
+
+
+class Never(Plugin):
+    name = "t_never"
+
+    def applicable(self, ctx):
+        return "needs a signal channel"
+
+    async def attempt(self, ctx):
+        raise NotApplicable("unreachable")
+
+
+class Impostor(Plugin):
+    """Returns a pipe authenticated to some other key: must never reach the user."""
+
+    name = "t_impostor"
+
+    async def attempt(self, ctx):
+        pipe = fake_pipe(ctx, self.name)
+        pipe.peer_key = os.urandom(33)
+        return pipe
+
+
+ALL = [Fast, Slow, Stubborn, Fails, Buggy, Never, Impostor]
+
+
+@pytest.fixture(autouse=True)
+def fakes():
+    before = dict(registry._registry)
+    for cls in ALL:
+        register(cls)
+    log.clear()
+    made.clear()
+    yield
+    registry._registry.clear()
+    registry._registry.update(before)
+
+
+@pytest.fixture
+async def nodes():
+    async with Node(interfaces=["lo"]) as a, Node(interfaces=["lo"]) as b:
+        yield a, b
+
+
+async def test_first_winner_cancels_and_awaits_the_rest(nodes):
+    a, b = nodes
+    events = []
+    pipe, plugin = await auto_connect(
+        b, a.address, plugins=["t_slow", "t_fast", "t_fails"], on_event=events.append
+    )
+    assert plugin.name == "t_fast" and pipe.plugin == "t_fast"
+    assert "slow cleaned up" in log  # the loser ran its finally before auto_connect returned
+    by = {e.plugin: e for e in events}
+    assert by["t_fast"].outcome is Outcome.CONNECTED and by["t_fast"].won
+    assert by["t_slow"].outcome is Outcome.CANCELLED
+    assert by["t_fails"].outcome is Outcome.FAILED and by["t_fails"].reason == "port 9 is closed"
+    assert all(e.end_ms >= e.start_ms >= 0 for e in events)
+    assert_no_tasks()
+
+
+async def test_slow_loser_pipe_is_closed(nodes):
+    a, b = nodes
+    events = []
+    pipe, plugin = await auto_connect(b, a.address, plugins=["t_stubborn", "t_fast"], on_event=events.append)
+    assert plugin.name == "t_fast"
+    assert "t_stubborn closed" in log and "t_fast closed" not in log
+    assert not pipe.closed
+    assert {e.plugin: e.outcome for e in events}["t_stubborn"] is Outcome.CANCELLED
+    assert_no_tasks()
+
+
+async def test_all_fail_lists_every_reason(nodes):
+    a, b = nodes
+    with pytest.raises(ConnectError) as info:
+        await auto_connect(b, a.address, plugins=["t_fails", "t_buggy", "t_never", "t_impostor"])
+    text = str(info.value)
+    assert "port 9 is closed" in text
+    assert "ZeroDivisionError" in text
+    assert "needs a signal channel" in text
+    assert "unusable pipe" in text
+    outcomes = {e.plugin: e.outcome for e in info.value.attempts}
+    assert outcomes == {
+        "t_fails": Outcome.FAILED,
+        "t_buggy": Outcome.FAILED,
+        "t_never": Outcome.NOT_APPLICABLE,
+        "t_impostor": Outcome.FAILED,
+    }
+    assert_no_tasks()
+
+
+async def test_deadline_turns_into_timeouts(nodes):
+    a, b = nodes
+    with pytest.raises(ConnectError) as info:
+        await auto_connect(b, a.address, plugins=["t_slow"], timeout=0.05)
+    assert [e.outcome for e in info.value.attempts] == [Outcome.TIMEOUT]
+    assert "slow cleaned up" in log
+    assert_no_tasks()
+
+
+async def test_cancelling_auto_connect_cancels_every_attempt(nodes):
+    a, b = nodes
+    task = asyncio.ensure_future(auto_connect(b, a.address, plugins=["t_slow", "t_stubborn"]))
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert "slow cleaned up" in log and "t_stubborn closed" in log
+    assert_no_tasks()
+
+
+async def test_node_listeners_see_every_event(nodes):
+    a, b = nodes
+    seen = []
+    b.add_listener(seen.append)
+    await auto_connect(b, a.address, plugins=["t_fast", "t_fails"])
+    assert sorted(e.plugin for e in seen) == ["t_fails", "t_fast"]
+
+
+async def test_bad_calls(nodes):
+    a, b = nodes
+    with pytest.raises(PluginError):
+        await auto_connect(b, a.address, plugins=["nope"])
+    with pytest.raises(LocalProtocolError):
+        await auto_connect(b, b.address)
+    with pytest.raises(LocalProtocolError):
+        await auto_connect(Node(interfaces=["lo"]), a.address)
