@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from dataclasses import dataclass
 
 import pytest
 
@@ -22,3 +23,34 @@ def assert_no_tasks() -> None:
     current = asyncio.current_task()
     left = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
     assert not left, f"tasks left pending: {left}"
+
+
+@dataclass
+class Broker:
+    daemon: object
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+
+@pytest.fixture
+def mosquitto_factory(tmp_path):
+    """Start real mosquitto brokers on 127.0.0.1 (free ports); all stopped by PID afterwards."""
+    from netsim.daemons import Daemon, mosquitto
+    from tests.daemons import free_port
+
+    started = []
+
+    def start(port: int | None = None) -> Broker:
+        port = port or free_port()
+        daemon = Daemon(mosquitto("127.0.0.1", port), tmp_path / "mosquitto")
+        daemon.start()
+        started.append(daemon)
+        return Broker(daemon, port)
+
+    yield start
+    for daemon in started:
+        daemon.stop()
+    assert not any(d.running for d in started)

@@ -10,6 +10,7 @@ import socket
 from collections.abc import Callable, Coroutine, Sequence
 from types import TracebackType
 
+from warpgate import plugins
 from warpgate.channels import UdpEndpoint, tcp_respond
 from warpgate.errors import LocalProtocolError, WarpgateError
 from warpgate.events import AttemptEvent
@@ -17,6 +18,7 @@ from warpgate.identity import Identity
 from warpgate.interfaces import LocalInterface, list_interfaces
 from warpgate.pipe import Pipe
 from warpgate.proto.address import Address, Interface
+from warpgate.signal import SignalChannel, parse_broker
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +70,10 @@ class Node:
         self._tasks: set[asyncio.Task[object]] = set()
         self._listeners: list[EventCallback] = []
         self._address: Address | None = None
+        self.signal: SignalChannel | None = None
+        """The signal channel, when ``brokers`` were given (``mqtt://host:port``)."""
+        for url in self.brokers:
+            parse_broker(url)
         self.started = False
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -89,6 +95,15 @@ class Node:
                         f"cannot bind port {self.requested_port or 'any'}: {exc.strerror}"
                     ) from exc
         self.started = True
+        try:
+            if self.brokers:
+                self.signal = SignalChannel(self.identity, lambda: self.address, self.brokers)
+                await self.signal.start()
+            for plugin in plugins.available().values():
+                plugin.install(self)
+        except BaseException:
+            await self.stop()
+            raise
         log.info("node %s listening on port %d (%s)", self.node_id[:8], self.port, ", ".join(hosts))
         return self
 
@@ -117,6 +132,9 @@ class Node:
 
     async def stop(self) -> None:
         """Close every pipe, socket and task this node owns."""
+        if self.signal is not None:
+            await self.signal.stop()
+            self.signal = None
         for server in self._servers:
             server.close()
         for pipe in list(self._pipes):
@@ -189,7 +207,9 @@ class Node:
     def expect(self, conn_id: bytes) -> asyncio.Future[Pipe]:
         """Route the incoming channel carrying ``conn_id`` to the returned future, not to accept().
 
-        Used by plugins where the peer dials us on our request (reverse connect, punching).
+        Used by plugins where the peer dials us on our request (reverse connect, punching). The
+        future resolves with the channel the peer *nominates*, so the peer must call
+        ``pipe.nominate()`` on the channel it keeps.
         """
         fut: asyncio.Future[Pipe] = asyncio.get_running_loop().create_future()
         self._expected[conn_id] = fut
@@ -237,7 +257,13 @@ class Node:
         self.track(pipe)
         fut = self._expected.get(conn_id)
         if fut is not None and not fut.done():
-            fut.set_result(pipe)
+            # The peer dials us on our request, possibly over several endpoints at once; the one
+            # it keeps is the one it nominates (its losers are closed and never resolve this).
+            def chosen(p: Pipe) -> None:
+                if not fut.done():
+                    fut.set_result(p)
+
+            pipe.on_nominated = chosen
             return
         # Reaches the user only once the dialling side nominates it (or sends data): the losers of
         # the peer's race are closed by the peer and never show up in accept().

@@ -22,8 +22,12 @@ def tool(name: str) -> str:
 
 
 def test_ruff_clean():
-    out = subprocess.run([tool("ruff"), "check", "warpgate", "netsim", "tests", "bench"], cwd=ROOT,
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [tool("ruff"), "check", "warpgate", "netsim", "tests", "bench"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
 
 

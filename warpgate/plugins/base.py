@@ -81,6 +81,10 @@ class Plugin(ABC):
 
     name: ClassVar[str]
 
+    @classmethod  # noqa: B027  (an optional hook, empty by default)
+    def install(cls, node: Node) -> None:
+        """Called once per node at start: set up the accepting side (e.g. signal handlers)."""
+
     def applicable(self, ctx: AttemptContext) -> str | None:
         """None if the plugin can try; otherwise the reason it cannot (reported as not_applicable)."""
         return None

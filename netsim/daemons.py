@@ -1,0 +1,152 @@
+"""Real infrastructure daemons (mosquitto, coturn, miniupnpd, the names server), run from code.
+
+A ``DaemonSpec`` is plain data: argv, generated config files, and a regex on the daemon's own log
+that means "ready". ``Daemon`` writes the configs into a work directory, starts the process
+(optionally behind a prefix such as ``ip netns exec NS``), copies its output to a log file while
+watching for the ready line, and raises ``DaemonError`` with the log tail if the process exits or
+stays silent past its timeout. ``stop()`` terminates by PID, then kills after a grace period.
+No readiness sleeps, no ``pkill``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+from netsim.errors import DaemonError
+
+
+@dataclass(frozen=True)
+class DaemonSpec:
+    name: str
+    argv: tuple[str, ...]
+    """Command; ``{dir}`` is replaced by the daemon's work directory."""
+    ready: str
+    """Regex searched in each output line; the first match means the daemon serves."""
+    configs: dict[str, str] = field(default_factory=dict)
+    """File name -> contents, written into the work directory; ``{dir}`` is replaced there too."""
+    timeout: float = 10.0
+    stop_grace: float = 5.0
+
+
+class Daemon:
+    """One running daemon. Use as a context manager, or ``start()`` / ``stop()``."""
+
+    def __init__(self, spec: DaemonSpec, workdir: str | os.PathLike[str], prefix: Sequence[str] = ()) -> None:
+        self.spec = spec
+        self.dir = Path(workdir)
+        self.prefix = list(prefix)
+        self.log_path = self.dir / f"{spec.name}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._ready = threading.Event()
+        self._reader: threading.Thread | None = None
+
+    @property
+    def pid(self) -> int:
+        if self.proc is None:
+            raise DaemonError(f"{self.spec.name} is not running")
+        return self.proc.pid
+
+    def argv(self) -> list[str]:
+        return self.prefix + [a.replace("{dir}", str(self.dir)) for a in self.spec.argv]
+
+    def start(self) -> Daemon:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        for name, text in self.spec.configs.items():
+            (self.dir / name).write_text(text.replace("{dir}", str(self.dir)))
+        exe = self.spec.argv[0]
+        if shutil.which(exe) is None and not Path(exe).exists():
+            raise DaemonError(f"{self.spec.name}: {exe} is not installed (bash scripts/setup.sh installs it)")
+        self.proc = subprocess.Popen(
+            self.argv(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # our own process group: a Ctrl-C of the runner is ours to relay
+        )
+        self._reader = threading.Thread(target=self._pump, name=f"log-{self.spec.name}", daemon=True)
+        self._reader.start()
+        ready = self._ready.wait(self.spec.timeout)
+        if not ready or self.proc.poll() is not None:
+            code = self.proc.poll()
+            self.stop()
+            why = f"exited with {code}" if code is not None else f"not ready within {self.spec.timeout:.0f} s"
+            raise DaemonError(
+                f"{self.spec.name} {why}: {' '.join(self.argv())}\n--- log tail ---\n{self.log_tail()}"
+            )
+        return self
+
+    def _pump(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        pattern = re.compile(self.spec.ready)
+        with open(self.log_path, "ab") as log:
+            for line in self.proc.stdout:
+                log.write(line)
+                log.flush()
+                if not self._ready.is_set() and pattern.search(line.decode("utf-8", "replace")):
+                    self._ready.set()
+        self._ready.set()  # EOF: wake start(), which then sees the exit
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def stop(self) -> int | None:
+        """Terminate by PID (SIGTERM, then SIGKILL after the grace period); returns the exit code."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(self.spec.stop_grace)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        if self._reader is not None:
+            self._reader.join(5)
+        code = self.proc.returncode
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        return code
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def __enter__(self) -> Daemon:
+        return self.start()
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+def mosquitto(host: str, port: int) -> DaemonSpec:
+    """An MQTT broker for the signal channel (recipe: nat-recipes.md §6.1)."""
+    conf = f"""listener {port} {host}
+allow_anonymous true
+persistence false
+log_dest stderr
+log_type error
+log_type warning
+log_type notice
+log_type information
+connection_messages true
+"""
+    return DaemonSpec(
+        name=f"mosquitto-{port}",
+        argv=("mosquitto", "-c", f"{{dir}}/mosquitto-{port}.conf"),
+        configs={f"mosquitto-{port}.conf": conf},
+        ready=r"mosquitto version \S+ running",
+    )

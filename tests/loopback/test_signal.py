@@ -1,0 +1,218 @@
+"""Signal channel and reverse connect against a real mosquitto broker on 127.0.0.1."""
+
+import asyncio
+
+import pytest
+
+from tests.conftest import assert_no_tasks
+from warpgate import ConnectError, Node, Outcome, auto_connect
+from warpgate.proto.envelope import MsgType, seal
+
+
+async def wait_for(predicate, timeout=10.0):
+    """Poll a condition that has no event to wait on (broker-side state), bounded in time."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.02)
+
+
+async def test_reverse_only(mosquitto_factory):
+    broker = mosquitto_factory()
+    async with (
+        Node(interfaces=["lo"], brokers=[broker.url]) as a,
+        Node(interfaces=["lo"], brokers=[broker.url]) as b,
+    ):
+        assert a.signal.connected and b.signal.connected
+        events = []
+        pipe, plugin = await auto_connect(b, a.address, plugins=["reverse"], on_event=events.append)
+        assert plugin.name == "reverse" and pipe.plugin == "reverse"
+        incoming = await asyncio.wait_for(a.accept(), 5)
+        assert incoming.peer_id == b.node_id
+        await pipe.send(b"via reverse")
+        assert await incoming.recv(timeout=5) == b"via reverse"
+        await incoming.send(b"back")
+        assert await pipe.recv(timeout=5) == b"back"
+        assert events[0].outcome is Outcome.CONNECTED
+    assert_no_tasks()
+
+
+async def test_race_with_reverse_and_direct_cleans_up_both_sides(mosquitto_factory):
+    broker = mosquitto_factory()
+    async with (
+        Node(interfaces=["lo"], brokers=[broker.url]) as a,
+        Node(interfaces=["lo"], brokers=[broker.url]) as b,
+    ):
+        pipe, plugin = await auto_connect(b, a.address)
+        incoming = await asyncio.wait_for(a.accept(), 5)
+        await pipe.send(b"x")
+        assert await incoming.recv(timeout=5) == b"x"
+        # Exactly one pipe reached A's user, whichever plugin won.
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.3):
+                await a.accept()
+
+
+async def test_no_broker_fails_fast_and_direct_still_connects(mosquitto_factory):
+    from tests.daemons import free_port
+
+    dead = f"mqtt://127.0.0.1:{free_port()}"  # nothing listens there
+    async with Node(interfaces=["lo"], brokers=[dead]) as a, Node(interfaces=["lo"], brokers=[dead]) as b:
+        assert not b.signal.connected
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        with pytest.raises(ConnectError, match="no signal broker reachable") as info:
+            await auto_connect(b, a.address, plugins=["reverse"], timeout=10)
+        assert loop.time() - t0 < 1.0  # fails fast, not at the deadline
+        assert info.value.attempts[0].outcome is Outcome.FAILED
+        pipe, plugin = await auto_connect(b, a.address)
+        assert plugin.name == "direct"
+
+
+async def test_failover_to_second_broker_and_reconnect(mosquitto_factory):
+    one, two = mosquitto_factory(), mosquitto_factory()
+    async with (
+        Node(interfaces=["lo"], brokers=[one.url, two.url]) as a,
+        Node(interfaces=["lo"], brokers=[one.url, two.url]) as b,
+    ):
+        await wait_for(lambda: all(lk.connected.is_set() for n in (a, b) for lk in n.signal.links.values()))
+        one.daemon.stop()
+        pipe, plugin = await auto_connect(b, a.address, plugins=["reverse"], timeout=10)
+        assert plugin.name == "reverse"
+        await pipe.close()
+        # restart the first broker on the same port: both nodes reconnect to it
+        mosquitto_factory(one.port)
+        await wait_for(lambda: all(n.signal.links[one.url].connected.is_set() for n in (a, b)))
+        two.daemon.stop()
+        pipe, plugin = await auto_connect(b, a.address, plugins=["reverse"], timeout=10)
+        assert plugin.name == "reverse"
+
+
+async def test_duplicates_from_several_brokers_are_dropped(mosquitto_factory):
+    one, two = mosquitto_factory(), mosquitto_factory()
+    async with (
+        Node(interfaces=["lo"], brokers=[one.url, two.url]) as a,
+        Node(interfaces=["lo"], brokers=[one.url, two.url]) as b,
+    ):
+        await wait_for(lambda: all(lk.connected.is_set() for n in (a, b) for lk in n.signal.links.values()))
+        calls = []
+
+        async def handler(sender, body):
+            calls.append(body)
+            return {"n": len(calls)}
+
+        a.signal.on("test.count", handler)
+        answer = await b.signal.request(a.address, "test.count", {"x": 1})
+        assert answer == {"n": 1}
+        await wait_for(lambda: a.signal.stats["replayed"] >= 1)  # the copy through the other broker
+        assert len(calls) == 1
+
+
+async def publish_raw(node: Node, dest: Node, data: bytes) -> None:
+    link = next(lk for lk in node.signal.links.values() if lk.client is not None)
+    await link.client.publish(f"warpgate/v1/{dest.node_id}", data, qos=1)
+
+
+@pytest.fixture
+async def pair(mosquitto_factory):
+    broker = mosquitto_factory()
+    async with (
+        Node(interfaces=["lo"], brokers=[broker.url]) as a,
+        Node(interfaces=["lo"], brokers=[broker.url]) as b,
+        Node(interfaces=["lo"], brokers=[broker.url]) as c,
+    ):
+        calls = []
+
+        async def handler(sender, body):
+            calls.append((sender.node_id, body))
+            return {}
+
+        a.signal.on("test.act", handler)
+        yield a, b, c, calls
+
+
+def payload(body: dict) -> bytes:
+    import json
+
+    return json.dumps({"kind": "test.act", "rid": "r1", "body": body}).encode()
+
+
+async def expect_rejected(a, reason, send):
+    before = a.signal.stats[reason]
+    await send()
+    await wait_for(lambda: a.signal.stats[reason] > before)
+
+
+async def test_forged_signature_rejected(pair):
+    a, b, c, calls = pair
+    import time
+
+    env = bytearray(seal(b.identity, b.address, a.address, MsgType.NOTICE, payload({}), now=time.time()))
+    env[-5] ^= 0x01  # inside the signature
+    await expect_rejected(a, "bad_signature", lambda: publish_raw(b, a, bytes(env)))
+    assert calls == []
+
+
+async def test_impersonation_rejected(pair):
+    """C signs with its own key but claims to be B (B's address in the sender field)."""
+    a, b, c, calls = pair
+    import time
+
+    from warpgate.proto import envelope
+
+    real = seal(c.identity, c.address, a.address, MsgType.NOTICE, payload({}), now=time.time())
+    c_raw, b_raw = c.address.to_bytes(), b.address.to_bytes()
+    assert len(c_raw) == len(b_raw)
+    forged = real.replace(c_raw, b_raw)
+    assert forged != real
+    await expect_rejected(a, "bad_signature", lambda: publish_raw(c, a, forged))
+    assert calls == [] and envelope is not None
+
+
+async def test_tampered_ciphertext_rejected(pair):
+    a, b, c, calls = pair
+    import time
+
+    env = bytearray(seal(b.identity, b.address, a.address, MsgType.NOTICE, payload({}), now=time.time()))
+    env[-80] ^= 0x01  # inside the ciphertext: the signature no longer covers it
+    await expect_rejected(a, "bad_signature", lambda: publish_raw(b, a, bytes(env)))
+    assert calls == []
+
+
+async def test_misaddressed_rejected(pair):
+    """A message sealed for C, delivered to A's topic, is dropped by A."""
+    a, b, c, calls = pair
+    import time
+
+    env = seal(b.identity, b.address, c.address, MsgType.NOTICE, payload({}), now=time.time())
+    await expect_rejected(a, "misaddressed", lambda: publish_raw(b, a, env))
+    assert calls == []
+
+
+async def test_replayed_rejected(pair):
+    a, b, c, calls = pair
+    import time
+
+    env = seal(b.identity, b.address, a.address, MsgType.NOTICE, payload({"n": 1}), now=time.time())
+    await publish_raw(b, a, env)
+    await wait_for(lambda: len(calls) == 1)
+    await expect_rejected(a, "replayed", lambda: publish_raw(b, a, env))
+    assert len(calls) == 1
+
+
+async def test_old_message_rejected(pair):
+    a, b, c, calls = pair
+    import time
+
+    env = seal(b.identity, b.address, a.address, MsgType.NOTICE, payload({}), now=time.time() - 3600)
+    await expect_rejected(a, "too_old", lambda: publish_raw(b, a, env))
+    assert calls == []
+
+
+async def test_garbage_and_oversized_rejected(pair):
+    a, b, c, calls = pair
+    await expect_rejected(a, "malformed", lambda: publish_raw(b, a, b"\x01\x01garbage"))
+    await expect_rejected(a, "too_large", lambda: publish_raw(b, a, b"\x01" * 20000))
+    assert calls == []

@@ -1,0 +1,239 @@
+"""The signal envelope: small control messages between nodes, safe to carry over any broker.
+
+Every envelope is **signed** by the sender (ECDSA P-256 over everything before the signature)
+and its payload **encrypted to the recipient's public key** (ECIES: an ephemeral P-256 key, ECDH
+with the recipient's key from its address, HKDF-SHA256 (RFC 5869), ChaCha20-Poly1305 (RFC 8439)
+with the header as associated data). The address carries the key, so first contact is encrypted.
+
+Wire form, version 1 (big-endian)::
+
+    u8  version | u8 type | 16 message id | 16 recipient node id | u64 timestamp (ms)
+    u16 sender address length | sender address (binary ``Address``)
+    33  ephemeral public key | 12 nonce | u32 ciphertext length | ciphertext
+    u8  signature length | signature
+
+``open_envelope`` checks, in order: size, structure, sender address, recipient, age, signature,
+replay (message id already seen), decryption. Each failure is a ``SignalRejected`` whose
+``reason`` is one word, counted by the channel. Time is passed in; nothing here reads a clock.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from warpgate.errors import AddressError, RemoteProtocolError
+from warpgate.identity import Identity, load_public_key, node_id_of, verify
+from warpgate.proto.address import Address
+from warpgate.proto.address import decode as decode_address
+
+VERSION = 1
+MAX_SIZE = 16 * 1024
+MAX_AGE = 60.0
+"""Seconds an envelope stays acceptable (either way: clocks differ); older ones are rejected."""
+_INFO = b"warpgate-signal-v1"
+
+
+class MsgType(enum.IntEnum):
+    REQUEST = 1  #: wants an ACK
+    ACK = 2  #: answers a REQUEST; the payload carries the request's id and the response
+    NOTICE = 3  #: fire and forget
+
+
+class SignalRejected(RemoteProtocolError):
+    """An envelope that must not be acted on. ``reason`` is one of REASONS."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+
+
+REASONS = (
+    "too_large",
+    "malformed",
+    "bad_sender",
+    "misaddressed",
+    "too_old",
+    "bad_signature",
+    "replayed",
+    "undecryptable",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """An opened, verified envelope."""
+
+    type: MsgType
+    msg_id: bytes
+    sender: Address
+    recipient_id: str
+    timestamp: float
+    payload: bytes
+
+
+def seal(
+    identity: Identity,
+    sender: Address,
+    recipient: Address,
+    type: MsgType,
+    payload: bytes,
+    *,
+    now: float,
+    msg_id: bytes | None = None,
+) -> bytes:
+    """Build, encrypt and sign an envelope; ``now`` is the sender's clock in seconds."""
+    if sender.public_key != identity.public_key:
+        raise ValueError("the sender address must carry the signing key")
+    msg_id = msg_id or os.urandom(16)
+    sender_raw = sender.to_bytes()
+    eph = ec.generate_private_key(ec.SECP256R1())
+    eph_pub = eph.public_key().public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.CompressedPoint
+    )
+    key = _key(
+        eph.exchange(ec.ECDH(), load_public_key(recipient.public_key)), msg_id, eph_pub, recipient.public_key
+    )
+    nonce = os.urandom(12)
+    header = (
+        bytes((VERSION, type))
+        + msg_id
+        + bytes.fromhex(recipient.node_id)
+        + int(now * 1000).to_bytes(8, "big")
+        + len(sender_raw).to_bytes(2, "big")
+        + sender_raw
+        + eph_pub
+        + nonce
+    )
+    ciphertext = ChaCha20Poly1305(key).encrypt(nonce, payload, header)
+    body = header + len(ciphertext).to_bytes(4, "big") + ciphertext
+    signature = identity.sign(body)
+    out = body + bytes((len(signature),)) + signature
+    if len(out) > MAX_SIZE:
+        raise ValueError(f"envelope of {len(out)} bytes exceeds {MAX_SIZE}")
+    return out
+
+
+class ReplayCache:
+    """Message ids seen within the acceptance window (bounded; oldest forgotten first)."""
+
+    def __init__(self, window: float = MAX_AGE, limit: int = 100_000) -> None:
+        self.window = window
+        self.limit = limit
+        self._seen: OrderedDict[bytes, float] = OrderedDict()
+
+    def check_and_add(self, msg_id: bytes, now: float) -> bool:
+        """True if new (and remembered); False if seen before."""
+        while self._seen and (
+            len(self._seen) >= self.limit or next(iter(self._seen.values())) < now - 2 * self.window
+        ):
+            self._seen.popitem(last=False)
+        if msg_id in self._seen:
+            return False
+        self._seen[msg_id] = now
+        return True
+
+
+def open_envelope(
+    data: bytes, identity: Identity, *, now: float, replay: ReplayCache, max_age: float = MAX_AGE
+) -> Envelope:
+    """Verify and decrypt an envelope addressed to ``identity``; raises ``SignalRejected``."""
+    if len(data) > MAX_SIZE:
+        raise SignalRejected("too_large", f"{len(data)} bytes")
+    try:
+        p = _parse(data)
+    except (IndexError, ValueError) as exc:
+        raise SignalRejected("malformed", str(exc)) from None
+    try:
+        sender = decode_address(p.sender_raw)
+    except AddressError as exc:
+        raise SignalRejected("bad_sender", str(exc)) from None
+    if p.recipient_id != identity.node_id:
+        raise SignalRejected("misaddressed", f"for {p.recipient_id}")
+    if abs(now - p.timestamp) > max_age:
+        raise SignalRejected("too_old", f"timestamp {now - p.timestamp:.1f} s off")
+    if not verify(sender.public_key, p.signature, p.body):
+        raise SignalRejected("bad_signature", f"claimed sender {node_id_of(sender.public_key)}")
+    if not replay.check_and_add(p.msg_id, now):
+        raise SignalRejected("replayed", p.msg_id.hex())
+    try:
+        shared = identity.private_key.exchange(ec.ECDH(), load_public_key(p.eph_pub))
+        key = _key(shared, p.msg_id, p.eph_pub, identity.public_key)
+        payload = ChaCha20Poly1305(key).decrypt(p.nonce, p.ciphertext, p.header)
+    except (InvalidTag, ValueError):
+        raise SignalRejected("undecryptable") from None
+    return Envelope(p.type, p.msg_id, sender, p.recipient_id, p.timestamp, payload)
+
+
+@dataclass(frozen=True, slots=True)
+class _Parsed:
+    type: MsgType
+    msg_id: bytes
+    recipient_id: str
+    timestamp: float
+    sender_raw: bytes
+    eph_pub: bytes
+    nonce: bytes
+    header: bytes
+    ciphertext: bytes
+    body: bytes
+    signature: bytes
+
+
+def _parse(data: bytes) -> _Parsed:
+    if len(data) < 2 or data[0] != VERSION:
+        raise ValueError(f"version {data[0] if data else '?'} not supported")
+    mtype = MsgType(data[1])
+    pos = 2
+    msg_id, recipient = data[pos : pos + 16], data[pos + 16 : pos + 32]
+    pos += 32
+    timestamp = int.from_bytes(data[pos : pos + 8], "big") / 1000
+    pos += 8
+    slen = int.from_bytes(data[pos : pos + 2], "big")
+    pos += 2
+    sender_raw = data[pos : pos + slen]
+    pos += slen
+    eph_pub, nonce = data[pos : pos + 33], data[pos + 33 : pos + 45]
+    pos += 45
+    header = data[:pos]
+    clen = int.from_bytes(data[pos : pos + 4], "big")
+    pos += 4
+    ciphertext = data[pos : pos + clen]
+    pos += clen
+    body = data[:pos]
+    siglen = data[pos]
+    signature = data[pos + 1 : pos + 1 + siglen]
+    if (
+        len(signature) != siglen
+        or pos + 1 + siglen != len(data)
+        or len(sender_raw) != slen
+        or len(ciphertext) != clen
+    ):
+        raise ValueError("lengths do not add up")
+    if len(eph_pub) != 33 or len(nonce) != 12 or len(recipient) != 16:
+        raise ValueError("truncated header")
+    return _Parsed(
+        mtype,
+        msg_id,
+        recipient.hex(),
+        timestamp,
+        sender_raw,
+        eph_pub,
+        nonce,
+        header,
+        ciphertext,
+        body,
+        signature,
+    )
+
+
+def _key(shared: bytes, msg_id: bytes, eph_pub: bytes, recipient_key: bytes) -> bytes:
+    return HKDF(hashes.SHA256(), 32, salt=msg_id, info=_INFO + eph_pub + recipient_key).derive(shared)

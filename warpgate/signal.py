@@ -1,0 +1,297 @@
+"""The signal channel: small signed, encrypted control messages between nodes over MQTT brokers.
+
+A node subscribes to ``warpgate/v1/<node_id>`` on each of its brokers (``Node(brokers=[...])``) and
+publishes to a peer's topic on every broker it can reach among its own and the peer's address
+hints. Several brokers give redundancy: a message goes out through each; the receiver's replay
+cache drops the copies (counted as ``replayed``).
+
+Requests are acknowledged; the sender retries with backoff (new message id, same request id) until
+an ACK arrives or time runs out, and the receiver answers a repeated request id from its response
+cache instead of running the handler twice. A broker that goes away is reconnected with backoff;
+while none is reachable, ``request`` fails at once with ``SignalUnavailable`` naming the brokers.
+
+The envelope codec (signature, encryption, replay, age) is ``warpgate.proto.envelope``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiomqtt
+
+from warpgate.errors import AttemptFailed, LocalProtocolError, WarpgateError
+from warpgate.identity import Identity
+from warpgate.proto.address import Address
+from warpgate.proto.envelope import Envelope, MsgType, ReplayCache, SignalRejected, open_envelope, seal
+
+log = logging.getLogger(__name__)
+
+TOPIC_PREFIX = "warpgate/v1/"
+RETRY_DELAYS = (0.25, 0.5, 1.0, 2.0)
+RECONNECT_MAX = 2.0
+Handler = Callable[[Address, dict[str, Any]], Awaitable[dict[str, Any] | None]]
+
+
+class SignalError(WarpgateError):
+    """The signal channel could not deliver a message."""
+
+
+class SignalUnavailable(SignalError, AttemptFailed):
+    """No broker is reachable right now."""
+
+
+class SignalTimeout(SignalError, AttemptFailed):
+    """A request was not acknowledged in time."""
+
+
+def parse_broker(url: str) -> tuple[str, int]:
+    """``mqtt://host:port`` (port defaults to 1883) -> (host, port); raises ``LocalProtocolError``."""
+    parts = urlsplit(url)
+    if parts.scheme != "mqtt" or not parts.hostname:
+        raise LocalProtocolError(f"broker {url!r} is not mqtt://host[:port]")
+    try:
+        port = parts.port or 1883
+    except ValueError:
+        raise LocalProtocolError(f"broker {url!r} has a bad port") from None
+    return parts.hostname, port
+
+
+def topic_of(node_id: str) -> str:
+    return TOPIC_PREFIX + node_id
+
+
+class BrokerLink:
+    """One MQTT connection, kept up with reconnect backoff, subscribed to our own topic."""
+
+    def __init__(self, channel: SignalChannel, url: str) -> None:
+        self.channel = channel
+        self.url = url
+        self.host, self.port = parse_broker(url)
+        self.client: aiomqtt.Client | None = None
+        self.connected = asyncio.Event()
+        self.tried = asyncio.Event()
+        """Set after the first connection attempt, whichever way it went."""
+        self.last_error = "not tried yet"
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self.task = asyncio.get_running_loop().create_task(self._run(), name=f"warpgate-mqtt-{self.url}")
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        backoff = 0.1
+        ident = f"wg-{self.channel.identity.node_id[:12]}-{os.urandom(3).hex()}"
+        while True:
+            try:
+                async with aiomqtt.Client(
+                    self.host, self.port, identifier=ident, timeout=3, keepalive=10
+                ) as client:
+                    await client.subscribe(topic_of(self.channel.identity.node_id), qos=1)
+                    self.client = client
+                    self.connected.set()
+                    self.tried.set()
+                    backoff = 0.1
+                    log.info("signal: connected to %s", self.url)
+                    async for message in client.messages:
+                        payload = message.payload
+                        if isinstance(payload, bytes | bytearray):
+                            self.channel._on_raw(bytes(payload))
+            except aiomqtt.MqttError as exc:
+                self.last_error = str(exc) or type(exc).__name__
+                log.info("signal: broker %s: %s", self.url, self.last_error)
+            finally:
+                self.client = None
+                self.connected.clear()
+            self.tried.set()
+            await asyncio.sleep(backoff)  # reconnect backoff
+            backoff = min(backoff * 2, RECONNECT_MAX)
+
+
+class SignalChannel:
+    """Signed, encrypted, acknowledged messages to other nodes. Owned by a ``Node``."""
+
+    def __init__(
+        self,
+        identity: Identity,
+        address: Callable[[], Address],
+        brokers: Sequence[str],
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.identity = identity
+        self._address = address
+        self.clock = clock
+        self.links: dict[str, BrokerLink] = {}
+        self.own = list(brokers)
+        for url in brokers:
+            parse_broker(url)
+        self.handlers: dict[str, Handler] = {}
+        self.stats: Counter[str] = Counter()
+        """``received``, ``accepted``, and one count per rejection reason (``replayed``, ...)."""
+        self.replay = ReplayCache()
+        self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._responses: OrderedDict[tuple[str, str], dict[str, Any]] = OrderedDict()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self, wait: float = 3.0) -> None:
+        """Connect to our brokers; return once each was tried once (or after ``wait`` seconds)."""
+        for url in self.own:
+            self._link(url)
+        tried = [asyncio.ensure_future(link.tried.wait()) for link in self.links.values()]
+        if tried:
+            await asyncio.wait(tried, timeout=wait)
+            for t in tried:
+                t.cancel()
+            await asyncio.gather(*tried, return_exceptions=True)
+
+    async def stop(self) -> None:
+        for link in self.links.values():
+            await link.stop()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for fut in self._pending.values():
+            fut.cancel()
+
+    def _link(self, url: str) -> BrokerLink:
+        link = self.links.get(url)
+        if link is None:
+            link = self.links[url] = BrokerLink(self, url)
+            link.start()
+        return link
+
+    @property
+    def connected(self) -> bool:
+        return any(link.connected.is_set() for link in self.links.values())
+
+    def on(self, kind: str, handler: Handler) -> None:
+        """Answer requests (and notices) of ``kind``; the handler's dict is the ACK's response."""
+        if kind in self.handlers:
+            raise LocalProtocolError(f"a handler for {kind!r} is already installed")
+        self.handlers[kind] = handler
+
+    # -- sending ---------------------------------------------------------------------------------
+
+    async def _publish(self, dest: Address, mtype: MsgType, payload: dict[str, Any]) -> None:
+        for url in dest.brokers:
+            try:
+                self._link(url)
+            except LocalProtocolError:
+                log.debug("signal: ignoring unusable broker hint %r of %s", url, dest.node_id)
+        links = [link for link in self.links.values() if link.connected.is_set() and link.client is not None]
+        if not links:
+            tried = (
+                "; ".join(f"{lk.url} ({lk.last_error})" for lk in self.links.values()) or "none configured"
+            )
+            raise SignalUnavailable(f"no signal broker reachable: {tried}")
+        data = seal(
+            self.identity, self._address(), dest, mtype, json.dumps(payload).encode(), now=self.clock()
+        )
+        sent = 0
+        for link in links:
+            client = link.client
+            if client is None:
+                continue
+            try:
+                await client.publish(topic_of(dest.node_id), data, qos=1, timeout=3)
+                sent += 1
+            except aiomqtt.MqttError as exc:
+                log.info("signal: publish via %s failed: %s", link.url, exc)
+        if not sent:
+            raise SignalUnavailable("no signal broker accepted the message")
+
+    async def request(
+        self, dest: Address, kind: str, body: dict[str, Any], *, timeout: float = 5.0
+    ) -> dict[str, Any]:
+        """Send a request and wait for its acknowledgement; retries with backoff."""
+        rid = os.urandom(8).hex()
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._pending[rid] = fut
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        try:
+            for delay in (*RETRY_DELAYS, *([RETRY_DELAYS[-1]] * 100)):
+                await self._publish(dest, MsgType.REQUEST, {"kind": kind, "rid": rid, "body": body})
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                try:
+                    async with asyncio.timeout(min(delay, remaining)):
+                        return await asyncio.shield(fut)
+                except TimeoutError:
+                    continue
+            raise SignalTimeout(f"{kind} to {dest.node_id[:12]} not acknowledged within {timeout:.1f} s")
+        finally:
+            self._pending.pop(rid, None)
+
+    async def notify(self, dest: Address, kind: str, body: dict[str, Any]) -> None:
+        """Fire and forget (still signed, encrypted, and sent through every broker)."""
+        await self._publish(dest, MsgType.NOTICE, {"kind": kind, "rid": os.urandom(8).hex(), "body": body})
+
+    # -- receiving -------------------------------------------------------------------------------
+
+    def _on_raw(self, data: bytes) -> None:
+        self.stats["received"] += 1
+        try:
+            env = open_envelope(data, self.identity, now=self.clock(), replay=self.replay)
+            msg = json.loads(env.payload)
+            if (
+                not isinstance(msg, dict)
+                or not isinstance(msg.get("kind"), str)
+                or not isinstance(msg.get("rid"), str)
+                or not isinstance(msg.get("body"), dict)
+            ):
+                raise SignalRejected("malformed", "payload is not {kind, rid, body}")
+        except SignalRejected as exc:
+            self.stats[exc.reason] += 1
+            log.debug("signal: dropped envelope: %s", exc)
+            return
+        except ValueError:  # JSON
+            self.stats["malformed"] += 1
+            return
+        self.stats["accepted"] += 1
+        if env.type is MsgType.ACK:
+            fut = self._pending.get(msg["rid"])
+            if fut is not None and not fut.done():
+                fut.set_result(msg["body"])
+            return
+        task = asyncio.get_running_loop().create_task(self._handle(env, msg))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _handle(self, env: Envelope, msg: dict[str, Any]) -> None:
+        key = (env.sender.node_id, msg["rid"])
+        response = self._responses.get(key)
+        if response is None:
+            handler = self.handlers.get(msg["kind"])
+            if handler is None:
+                response = {"error": f"no handler for {msg['kind']!r}"}
+            else:
+                try:
+                    response = await handler(env.sender, msg["body"]) or {}
+                except WarpgateError as exc:
+                    response = {"error": str(exc)}
+                except (KeyError, ValueError, TypeError) as exc:
+                    response = {"error": f"bad request: {exc!r}"}
+            self._responses[key] = response
+            while len(self._responses) > 10_000:
+                self._responses.popitem(last=False)
+        if env.type is MsgType.REQUEST:
+            try:
+                await self._publish(
+                    env.sender, MsgType.ACK, {"kind": msg["kind"], "rid": msg["rid"], "body": response}
+                )
+            except SignalUnavailable as exc:
+                log.info("signal: cannot acknowledge %s: %s", msg["kind"], exc)
