@@ -13,9 +13,11 @@ import time
 from warpgate import plugins as registry
 from warpgate.errors import AddressError, ConnectError, WarpgateError
 from warpgate.events import AttemptEvent
+from warpgate.identity import Identity
+from warpgate.names import NameClient, NameServer
 from warpgate.node import Node
 from warpgate.pipe import Pipe
-from warpgate.proto.address import parse
+from warpgate.proto.address import TEXT_PREFIX, Address, parse
 from warpgate.race import auto_connect
 
 
@@ -34,6 +36,17 @@ def _node_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--key", metavar="PATH", help="identity key file (created 0600 if missing; default: ephemeral)"
     )
+    p.add_argument(
+        "--broker",
+        action="append",
+        dest="brokers",
+        metavar="URL",
+        default=[],
+        help="signal broker mqtt://host:port (repeatable); enables reverse connect",
+    )
+    p.add_argument(
+        "--names-server", metavar="HOST:PORT", help="nickname server, to resolve and register names"
+    )
 
 
 def _make_node(args: argparse.Namespace) -> Node:
@@ -42,6 +55,9 @@ def _make_node(args: argparse.Namespace) -> Node:
         interfaces=args.interfaces,
         families=args.families or ("ipv4", "ipv6"),
         key_path=args.key,
+        brokers=args.brokers,
+        names_server=args.names_server,
+        nickname=getattr(args, "nickname", None),
     )
 
 
@@ -78,7 +94,9 @@ async def cmd_node(args: argparse.Namespace) -> int:
 
 
 async def cmd_connect(args: argparse.Namespace) -> int:
-    dest = parse(args.address)  # AddressError before anything is started
+    dest: Address | str = args.address
+    if args.address.strip().lower().startswith(TEXT_PREFIX) or not args.names_server:
+        dest = parse(args.address)  # AddressError before anything is started
     node = _make_node(args)
     async with node:
         events: list[AttemptEvent] = []
@@ -182,6 +200,36 @@ async def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_names_server(args: argparse.Namespace) -> int:
+    async with NameServer(args.db, args.host, args.port, quota=args.quota) as server:
+        print(f"listening on {args.host}:{server.port}", flush=True)
+        serve = asyncio.ensure_future(server.serve_forever())
+        await _until_signalled()
+        serve.cancel()
+        await asyncio.gather(serve, return_exceptions=True)
+    return 0
+
+
+async def cmd_name(args: argparse.Namespace) -> int:
+    client = NameClient(args.server)
+    if args.action == "lookup":
+        addr = await client.lookup(args.name)
+        print(addr.to_text())
+        return 0
+    if not args.key or not args.address:
+        raise WarpgateError(f"name {args.action} needs --key (the owner's key file) and --address")
+    ident = Identity.load(args.key)
+    addr = parse(args.address)
+    if args.action == "register":
+        rec = await client.register(ident, addr, args.name, ttl=args.ttl)
+        until = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(rec.expires))
+        print(f"registered {rec.name} -> {addr.node_id} until {until} UTC")
+    else:
+        await client.delete(ident, addr, args.name)
+        print(f"deleted {args.name}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="warpgate", description="NAT traversal: race every strategy, keep one pipe."
@@ -192,10 +240,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("node", help="run a node; prints its address first, then what peers send")
     _node_args(p)
     p.add_argument("--echo", action="store_true", help="send every message back to its sender")
+    p.add_argument("--nickname", help="register this name for the node (needs --names-server)")
     p.set_defaults(func=cmd_node)
 
     p = sub.add_parser("connect", help="connect to ADDR: stdin to the pipe, the pipe to stdout")
-    p.add_argument("address", help="the peer's text address (wg1...)")
+    p.add_argument("address", help="the peer's text address (wg1...), or a nickname with --names-server")
     _node_args(p)
     p.add_argument("--plugin", action="append", metavar="NAME", help="race only these plugins (repeatable)")
     p.add_argument("--timeout", type=float, default=10.0, help="give up connecting after this many seconds")
@@ -212,6 +261,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="two nodes on loopback connect, echo a message and show the race")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("names-server", help="run the nickname server (SQLite storage)")
+    p.add_argument("--db", default="names.sqlite", help="SQLite file (default: names.sqlite)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=5300, help="TCP port (0: any free one; printed first)")
+    p.add_argument("--quota", type=int, default=32, help="live names one source address may hold")
+    p.set_defaults(func=cmd_names_server)
+
+    p = sub.add_parser("name", help="register, look up or delete a nickname")
+    p.add_argument("action", choices=["register", "lookup", "delete"])
+    p.add_argument("name")
+    p.add_argument("--server", required=True, metavar="HOST:PORT", help="names server")
+    p.add_argument("--key", metavar="PATH", help="owner's key file (register, delete)")
+    p.add_argument("--address", metavar="ADDR", help="the address to bind the name to (register, delete)")
+    p.add_argument("--ttl", type=int, default=24 * 3600, help="seconds until the record expires")
+    p.set_defaults(func=cmd_name)
 
     p = sub.add_parser("address", help="decode and show an address")
     p.add_argument("address")

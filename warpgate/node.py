@@ -16,8 +16,10 @@ from warpgate.errors import LocalProtocolError, WarpgateError
 from warpgate.events import AttemptEvent
 from warpgate.identity import Identity
 from warpgate.interfaces import LocalInterface, list_interfaces
+from warpgate.names import DEFAULT_TTL, NameClient
 from warpgate.pipe import Pipe
 from warpgate.proto.address import Address, Interface
+from warpgate.proto.names import NameServiceError, check_name
 from warpgate.signal import SignalChannel, parse_broker
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,9 @@ class Node:
         on_pipe: PipeCallback | None = None,
         queue_size: int = 1024,
         backlog: int = 64,
+        nickname: str | None = None,
+        names_server: str | None = None,
+        names_ttl: int = DEFAULT_TTL,
     ) -> None:
         if identity is not None and key_path is not None:
             raise LocalProtocolError("give identity or key_path, not both")
@@ -72,6 +77,14 @@ class Node:
         self._address: Address | None = None
         self.signal: SignalChannel | None = None
         """The signal channel, when ``brokers`` were given (``mqtt://host:port``)."""
+        if nickname is not None:
+            check_name(nickname)
+            if names_server is None:
+                raise LocalProtocolError("a nickname needs a names_server (host:port)")
+        self.nickname = nickname
+        self.names_ttl = names_ttl
+        self.names: NameClient | None = NameClient(names_server) if names_server else None
+        """Client of the names server: resolves nicknames given to ``auto_connect``."""
         for url in self.brokers:
             parse_broker(url)
         self.started = False
@@ -101,6 +114,10 @@ class Node:
                 await self.signal.start()
             for plugin in plugins.available().values():
                 plugin.install(self)
+            if self.nickname is not None:
+                assert self.names is not None
+                await self.names.register(self.identity, self.address, self.nickname, ttl=self.names_ttl)
+                self.spawn(self._refresh_name())
         except BaseException:
             await self.stop()
             raise
@@ -119,6 +136,16 @@ class Node:
                 await UdpEndpoint.bind(self.identity, (host, port), self._on_incoming, self.queue_size)
             )
         self.port = port
+
+    async def _refresh_name(self) -> None:
+        """Re-register well before the record expires (and whenever it may have changed)."""
+        assert self.names is not None and self.nickname is not None
+        while True:
+            await asyncio.sleep(max(1.0, self.names_ttl / 3))  # a refresh period, not synchronisation
+            try:
+                await self.names.register(self.identity, self.address, self.nickname, ttl=self.names_ttl)
+            except NameServiceError as exc:
+                log.warning("node %s: nickname %r not refreshed: %s", self.node_id[:8], self.nickname, exc)
 
     async def _close_sockets(self) -> None:
         for server in self._servers:

@@ -11,12 +11,12 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 
-from warpgate.errors import AttemptFailed, ConnectError, LocalProtocolError
+from warpgate.errors import AddressError, AttemptFailed, ConnectError, LocalProtocolError
 from warpgate.events import AttemptEvent, Outcome
 from warpgate.node import Node
 from warpgate.pipe import Pipe
 from warpgate.plugins import AttemptContext, Plugin, available, create
-from warpgate.proto.address import Address, parse
+from warpgate.proto.address import TEXT_PREFIX, Address, parse
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,18 @@ EventCallback = Callable[[AttemptEvent], object]
 
 
 async def resolve(node: Node, dest: Address | bytes | str) -> Address:
-    """Turn what a user passed as a destination into an ``Address`` (``AddressError`` if garbage)."""
+    """Turn a destination into an ``Address``: an address (object, bytes, ``wg1…`` text) or a nickname.
+
+    A nickname is looked up on the node's names server and its record verified by signature;
+    without a names server, anything that is not an address is an ``AddressError``.
+    """
+    if isinstance(dest, str) and not dest.strip().lower().startswith(TEXT_PREFIX):
+        if node.names is None:
+            raise AddressError(
+                f"{dest[:40]!r} is not an address (those start with {TEXT_PREFIX!r}) and the node has no"
+                " names_server to look it up as a nickname"
+            )
+        return await node.names.lookup(dest.strip())
     return parse(dest)
 
 

@@ -1,0 +1,139 @@
+"""A real names server process; nodes register on start and connect to each other by nickname."""
+
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+
+from warpgate import AddressError, Node, auto_connect
+from warpgate.names import NameClient
+from warpgate.proto.names import NameServiceError
+
+
+@pytest.fixture
+def names_server(tmp_path):
+    """``warpgate names-server`` on 127.0.0.1, a free port; stopped by PID."""
+    db = tmp_path / "names.sqlite"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "warpgate.cli",
+            "names-server",
+            "--db",
+            str(db),
+            "--port",
+            "0",
+            "--quota",
+            "4",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        line = proc.stdout.readline().decode()
+        if not line.startswith("listening on "):
+            proc.kill()
+            raise RuntimeError(f"names server did not start: {line!r} {proc.stderr.read().decode()}")
+        yield line.split()[-1], db
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+async def test_connect_by_nickname(names_server):
+    server, _ = names_server
+    async with (
+        Node(interfaces=["lo"], nickname="alice", names_server=server) as alice,
+        Node(interfaces=["lo"], names_server=server) as bob,
+    ):
+        pipe, plugin = await auto_connect(bob, "alice")
+        assert pipe.peer_id == alice.node_id
+        peer = await alice.accept()
+        await pipe.send(b"hi alice")
+        assert await peer.recv(timeout=5) == b"hi alice"
+
+
+async def test_hijack_rejected(names_server):
+    server, _ = names_server
+    async with Node(interfaces=["lo"], nickname="alice", names_server=server) as alice:
+        with pytest.raises(NameServiceError, match="taken"):
+            async with Node(interfaces=["lo"], nickname="alice", names_server=server):
+                pass
+        assert (await NameClient(server).lookup("alice")).public_key == alice.identity.public_key
+
+
+async def test_client_does_not_trust_the_server(names_server):
+    """A server that swaps the address inside a record cannot make the client accept it."""
+    server, db = names_server
+    async with (
+        Node(interfaces=["lo"], nickname="alice", names_server=server) as alice,
+        Node(interfaces=["lo"]) as mallory,
+    ):
+        raw = bytearray(sqlite3.connect(db).execute("SELECT record FROM names").fetchone()[0])
+        honest, evil = alice.address.to_bytes(), mallory.address.to_bytes()
+        assert len(honest) == len(evil)
+        tampered = bytes(raw).replace(honest, evil)
+        with sqlite3.connect(db) as conn:
+            conn.execute("UPDATE names SET record = ?", (tampered,))
+        with pytest.raises(NameServiceError, match="bad_signature"):
+            await NameClient(server).lookup("alice")
+
+
+async def test_unknown_name_and_no_server():
+    async with Node(interfaces=["lo"]) as bob:
+        with pytest.raises(AddressError, match="names_server"):
+            await auto_connect(bob, "alice")
+
+
+async def test_unknown_name(names_server):
+    server, _ = names_server
+    async with Node(interfaces=["lo"], names_server=server) as bob:
+        with pytest.raises(NameServiceError, match="not_found"):
+            await auto_connect(bob, "nobody")
+
+
+def test_cli_register_lookup_delete(names_server, tmp_path):
+    server, _ = names_server
+    cli = [sys.executable, "-m", "warpgate.cli"]
+    key = tmp_path / "key.pem"
+    node = subprocess.Popen(
+        [*cli, "node", "-i", "lo", "-4", "--key", str(key)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        address = node.stdout.readline().decode().strip()
+        reg = subprocess.run(
+            [*cli, "name", "register", "carol", "--server", server, "--key", str(key), "--address", address],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert reg.returncode == 0, reg.stderr
+        look = subprocess.run(
+            [*cli, "name", "lookup", "carol", "--server", server], capture_output=True, text=True, timeout=30
+        )
+        assert look.stdout.strip() == address
+        out = subprocess.run(
+            [*cli, "connect", "carol", "--names-server", server, "-i", "lo", "-4", "--wait", "0.2"],
+            input="via nickname\n",
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert out.returncode == 0, out.stderr
+        assert node.stdout.readline() == b"via nickname\n"
+        dele = subprocess.run(
+            [*cli, "name", "delete", "carol", "--server", server, "--key", str(key), "--address", address],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert dele.returncode == 0, dele.stderr
+        gone = subprocess.run(
+            [*cli, "name", "lookup", "carol", "--server", server], capture_output=True, text=True, timeout=30
+        )
+        assert gone.returncode == 1 and "not_found" in gone.stderr
+    finally:
+        node.terminate()
+        node.wait(timeout=10)
