@@ -1,0 +1,253 @@
+"""``Lab``: a topology built as Mininet hosts, configured by a checked plan, torn down exactly.
+
+    with Lab(two_sites("full-cone", "symmetric")) as lab:
+        a = lab.host("a")                    # the Mininet host of site a's first LAN host
+        lab.run(a, ["ping", "-c1", "203.0.113.10"])
+
+- Mininet builds hosts (network namespaces) and veth links only: ``switch=None``, no controller,
+  no Open vSwitch, nothing in the root namespace; ``Mininet.inited = True`` keeps it from changing
+  root-namespace sysctls.
+- Every command of the plan runs through ``run()``, which checks the exit status and raises
+  ``CommandError`` with the host, the argv and stderr (Mininet's own ``cmd()`` drops it).
+- Daemons and processes started in the lab are tracked and stopped by PID before the hosts go;
+  ``stop()`` runs in ``finally`` and leaves no namespace or process behind (``leftovers()`` checks).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from netsim import topology as T
+from netsim.daemons import Daemon, DaemonSpec
+from netsim.errors import CommandError, NetsimError
+from netsim.plan import Plan, Step, build_plan, router_steps
+from netsim.topology import Topology
+
+PYTHON = sys.executable
+
+
+def mininet() -> Any:
+    try:
+        from mininet.log import setLogLevel
+        from mininet.net import Mininet
+    except ImportError as exc:  # pragma: no cover - setup.sh installs it
+        raise NetsimError(
+            "Mininet is not importable: run bash scripts/setup.sh (Debian's python3-mininet)"
+        ) from exc
+    setLogLevel("error")
+    # Mininet.init() would raise root-namespace sysctls (rmem_max, neighbour gc, ...): we are root
+    # already and want the root namespace untouched.
+    Mininet.inited = True
+    return Mininet
+
+
+class Lab:
+    def __init__(self, topology: Topology, *, workdir: str | os.PathLike[str] | None = None) -> None:
+        self.topology = topology
+        self.plan: Plan = build_plan(topology)
+        self._own_workdir = workdir is None
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="wglab-"))
+        self.net: Any = None
+        self.daemons: list[Daemon] = []
+        self.procs: list[subprocess.Popen[Any]] = []
+        self.timings: dict[str, float] = {}
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    def start(self) -> Lab:
+        if os.geteuid() != 0:
+            raise NetsimError("the lab needs root (network namespaces)")
+        t0 = time.perf_counter()
+        try:
+            net = self.net = mininet()(
+                topo=None, build=False, controller=None, switch=None, autoSetMacs=False
+            )
+            for name in self.plan.hosts:
+                net.addHost(name, ip=None)
+            for link in self.plan.links:
+                net.addLink(net[link.a], net[link.b], intfName1=link.a_intf, intfName2=link.b_intf)
+            self.timings["hosts_links"] = time.perf_counter() - t0
+            t1 = time.perf_counter()
+            self.execute(self.plan.steps)
+            self.timings["configure"] = time.perf_counter() - t1
+            for relay in self.plan.relays:
+                imp = relay.impairment
+                self.popen(
+                    relay.host,
+                    [
+                        PYTHON,
+                        "-m",
+                        "netsim.delay",
+                        relay.a,
+                        relay.b,
+                        "--delay-ms",
+                        str(imp.delay_ms),
+                        "--jitter-ms",
+                        str(imp.jitter_ms),
+                    ],
+                )
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Stop processes and daemons by PID, then the Mininet hosts (their namespaces go with them)."""
+        t0 = time.perf_counter()
+        errors: list[str] = []
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        self.procs.clear()
+        for daemon in reversed(self.daemons):
+            daemon.stop()
+        self.daemons.clear()
+        if self.net is not None:
+            self.net.stop()
+            self.net = None
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+        self.timings["stop"] = time.perf_counter() - t0
+        if errors:
+            raise NetsimError("; ".join(errors))
+
+    def __enter__(self) -> Lab:
+        return self.start()
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    # -- hosts ----------------------------------------------------------------------------------------
+
+    def __getitem__(self, name: str) -> Any:
+        return self.net[name]
+
+    def host(self, site: str, i: int = 0) -> Any:
+        """The Mininet host of LAN host ``i`` of ``site``."""
+        return self.net[self.topology.host(site, i)]
+
+    def router(self, site: str) -> Any:
+        return self.net[self.topology.router(site)]
+
+    def prefix(self, host: Any | str) -> list[str]:
+        """argv prefix that runs a command inside ``host``'s namespace."""
+        node = self.net[host] if isinstance(host, str) else host
+        return ["mnexec", "-da", str(node.pid)]
+
+    # -- commands -------------------------------------------------------------------------------------
+
+    def run(
+        self,
+        host: Any | str,
+        argv: Sequence[str],
+        *,
+        input: str | None = None,
+        timeout: float = 60,
+        check: bool = True,
+    ) -> subprocess.CompletedProcess[str]:
+        name = host if isinstance(host, str) else host.name
+        proc = subprocess.run(
+            self.prefix(host) + list(argv), input=input, capture_output=True, text=True, timeout=timeout
+        )
+        if check and proc.returncode != 0:
+            raise CommandError(argv, proc.returncode, proc.stderr or proc.stdout, where=name)
+        return proc
+
+    def execute(self, steps: Sequence[Step]) -> None:
+        """Run steps: phases in order, hosts in parallel within a phase, a host's steps in order."""
+        for phase in sorted({s.phase for s in steps}):
+            by_host: dict[str, list[Step]] = {}
+            for s in steps:
+                if s.phase == phase:
+                    by_host.setdefault(s.host, []).append(s)
+
+            def run_host(host_steps: list[Step]) -> None:
+                for s in host_steps:
+                    self.run(s.host, s.argv, input=s.stdin)
+
+            with ThreadPoolExecutor(max_workers=8) as pool:
+                for fut in [pool.submit(run_host, hs) for hs in by_host.values()]:
+                    fut.result()  # re-raises the first CommandError
+
+    def popen(self, host: Any | str, argv: Sequence[str], **kwargs: Any) -> subprocess.Popen[Any]:
+        """Start a process inside ``host``; it is stopped by PID when the lab stops."""
+        kwargs.setdefault("stdin", subprocess.DEVNULL)
+        proc = subprocess.Popen(self.prefix(host) + list(argv), **kwargs)
+        self.procs.append(proc)
+        return proc
+
+    def start_daemon(self, host: Any | str, spec: DaemonSpec) -> Daemon:
+        name = host if isinstance(host, str) else host.name
+        daemon = Daemon(spec, self.workdir / name, prefix=self.prefix(host))
+        self.daemons.append(daemon)
+        daemon.start()
+        return daemon
+
+    def set_profile(self, site: str, profile: str) -> None:
+        """Switch a NAT router to another translating profile in place (flushes conntrack too)."""
+        from dataclasses import replace
+
+        from netsim.nat import PROFILES
+
+        r = self.topology.router(site)
+        old = self.plan.routers[r]
+        if PROFILES[profile].translates != PROFILES[old.profile].translates:
+            raise NetsimError(f"{site}: cannot switch between public-LAN and NAT profiles in place; rebuild")
+        cfg = replace(old, profile=profile)
+        self.execute(router_steps(r, cfg, self.topology.site(site).wan.loss))
+        self.plan.routers[r] = cfg
+        self.flush_conntrack(site)
+
+    def flush_conntrack(self, site: str | None = None) -> None:
+        """Forget every mapping on one router (or all): a trial starts from clean state."""
+        routers = [self.topology.router(site)] if site else list(self.plan.routers)
+        for r in routers:
+            proc = self.run(r, ["conntrack", "-F"], check=False)
+            # conntrack -F exits 1 with "0 flow entries" on an empty table on some versions
+            if proc.returncode not in (0, 1):
+                raise CommandError(["conntrack", "-F"], proc.returncode, proc.stderr, where=r)
+
+    # -- addresses ------------------------------------------------------------------------------------
+
+    def ip(self, site: str, i: int = 0) -> str:
+        return self.topology.host_ip(site, i)
+
+    @property
+    def stun(self) -> tuple[str, str]:
+        return T.STUN_IP, T.STUN_IP2
+
+
+def leftovers() -> list[str]:
+    """Processes and namespaces of ours still alive (Mininet shells of ``wg*`` hosts, ``wg*`` netns)."""
+    found: list[str] = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(part.startswith(b"mininet:wg") for part in cmdline):
+            found.append(f"process {pid}: {b' '.join(cmdline).decode(errors='replace')}")
+    netns = Path("/run/netns")
+    if netns.is_dir():
+        found += [f"netns {p.name}" for p in netns.iterdir() if p.name.startswith("wg")]
+    return found

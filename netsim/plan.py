@@ -1,0 +1,241 @@
+"""Topology -> plan: the hosts, the links and every command, as data. Nothing here runs anything.
+
+A ``Step`` is one argv (with optional stdin) for one host, in a phase; the executor runs the phases
+in order, hosts in parallel within a phase, each host's steps in order, and checks every exit
+status. Most hosts need three processes: ``ip -batch -`` (stops at the first failing line and says
+which), one ``sysctl -w`` with every key, and one ``nft -f -`` with the whole ruleset (atomic).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from netsim import topology as T
+from netsim.nat import PROFILES, RouterConfig, ruleset, sysctls
+from netsim.topology import Impairment, Topology
+
+BASE_SYSCTLS = (
+    "net.ipv6.conf.all.disable_ipv6=1",
+    "net.ipv6.conf.default.disable_ipv6=1",
+    # br_netfilter is on in every namespace: without this, frames bridged inside a router would
+    # traverse that router's conntrack (recipes §1).
+    "net.bridge.bridge-nf-call-iptables=0",
+    "net.bridge.bridge-nf-call-arptables=0",
+)
+
+
+@dataclass(frozen=True)
+class Link:
+    a: str
+    a_intf: str
+    b: str
+    b_intf: str
+
+
+@dataclass(frozen=True)
+class Step:
+    host: str
+    argv: tuple[str, ...]
+    stdin: str | None = None
+    phase: int = 0
+
+
+@dataclass(frozen=True)
+class Relay:
+    """A userspace delay wire: a host forwarding frames between two interfaces after a delay."""
+
+    host: str
+    a: str
+    b: str
+    impairment: Impairment
+
+
+@dataclass
+class Plan:
+    hosts: list[str] = field(default_factory=list)
+    links: list[Link] = field(default_factory=list)
+    steps: list[Step] = field(default_factory=list)
+    relays: list[Relay] = field(default_factory=list)
+    routers: dict[str, RouterConfig] = field(default_factory=dict)
+    """Router host -> its NAT configuration (to re-apply or change a profile later)."""
+    applied: list[dict[str, object]] = field(default_factory=list)
+    """Impairments, as the run metadata will report them."""
+
+    def for_host(self, host: str) -> list[Step]:
+        return [s for s in self.steps if s.host == host]
+
+
+def router_steps(host: str, cfg: RouterConfig, loss: float = 0.0, phase: int = 1) -> list[Step]:
+    """Sysctls and the whole nft ruleset of one router (also used to change its profile later)."""
+    rules = ruleset(cfg)
+    if loss:
+        rules += "\n" + loss_table(cfg.wan, loss)
+    return [
+        Step(host, ("sysctl", "-q", "-w", *BASE_SYSCTLS, *sysctls(cfg)), phase=phase),
+        Step(host, ("nft", "-f", "-"), rules, phase=phase),
+    ]
+
+
+def loss_table(intf: str, loss: float) -> str:
+    """Random loss on one interface, both directions: nft's equivalent of ``-m statistic --mode random``."""
+    threshold = round(loss * 1_000_000)
+    return (
+        "table netdev wgloss {\n"
+        f'  chain ingress {{ type filter hook ingress device "{intf}" priority -500; policy accept; '
+        f"numgen random mod 1000000 < {threshold} drop }}\n"
+        f'  chain egress {{ type filter hook egress device "{intf}" priority -500; policy accept; '
+        f"numgen random mod 1000000 < {threshold} drop }}\n"
+        "}"
+    )
+
+
+def build_plan(topo: Topology) -> Plan:
+    plan = Plan()
+    ip: dict[str, list[str]] = {}
+
+    def batch(host: str, *lines: str) -> None:
+        ip.setdefault(host, ["link set lo up"]).extend(lines)
+
+    def add_host(name: str) -> None:
+        plan.hosts.append(name)
+        ip.setdefault(name, ["link set lo up"])
+
+    # -- the internet ---------------------------------------------------------------------------
+    add_host(T.HUB)
+    batch(T.HUB, "link add wgi-br type bridge", "link set wgi-br up")
+
+    def hub_port(peer: str, peer_intf: str) -> None:
+        port = f"wgi-{peer[2:]}"
+        plan.links.append(Link(peer, peer_intf, T.HUB, port))
+        batch(T.HUB, f"link set {port} master wgi-br", f"link set {port} up")
+
+    public_routes = [
+        f"route add {topo.lan(s.name)} via {topo.wan_ip(s.name)}"
+        for s in topo.sites
+        if not PROFILES[s.profile].translates
+    ]
+    if topo.servers:
+        servers = [(T.STUN_HOST, [T.STUN_IP, T.STUN_IP2]), *[(h, [a]) for h, a in T.BROKER_HOSTS]]
+        for name, addrs in servers:
+            add_host(name)
+            intf = f"{name}-eth0"
+            hub_port(name, intf)
+            batch(
+                name, *[f"addr add {a}/24 dev {intf}" for a in addrs], f"link set {intf} up", *public_routes
+            )
+
+    # -- sites ----------------------------------------------------------------------------------
+    late: list[tuple[str, str]] = []
+    for site in topo.sites:
+        k = topo.index(site.name)
+        r = topo.router(site.name)
+        add_host(r)
+        wan, lan = f"{r}-wan", f"{r}-br"
+        if site.upstream is None:
+            if site.wan.delay_ms:
+                relay = f"wgd{k}"
+                add_host(relay)
+                plan.links.append(Link(r, wan, relay, f"{relay}-a"))
+                hub_port(relay, f"{relay}-b")
+                batch(relay, f"link set {relay}-a up", f"link set {relay}-b up")
+                plan.relays.append(Relay(relay, f"{relay}-a", f"{relay}-b", site.wan))
+            else:
+                hub_port(r, wan)
+            prefix = T.INTERNET.prefixlen
+            routes = [x for x in public_routes if f"via {topo.wan_ip(site.name)}" not in x]
+        else:
+            up = topo.router(site.upstream)
+            plan.links.append(Link(r, wan, up, f"{up}-c{k}"))
+            late.append((up, f"link set {up}-c{k} master {up}-br"))  # after the carrier made its bridge
+            late.append((up, f"link set {up}-c{k} up"))
+            prefix = topo.lan(site.upstream).prefixlen
+            routes = [f"route add default via {topo.gateway(site.upstream)}"]
+        gw = topo.gateway(site.name)
+        batch(
+            r,
+            f"addr add {topo.wan_ip(site.name)}/{prefix} dev {wan}",
+            f"link set {wan} up",
+            f"link add {lan} type bridge",
+            f"link set {lan} up",
+            f"addr add {gw}/{topo.lan(site.name).prefixlen} dev {lan}",
+            *routes,
+        )
+        cfg = RouterConfig(
+            profile=site.profile,
+            wan=wan,
+            lan=lan,
+            pub=topo.wan_ip(site.name),
+            hairpin=site.hairpin,
+            mapping_lifetime=site.mapping_lifetime,
+            port_range=site.port_range,
+            upnp=site.upnp,
+            allow_stun_from=(T.STUN_IP, T.STUN_IP2) if site.upnp else (),
+        )
+        plan.routers[r] = cfg
+        plan.steps += router_steps(r, cfg, site.wan.loss)
+        for i in range(site.hosts):
+            h = topo.host(site.name, i)
+            add_host(h)
+            plan.links.append(Link(h, f"{h}-eth0", r, f"{r}-l{i}"))
+            batch(r, f"link set {r}-l{i} master {lan}", f"link set {r}-l{i} up")
+            batch(
+                h,
+                f"addr add {topo.host_ip(site.name, i)}/{topo.lan(site.name).prefixlen} dev {h}-eth0",
+                f"link set {h}-eth0 up",
+                f"route add default via {gw}",
+            )
+        if site.wan.any:
+            plan.applied.append(
+                {
+                    "link": f"{site.name} WAN",
+                    "delay_ms": site.wan.delay_ms,
+                    "jitter_ms": site.wan.jitter_ms,
+                    "loss": site.wan.loss,
+                    "rate_mbit": site.wan.rate_mbit,
+                }
+            )
+        if site.wan.rate_mbit:
+            rate = f"{site.wan.rate_mbit}mbit"
+            plan.steps.append(
+                Step(
+                    r,
+                    (
+                        "tc",
+                        "qdisc",
+                        "add",
+                        "dev",
+                        wan,
+                        "root",
+                        "tbf",
+                        "rate",
+                        rate,
+                        "burst",
+                        "32kb",
+                        "latency",
+                        "100ms",
+                    ),
+                    phase=2,
+                )
+            )
+
+    for host, line in late:
+        batch(host, line)
+    # Every host: sysctls first (phase 0, with the addresses), routers' rules in phase 1.
+    for host in plan.hosts:
+        if host not in plan.routers:
+            plan.steps.append(Step(host, ("sysctl", "-q", "-w", *BASE_SYSCTLS), phase=0))
+        plan.steps.append(Step(host, ("ip", "-batch", "-"), "\n".join(ip[host]) + "\n", phase=0))
+    if plan.relays:
+        # The relay re-sends frames as they are: CHECKSUM_PARTIAL frames and TSO super-frames from
+        # veth would arrive broken (recipes §7), so every lab interface computes checksums itself.
+        for link in plan.links:
+            for host, intf in ((link.a, link.a_intf), (link.b, link.b_intf)):
+                plan.steps.append(
+                    Step(
+                        host,
+                        ("ethtool", "-K", intf, "tx", "off", "tso", "off", "gso", "off", "gro", "off"),
+                        phase=2,
+                    )
+                )
+    plan.steps.sort(key=lambda s: s.phase)
+    return plan
