@@ -65,12 +65,13 @@ class Daemon:
         exe = self.spec.argv[0]
         if shutil.which(exe) is None and not Path(exe).exists():
             raise DaemonError(f"{self.spec.name}: {exe} is not installed (bash scripts/setup.sh installs it)")
+        # No start_new_session: ``mnexec -d`` forks when its caller already leads a session, and the
+        # PID we hold would then be a parent that exited while the daemon runs on, detached.
         self.proc = subprocess.Popen(
             self.argv(),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            start_new_session=True,  # our own process group: a Ctrl-C of the runner is ours to relay
         )
         self._reader = threading.Thread(target=self._pump, name=f"log-{self.spec.name}", daemon=True)
         self._reader.start()
@@ -115,7 +116,9 @@ class Daemon:
         if self._reader is not None:
             self._reader.join(5)
         code = self.proc.returncode
-        if self.proc.stdout is not None:
+        # Closing the pipe while the reader thread still reads it would block on the file's lock;
+        # the reader ends by itself at EOF, which only a process that inherited the pipe delays.
+        if self.proc.stdout is not None and (self._reader is None or not self._reader.is_alive()):
             self.proc.stdout.close()
         return code
 
@@ -149,4 +152,36 @@ connection_messages true
         argv=("mosquitto", "-c", f"{{dir}}/mosquitto-{port}.conf"),
         configs={f"mosquitto-{port}.conf": conf},
         ready=r"mosquitto version \S+ running",
+    )
+
+
+def coturn(ip: str, ip2: str, *, user: str = "wg", password: str = "wgpass", realm: str = "wg.test") -> DaemonSpec:
+    """STUN on two addresses and two ports (RFC 5780 tests need OTHER-ADDRESS) plus TURN with
+    long-term credentials (recipes §6.2)."""
+    conf = f"""listening-ip={ip}
+listening-ip={ip2}
+relay-ip={ip}
+listening-port=3478
+alt-listening-port=3479
+min-port=49152
+max-port=49652
+realm={realm}
+lt-cred-mech
+user={user}:{password}
+fingerprint
+no-tls
+no-dtls
+no-cli
+userdb={{dir}}/turndb.sqlite
+pidfile={{dir}}/turnserver.pid
+log-file=stdout
+simple-log
+"""
+    return DaemonSpec(
+        name="coturn",
+        # coturn block-buffers stdout into a pipe: line buffering lets us see the ready line
+        argv=("stdbuf", "-oL", "-eL", "turnserver", "-c", "{dir}/turnserver.conf", "--log-file=stdout"),
+        configs={"turnserver.conf": conf},
+        ready=r"Total General servers|IO method \(general relay thread\)|turn server id=",
+        timeout=15,
     )
