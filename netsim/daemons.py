@@ -155,7 +155,9 @@ connection_messages true
     )
 
 
-def coturn(ip: str, ip2: str, *, user: str = "wg", password: str = "wgpass", realm: str = "wg.test") -> DaemonSpec:
+def coturn(
+    ip: str, ip2: str, *, user: str = "wg", password: str = "wgpass", realm: str = "wg.test"
+) -> DaemonSpec:
     """STUN on two addresses and two ports (RFC 5780 tests need OTHER-ADDRESS) plus TURN with
     long-term credentials (recipes §6.2)."""
     conf = f"""listening-ip={ip}
@@ -184,4 +186,33 @@ simple-log
         configs={"turnserver.conf": conf},
         ready=r"Total General servers|IO method \(general relay thread\)|turn server id=",
         timeout=15,
+    )
+
+
+def prober(python: str, ips: list[str], port: int = 7100) -> DaemonSpec:
+    """netsim's own helper on the STUN host: TCP filtering and mapping-lifetime probes."""
+    return DaemonSpec(
+        name="prober",
+        argv=(python, "-m", "netsim.probe", "serve", "--ips", *ips, "--port", str(port)),
+        ready=r"prober ready",
+    )
+
+
+def names_server(python: str, host: str, port: int = 5300) -> DaemonSpec:
+    """The warpgate nickname server (SQLite in the daemon's work directory)."""
+    return DaemonSpec(
+        name="names",
+        argv=(
+            python,
+            "-m",
+            "warpgate.cli",
+            "names-server",
+            "--host",
+            host,
+            "--port",
+            str(port),
+            "--db",
+            "{dir}/names.sqlite",
+        ),
+        ready=r"listening on",
     )

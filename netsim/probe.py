@@ -1,0 +1,411 @@
+"""Probes that run *inside* lab hosts: RFC 5780 classification, hairpinning, mapping lifetime.
+
+    python -m netsim.probe classify --stun 203.0.113.10 --prober 203.0.113.10:7100
+    python -m netsim.probe serve --ips 203.0.113.10 203.0.113.11        (on the STUN host)
+
+UDP mapping and filtering follow RFC 5780 §4.3 / §4.4 against coturn (two addresses, two ports,
+OTHER-ADDRESS and CHANGE-REQUEST), using aioice's STUN codec. TCP mapping is the same test over
+STUN-over-TCP connections from one local port (SO_REUSEADDR + SO_REUSEPORT). RFC 5780 has no TCP
+filtering test (a STUN server cannot open connections), so the prober on the STUN host connects
+to the client's mapping from another address (EIF), from another port of the same address (ADF),
+or fails (APDF). Port allocation: four fresh sockets; mapped == local port is preserving, a
+constant small step is sequential, anything else random.
+
+Each command prints one JSON object on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import socket
+import struct
+import sys
+import threading
+import time
+from typing import Any
+
+from aioice import stun
+
+Addr = tuple[str, int]
+CHANGE_IP, CHANGE_PORT = 0x4, 0x2
+
+
+# -- STUN over UDP and TCP (aioice codec) ------------------------------------------------------
+
+
+def _request(change: int = 0) -> stun.Message:
+    msg = stun.Message(message_method=stun.Method.BINDING, message_class=stun.Class.REQUEST)
+    if change:
+        msg.attributes["CHANGE-REQUEST"] = change
+    return msg
+
+
+def udp_binding(
+    sock: socket.socket, dest: Addr, change: int = 0, tries: int = 3, rto: float = 0.2
+) -> dict[str, Any] | None:
+    """One RFC 5389 binding transaction; None when no answer came (RFC 5780: test failed)."""
+    req = _request(change)
+    data = bytes(req)
+    for _ in range(tries):
+        sock.sendto(data, dest)
+        deadline = time.monotonic() + rto
+        while (left := deadline - time.monotonic()) > 0:
+            sock.settimeout(left)
+            try:
+                raw, src = sock.recvfrom(2048)
+            except (TimeoutError, OSError):
+                break
+            try:
+                resp = stun.parse_message(raw)
+            except ValueError:
+                continue
+            if resp.transaction_id == req.transaction_id:
+                return {
+                    "mapped": tuple(resp.attributes["XOR-MAPPED-ADDRESS"]),
+                    "source": src,
+                    "other": tuple(resp.attributes["OTHER-ADDRESS"])
+                    if "OTHER-ADDRESS" in resp.attributes
+                    else None,
+                }
+    return None
+
+
+def tcp_binding(
+    local_port: int, dest: Addr, timeout: float = 2.0, keep: list[socket.socket] | None = None
+) -> Addr | None:
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    s.settimeout(timeout)
+    try:
+        s.bind(("0.0.0.0", local_port))
+        s.connect(dest)
+        s.sendall(bytes(_request()))
+        head = _recv_exact(s, 20)
+        length = struct.unpack("!H", head[2:4])[0]
+        resp = stun.parse_message(head + _recv_exact(s, length))
+        mapped: Addr = tuple(resp.attributes["XOR-MAPPED-ADDRESS"])  # type: ignore[assignment]
+    except (OSError, ValueError, KeyError):
+        s.close()
+        return None
+    if keep is not None:
+        keep.append(s)
+    else:
+        s.close()
+    return mapped
+
+
+def _recv_exact(s: socket.socket, n: int) -> bytes:
+    buf = b""
+    while len(buf) < n:
+        chunk = s.recv(n - len(buf))
+        if not chunk:
+            raise OSError("connection closed")
+        buf += chunk
+    return buf
+
+
+def local_ip_towards(dest: str) -> str:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect((dest, 9))
+        return str(s.getsockname()[0])
+
+
+def fresh_udp() -> socket.socket:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("0.0.0.0", 0))
+    return s
+
+
+# -- classification ------------------------------------------------------------------------------
+
+
+def classify_udp(stun_ip: str) -> dict[str, Any]:
+    primary = (stun_ip, 3478)
+    local_ip = local_ip_towards(stun_ip)
+    with fresh_udp() as s:
+        t1 = udp_binding(s, primary)
+        if t1 is None:
+            return {"mapping": "unknown", "filtering": "blocked", "allocation": "unknown"}
+        if t1["other"] is None:
+            raise SystemExit("STUN server gave no OTHER-ADDRESS: coturn needs two listening IPs (RFC 5780)")
+        other_ip, other_port = t1["other"]
+        if t1["mapped"] == (local_ip, s.getsockname()[1]):
+            mapping = "none"
+        else:
+            t2 = udp_binding(s, (other_ip, primary[1]))
+            if t2 is not None and t2["mapped"] == t1["mapped"]:
+                mapping = "endpoint_independent"
+            else:
+                t3 = udp_binding(s, (other_ip, other_port))
+                same = t2 is not None and t3 is not None and t3["mapped"] == t2["mapped"]
+                mapping = "address_dependent" if same else "address_port_dependent"
+    with fresh_udp() as s:
+        udp_binding(s, primary)
+        if udp_binding(s, primary, CHANGE_IP | CHANGE_PORT, tries=2) is not None:
+            filtering = "endpoint_independent"
+        elif udp_binding(s, primary, CHANGE_PORT, tries=2) is not None:
+            filtering = "address_dependent"
+        else:
+            filtering = "address_port_dependent"
+    pairs = []
+    for _ in range(4):
+        with fresh_udp() as s:
+            r = udp_binding(s, primary)
+            if r is not None:
+                pairs.append((s.getsockname()[1], r["mapped"][1]))
+    return {"mapping": mapping, "filtering": filtering, **allocation(pairs)}
+
+
+def allocation(pairs: list[tuple[int, int]]) -> dict[str, Any]:
+    """Port allocation from (local port, mapped port) of consecutive fresh mappings."""
+    if len(pairs) < 3:
+        return {"allocation": "unknown", "delta": 0}
+    if all(local == mapped for local, mapped in pairs):
+        return {"allocation": "preserving", "delta": 0}
+    steps = {b[1] - a[1] for a, b in zip(pairs, pairs[1:], strict=False)}
+    if len(steps) == 1 and 0 < abs(next(iter(steps))) <= 16:
+        return {"allocation": "sequential", "delta": steps.pop()}
+    return {"allocation": "random", "delta": 0}
+
+
+def classify_tcp(stun_ip: str, prober: Addr) -> dict[str, Any]:
+    local_ip = local_ip_towards(stun_ip)
+    port = _free_tcp_port()
+    keep: list[socket.socket] = []
+    try:
+        m1 = tcp_binding(port, (stun_ip, 3478), keep=keep)
+        if m1 is None:
+            return {"mapping": "unknown", "filtering": "blocked"}
+        if m1 == (local_ip, port):
+            mapping = "none"
+        else:
+            other = _other_ip(stun_ip)
+            m2 = tcp_binding(port, (other, 3478), keep=keep)
+            if m2 == m1:
+                mapping = "endpoint_independent"
+            else:
+                m3 = tcp_binding(port, (other, 3479), keep=keep)
+                mapping = "address_dependent" if (m3 is not None and m3 == m2) else "address_port_dependent"
+        # Filtering, from a fresh local port (the mapping test above gave the NAT permissions for
+        # the other address): one connection keeps the mapping, a listener on the same port waits.
+        port = _free_tcp_port()
+        fm = tcp_binding(port, (stun_ip, 3478), keep=keep)
+        if fm is None:
+            return {"mapping": mapping, "filtering": "unknown"}
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        listener.bind(("0.0.0.0", port))
+        listener.listen(8)
+        keep.append(listener)
+        accepted = threading.Thread(target=_drain_accepts, args=(listener,), daemon=True)
+        accepted.start()
+        if _ask(prober, {"op": "tcp_connect", "target": list(fm), "from": _other_ip(stun_ip)})["ok"]:
+            filtering = "endpoint_independent"
+        elif _ask(prober, {"op": "tcp_connect", "target": list(fm), "from": stun_ip})["ok"]:
+            filtering = "address_dependent"
+        else:
+            filtering = "address_port_dependent"
+    finally:
+        for s in keep:
+            s.close()
+    return {"mapping": mapping, "filtering": filtering}
+
+
+def _free_tcp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("0.0.0.0", 0))
+        return int(s.getsockname()[1])
+
+
+def _drain_accepts(listener: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        while True:
+            conn, _ = listener.accept()
+            conn.close()
+
+
+_OTHER: dict[str, str] = {}
+
+
+def _other_ip(stun_ip: str) -> str:
+    if stun_ip not in _OTHER:
+        with fresh_udp() as s:
+            r = udp_binding(s, (stun_ip, 3478))
+        if r is None or r["other"] is None:
+            raise SystemExit("no OTHER-ADDRESS from the STUN server")
+        _OTHER[stun_ip] = r["other"][0]
+    return _OTHER[stun_ip]
+
+
+def _ask(prober: Addr, request: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
+    with socket.create_connection(prober, timeout=timeout) as s:
+        s.sendall(json.dumps(request).encode() + b"\n")
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    answer: dict[str, Any] = json.loads(data)
+    return answer
+
+
+def cmd_classify(args: argparse.Namespace) -> dict[str, Any]:
+    host, port = args.prober.rsplit(":", 1)
+    if args.stun2:
+        _OTHER[args.stun] = args.stun2  # known in the lab; over UDP-blocked paths it cannot be learned
+    out: dict[str, Any] = {}
+    # UDP and TCP tests are independent: run them side by side (failing tests wait for timeouts).
+    t = threading.Thread(target=lambda: out.__setitem__("tcp", classify_tcp(args.stun, (host, int(port)))))
+    t.start()
+    out["udp"] = classify_udp(args.stun)
+    t.join()
+    return out
+
+
+# -- hairpinning and mapping lifetime ------------------------------------------------------------
+
+
+def cmd_hairpin_listen(args: argparse.Namespace) -> dict[str, Any]:
+    """Print our mapping, then wait for one datagram and answer it (the far end of a hairpin test)."""
+    with fresh_udp() as s:
+        r = udp_binding(s, (args.stun, 3478))
+        if r is None:
+            return {"mapped": None}
+        print(json.dumps({"mapped": list(r["mapped"])}), flush=True)
+        s.settimeout(args.wait)
+        try:
+            data, src = s.recvfrom(2048)
+        except TimeoutError:
+            return {"got": None}
+        s.sendto(b"pong", src)
+        return {"got": list(src)}
+
+
+def cmd_hairpin_send(args: argparse.Namespace) -> dict[str, Any]:
+    ip, port = args.target.rsplit(":", 1)
+    with fresh_udp() as s:
+        udp_binding(s, (args.stun, 3478))  # our own mapping exists, as in a real punch
+        for _ in range(int(args.wait / 0.2)):
+            s.sendto(b"ping", (ip, int(port)))
+            s.settimeout(0.2)
+            try:
+                data, src = s.recvfrom(2048)
+            except TimeoutError:
+                continue
+            if data == b"pong":
+                return {"ok": True, "from": list(src)}
+    return {"ok": False}
+
+
+def cmd_lifetime(args: argparse.Namespace) -> dict[str, Any]:
+    """Open mappings towards the prober's echo port; it answers each after its delay, unsolicited."""
+    host, port = args.prober.rsplit(":", 1)
+    socks = []
+    for delay in args.after:
+        s = fresh_udp()
+        s.sendto(json.dumps({"delay": delay}).encode(), (host, int(port) + 1))
+        socks.append((delay, s))
+    out = {}
+    deadline = time.monotonic() + max(args.after) + 2.0
+    for delay, s in socks:
+        s.settimeout(max(0.01, deadline - time.monotonic()))
+        try:
+            data, _ = s.recvfrom(2048)
+            out[str(delay)] = data == b"late"
+        except TimeoutError:
+            out[str(delay)] = False
+        s.close()
+    return {"alive_after": out}
+
+
+# -- the prober (runs on the STUN host) ------------------------------------------------------------
+
+
+async def serve(ips: list[str], port: int) -> None:
+    async def control(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            req = json.loads(await reader.readline())
+            answer: dict[str, Any] = {"ok": False}
+            if req.get("op") == "tcp_connect":
+                target = (str(req["target"][0]), int(req["target"][1]))
+                try:
+                    async with asyncio.timeout(0.6):
+                        _, w = await asyncio.open_connection(*target, local_addr=(str(req["from"]), 0))
+                    w.close()
+                    answer = {"ok": True}
+                except (OSError, TimeoutError):
+                    answer = {"ok": False}
+            writer.write(json.dumps(answer).encode() + b"\n")
+            await writer.drain()
+        except (ValueError, KeyError, ConnectionError) as exc:
+            print(f"prober: bad request: {exc!r}", file=sys.stderr, flush=True)
+        finally:
+            writer.close()
+
+    loop = asyncio.get_running_loop()
+
+    class Echo(asyncio.DatagramProtocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport = transport
+
+        def datagram_received(self, data: bytes, addr: Any) -> None:
+            try:
+                delay = float(json.loads(data)["delay"])
+            except (ValueError, KeyError, TypeError):
+                return
+            # answer later, without any packet from the client in between: does the mapping live?
+            loop.call_later(delay, self.transport.sendto, b"late", addr)  # type: ignore[attr-defined]
+
+    servers = [await asyncio.start_server(control, ip, port) for ip in ips]
+    await loop.create_datagram_endpoint(Echo, local_addr=(ips[0], port + 1))
+    print(f"prober ready on {', '.join(ips)} port {port}", flush=True)
+    await asyncio.gather(*(s.serve_forever() for s in servers))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m netsim.probe",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("classify")
+    p.add_argument("--stun", required=True)
+    p.add_argument("--stun2", help="the STUN server's other address (else learned from OTHER-ADDRESS)")
+    p.add_argument("--prober", required=True, help="IP:PORT of the prober's control port")
+    p = sub.add_parser("hairpin-listen")
+    p.add_argument("--stun", required=True)
+    p.add_argument("--wait", type=float, default=4.0)
+    p = sub.add_parser("hairpin-send")
+    p.add_argument("--stun", required=True)
+    p.add_argument("--target", required=True)
+    p.add_argument("--wait", type=float, default=3.0)
+    p = sub.add_parser("lifetime")
+    p.add_argument("--prober", required=True)
+    p.add_argument("--after", type=float, nargs="+", required=True)
+    p = sub.add_parser("serve")
+    p.add_argument("--ips", nargs="+", required=True)
+    p.add_argument("--port", type=int, default=7100)
+    args = parser.parse_args(argv)
+    if args.cmd == "serve":
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(serve(args.ips, args.port))
+        return 0
+    result = {
+        "classify": cmd_classify,
+        "hairpin-listen": cmd_hairpin_listen,
+        "hairpin-send": cmd_hairpin_send,
+        "lifetime": cmd_lifetime,
+    }[args.cmd](args)
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""The emulated internet's infrastructure, started from code inside the lab's server hosts.
+
+``wgs1``: coturn (STUN on 203.0.113.10 and .11, ports 3478/3479; TURN with ``wg``/``wgpass``) and
+netsim's prober; ``wgs2``: mosquitto and the names server; ``wgs3``: a second mosquitto. Each daemon
+runs with a generated config, logs into the lab's work directory, and is stopped by PID.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from netsim import daemons
+from netsim import topology as T
+from netsim.lab import PYTHON, Lab
+
+PROBER_PORT = 7100
+NAMES_PORT = 5300
+BROKER_PORT = 1883
+TURN_USER, TURN_PASSWORD = "wg", "wgpass"
+
+
+@dataclass(frozen=True)
+class Infrastructure:
+    stun: tuple[str, str]
+    prober: str
+    brokers: tuple[str, ...]
+    names: str
+    turn: str
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "stun": list(self.stun),
+            "prober": self.prober,
+            "brokers": list(self.brokers),
+            "names": self.names,
+            "turn": self.turn,
+        }
+
+
+def start(lab: Lab, *, brokers: bool = True, names: bool = True) -> Infrastructure:
+    """Start what the lab's scenarios and checks need; a daemon that fails stops with its log."""
+    lab.start_daemon(
+        T.STUN_HOST, daemons.coturn(T.STUN_IP, T.STUN_IP2, user=TURN_USER, password=TURN_PASSWORD)
+    )
+    lab.start_daemon(T.STUN_HOST, daemons.prober(PYTHON, [T.STUN_IP, T.STUN_IP2], PROBER_PORT))
+    urls = []
+    if brokers:
+        for host, ip in T.BROKER_HOSTS:
+            lab.start_daemon(host, daemons.mosquitto(ip, BROKER_PORT))
+            urls.append(f"mqtt://{ip}:{BROKER_PORT}")
+    if names:
+        lab.start_daemon(T.NAMES_HOST, daemons.names_server(PYTHON, T.NAMES_IP, NAMES_PORT))
+    return Infrastructure(
+        stun=(T.STUN_IP, T.STUN_IP2),
+        prober=f"{T.STUN_IP}:{PROBER_PORT}",
+        brokers=tuple(urls),
+        names=f"{T.NAMES_IP}:{NAMES_PORT}",
+        turn=f"turn:{TURN_USER}:{TURN_PASSWORD}@{T.STUN_IP}:3478",
+    )

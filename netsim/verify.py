@@ -1,0 +1,200 @@
+"""Self-validation: does every router behave as its label says? (RFC 5780 tests, UDP and TCP.)
+
+A mislabelled NAT is the default failure of NAT labs (see research/anchors.md), so the runner
+classifies every router before a scenario and refuses to run on a mismatch; ``netsim verify``
+does the same for any set of profiles and prints the table.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from netsim import services
+from netsim.errors import NetsimError
+from netsim.lab import PYTHON, Lab
+from netsim.nat import expected
+from netsim.topology import Site, Topology
+from warpgate.proto.nat import Filtering, NatBehaviour
+
+
+@dataclass(frozen=True)
+class Check:
+    site: str
+    profile: str
+    what: str
+    """``udp``, ``tcp``, ``hairpin`` or ``lifetime``."""
+    expected: str
+    measured: str
+
+    @property
+    def ok(self) -> bool:
+        return self.expected == self.measured
+
+
+def describe(b: NatBehaviour, *, allocation: bool) -> str:
+    if b.filtering is Filtering.BLOCKED:
+        return "blocked"
+    parts = [b.mapping.name.lower(), b.filtering.name.lower()]
+    if allocation:
+        parts.append(b.allocation.name.lower())
+    return " / ".join(parts)
+
+
+def measured_text(m: dict[str, Any], *, allocation: bool) -> str:
+    if m.get("filtering") == "blocked":
+        return "blocked"
+    parts = [m["mapping"], m["filtering"]]
+    if allocation:
+        parts.append(m["allocation"])
+    return " / ".join(parts)
+
+
+def classify(lab: Lab, infra: services.Infrastructure, site: str) -> dict[str, Any]:
+    proc = lab.run(
+        lab.host(site),
+        [
+            PYTHON,
+            "-m",
+            "netsim.probe",
+            "classify",
+            "--stun",
+            infra.stun[0],
+            "--stun2",
+            infra.stun[1],
+            "--prober",
+            infra.prober,
+        ],
+        timeout=60,
+    )
+    result: dict[str, Any] = json.loads(proc.stdout)
+    return result
+
+
+def check_sites(lab: Lab, infra: services.Infrastructure, sites: list[Site]) -> list[Check]:
+    """Classify each site's first host (in parallel) and compare with what its profile promises."""
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = dict(
+            zip([s.name for s in sites], pool.map(lambda s: classify(lab, infra, s.name), sites), strict=True)
+        )
+    checks = []
+    for s in sites:
+        udp, tcp = expected(s.profile, s.port_range)
+        m = results[s.name]
+        checks.append(
+            Check(
+                s.name,
+                s.profile,
+                "udp",
+                describe(udp, allocation=True),
+                measured_text(m["udp"], allocation=True),
+            )
+        )
+        checks.append(
+            Check(
+                s.name,
+                s.profile,
+                "tcp",
+                describe(tcp, allocation=False),
+                measured_text(m["tcp"], allocation=False),
+            )
+        )
+    return checks
+
+
+def check_hairpin(lab: Lab, infra: services.Infrastructure, site: Site) -> Check:
+    """Host 1 sends to host 0's public mapping; a reply means the router hairpins (RFC 4787 §6)."""
+    listen = lab.popen(
+        lab.host(site.name, 0),
+        [PYTHON, "-m", "netsim.probe", "hairpin-listen", "--stun", infra.stun[0], "--wait", "3"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert listen.stdout is not None
+    mapped = json.loads(listen.stdout.readline())["mapped"]
+    if mapped is None:
+        raise NetsimError(f"{site.name}: no STUN answer for the hairpin test")
+    sent = lab.run(
+        lab.host(site.name, 1),
+        [
+            PYTHON,
+            "-m",
+            "netsim.probe",
+            "hairpin-send",
+            "--stun",
+            infra.stun[0],
+            "--target",
+            f"{mapped[0]}:{mapped[1]}",
+            "--wait",
+            "2",
+        ],
+        timeout=30,
+    )
+    listen.wait(10)
+    ok = json.loads(sent.stdout)["ok"]
+    return Check(site.name, site.profile, "hairpin", "on" if site.hairpin else "off", "on" if ok else "off")
+
+
+def check_lifetime(lab: Lab, infra: services.Infrastructure, site: Site) -> Check:
+    """An unsolicited packet well inside the lifetime gets through; one well after does not."""
+    life = site.mapping_lifetime
+    if life is None:
+        raise NetsimError(f"{site.name}: no mapping_lifetime set")
+    early, late = round(life * 0.5, 2), round(life + 2.0, 2)
+    out = lab.run(
+        lab.host(site.name),
+        [
+            PYTHON,
+            "-m",
+            "netsim.probe",
+            "lifetime",
+            "--prober",
+            infra.prober,
+            "--after",
+            str(early),
+            str(late),
+        ],
+        timeout=life + 30,
+    )
+    alive = json.loads(out.stdout)["alive_after"]
+    measured = f"alive at {early}s: {alive[str(early)]}, at {late}s: {alive[str(late)]}"
+    return Check(site.name, site.profile, "lifetime", f"alive at {early}s: True, at {late}s: False", measured)
+
+
+def verification_topology(profiles: list[str], *, hairpin: bool = True, lifetime: int | None = 3) -> Topology:
+    sites = [Site(p, p) for p in profiles]
+    if hairpin:
+        sites += [
+            Site("hairpin-on", "port-restricted-cone", hosts=2, hairpin=True),
+            Site("hairpin-off", "port-restricted-cone", hosts=2),
+        ]
+    if lifetime:
+        sites.append(Site("lifetime", "port-restricted-cone", mapping_lifetime=lifetime))
+    return Topology("verify", tuple(sites))
+
+
+def run_checks(lab: Lab, infra: services.Infrastructure) -> list[Check]:
+    topo = lab.topology
+    plain = [
+        s
+        for s in topo.sites
+        if s.hosts >= 1
+        and s.upstream is None
+        and s.mapping_lifetime is None
+        and not s.hairpin
+        and not s.name.startswith("hairpin")
+    ]
+    checks = check_sites(lab, infra, plain)
+    for s in topo.sites:
+        if s.name.startswith("hairpin") and s.hosts >= 2:
+            checks.append(check_hairpin(lab, infra, s))
+        if s.mapping_lifetime is not None:
+            checks.append(check_lifetime(lab, infra, s))
+    return checks
+
+
+def as_records(checks: list[Check]) -> list[dict[str, Any]]:
+    return [{**asdict(c), "ok": c.ok} for c in checks]
