@@ -184,8 +184,9 @@ def _nat(cfg: RouterConfig, timeout: str) -> str:
             else (SEQ_BASE, SEQ_SIZE)
         )
         elems = ", ".join(f"{i} : {base + i}" for i in range(size))
+        counter = f"numgen inc mod {size} map {{ {elems} }}"
         post = [
-            f'oifname "{wan}" meta l4proto {{ tcp, udp }} snat ip to {pub} : numgen inc mod {size} map {{ {elems} }}',
+            f'oifname "{wan}" meta l4proto {{ tcp, udp }} snat ip to {pub} : {counter}',
             f'oifname "{wan}" snat ip to {pub}',
         ]
     else:
@@ -209,9 +210,8 @@ def _nat(cfg: RouterConfig, timeout: str) -> str:
                 "set perm { type inet_proto . inet_service . ipv4_addr; "
                 f"flags dynamic,timeout; timeout {timeout}; }}"
             )
-            learn.append(
-                f'oifname "{wan}" meta l4proto {{ tcp, udp }} update @perm {{ meta l4proto . th sport . ip daddr }}'
-            )
+            permit = "update @perm { meta l4proto . th sport . ip daddr }"
+            learn.append(f'oifname "{wan}" meta l4proto {{ tcp, udp }} {permit}')
             pre.append(
                 f'iifname "{wan}" ip daddr {pub} meta l4proto {{ tcp, udp }} '
                 "meta l4proto . th dport . ip saddr @perm dnat ip to meta l4proto . th dport map @fcmap"
@@ -263,8 +263,12 @@ def _miniupnpd_skeleton() -> str:
   chain miniupnpd { }
 }
 table ip nat {
-  chain prerouting { type nat hook prerouting priority dstnat - 1; policy accept; jump prerouting_miniupnpd }
-  chain postrouting { type nat hook postrouting priority srcnat - 1; policy accept; jump postrouting_miniupnpd }
+  chain prerouting {
+    type nat hook prerouting priority dstnat - 1; policy accept; jump prerouting_miniupnpd
+  }
+  chain postrouting {
+    type nat hook postrouting priority srcnat - 1; policy accept; jump postrouting_miniupnpd
+  }
   chain prerouting_miniupnpd { }
   chain postrouting_miniupnpd { }
 }

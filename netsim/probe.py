@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import socket
 import struct
@@ -166,7 +167,7 @@ def allocation(pairs: list[tuple[int, int]]) -> dict[str, Any]:
         return {"allocation": "unknown", "delta": 0}
     if all(local == mapped for local, mapped in pairs):
         return {"allocation": "preserving", "delta": 0}
-    steps = {b[1] - a[1] for a, b in zip(pairs, pairs[1:], strict=False)}
+    steps = {b[1] - a[1] for a, b in itertools.pairwise(pairs)}
     if len(steps) == 1 and 0 < abs(next(iter(steps))) <= 16:
         return {"allocation": "sequential", "delta": steps.pop()}
     return {"allocation": "random", "delta": 0}
@@ -280,7 +281,7 @@ def cmd_hairpin_listen(args: argparse.Namespace) -> dict[str, Any]:
         print(json.dumps({"mapped": list(r["mapped"])}), flush=True)
         s.settimeout(args.wait)
         try:
-            data, src = s.recvfrom(2048)
+            _, src = s.recvfrom(2048)
         except TimeoutError:
             return {"got": None}
         s.sendto(b"pong", src)

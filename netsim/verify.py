@@ -35,22 +35,39 @@ class Check:
         return self.expected == self.measured
 
 
+SHORT_MAPPING = {
+    "none": "no-NAT",
+    "endpoint_independent": "EIM",
+    "address_dependent": "ADM",
+    "address_port_dependent": "APDM",
+    "unknown": "?",
+}
+SHORT_FILTERING = {
+    "endpoint_independent": "EIF",
+    "address_dependent": "ADF",
+    "address_port_dependent": "APDF",
+    "unknown": "?",
+}
+
+
+def short(mapping: str, filtering: str, allocation: str | None = None) -> str:
+    """RFC 4787 shorthand: ``EIM APDF preserving``; ``blocked`` when nothing passes."""
+    if filtering == "blocked":
+        return "blocked"
+    text = f"{SHORT_MAPPING[mapping]} {SHORT_FILTERING[filtering]}"
+    return f"{text} {allocation}" if allocation else text
+
+
 def describe(b: NatBehaviour, *, allocation: bool) -> str:
     if b.filtering is Filtering.BLOCKED:
         return "blocked"
-    parts = [b.mapping.name.lower(), b.filtering.name.lower()]
-    if allocation:
-        parts.append(b.allocation.name.lower())
-    return " / ".join(parts)
+    return short(
+        b.mapping.name.lower(), b.filtering.name.lower(), b.allocation.name.lower() if allocation else None
+    )
 
 
 def measured_text(m: dict[str, Any], *, allocation: bool) -> str:
-    if m.get("filtering") == "blocked":
-        return "blocked"
-    parts = [m["mapping"], m["filtering"]]
-    if allocation:
-        parts.append(m["allocation"])
-    return " / ".join(parts)
+    return short(m["mapping"], m["filtering"], m.get("allocation") if allocation else None)
 
 
 def classify(lab: Lab, infra: services.Infrastructure, site: str) -> dict[str, Any]:
@@ -160,8 +177,12 @@ def check_lifetime(lab: Lab, infra: services.Infrastructure, site: Site) -> Chec
         timeout=life + 30,
     )
     alive = json.loads(out.stdout)["alive_after"]
-    measured = f"alive at {early}s: {alive[str(early)]}, at {late}s: {alive[str(late)]}"
-    return Check(site.name, site.profile, "lifetime", f"alive at {early}s: True, at {late}s: False", measured)
+
+    def state(ok: bool) -> str:
+        return "alive" if ok else "gone"
+
+    measured = f"{state(alive[str(early)])} at {early}s, {state(alive[str(late)])} at {late}s"
+    return Check(site.name, site.profile, "lifetime", f"alive at {early}s, gone at {late}s", measured)
 
 
 def verification_topology(profiles: list[str], *, hairpin: bool = True, lifetime: int | None = 3) -> Topology:
@@ -198,3 +219,46 @@ def run_checks(lab: Lab, infra: services.Infrastructure) -> list[Check]:
 
 def as_records(checks: list[Check]) -> list[dict[str, Any]]:
     return [{**asdict(c), "ok": c.ok} for c in checks]
+
+
+_ND_MAPPING = {
+    "Endpoint Independent Mapping": "endpoint_independent",
+    "Address Dependent Mapping": "address_dependent",
+    "Address and Port Dependent Mapping": "address_port_dependent",
+}
+_ND_FILTERING = {
+    "Endpoint Independent Filtering": "endpoint_independent",
+    "Address Dependent Filtering": "address_dependent",
+    "Address and Port Dependent Filtering": "address_port_dependent",
+}
+
+
+def parse_natdiscovery(text: str) -> str:
+    """Read coturn's ``turnutils_natdiscovery -m -f`` verdict lines ("NAT with ... Mapping!")."""
+    mapping = filtering = None
+    for line in text.splitlines():
+        if not line.startswith("NAT with "):
+            continue
+        phrase = line[len("NAT with ") :].rstrip("!")
+        mapping = _ND_MAPPING.get(phrase, mapping)
+        filtering = _ND_FILTERING.get(phrase, filtering)
+    if mapping is None and filtering is None:
+        return "blocked"
+    return short(mapping or "unknown", filtering or "unknown")
+
+
+def check_natdiscovery(lab: Lab, infra: services.Infrastructure, site: Site) -> Check:
+    """Cross-check with an independent RFC 5780 client (it has no "no NAT" verdict: none reads as EIM)."""
+    proc = lab.run(
+        lab.host(site.name),
+        ["timeout", "30", "turnutils_natdiscovery", "-m", "-f", infra.stun[0]],
+        timeout=60,
+        check=False,
+    )
+    udp, _ = expected(site.profile, site.port_range)
+    if udp.filtering is Filtering.BLOCKED:
+        want = "blocked"
+    else:
+        mapping = "endpoint_independent" if udp.mapping.name == "NONE" else udp.mapping.name.lower()
+        want = short(mapping, udp.filtering.name.lower())
+    return Check(site.name, site.profile, "natdiscovery", want, parse_natdiscovery(proc.stdout))
