@@ -29,7 +29,7 @@ def parse_topology(spec: str) -> Topology:
         if p not in PROFILES:
             raise NetsimError(f"unknown profile {p!r}; known: {', '.join(PROFILES)}")
     factory = READY[name]
-    if name == "n-sites" or name == "zoo":
+    if name in ("n-sites", "zoo"):
         return factory(parts or list(PROFILES))  # type: ignore[operator, no-any-return]
     return factory(*parts)  # type: ignore[operator, no-any-return]
 

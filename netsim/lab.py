@@ -82,19 +82,23 @@ class Lab:
             self.timings["configure"] = time.perf_counter() - t1
             for relay in self.plan.relays:
                 imp = relay.impairment
-                self.popen(
+                self.start_daemon(
                     relay.host,
-                    [
-                        PYTHON,
-                        "-m",
-                        "netsim.delay",
-                        relay.a,
-                        relay.b,
-                        "--delay-ms",
-                        str(imp.delay_ms),
-                        "--jitter-ms",
-                        str(imp.jitter_ms),
-                    ],
+                    DaemonSpec(
+                        name="delay",
+                        argv=(
+                            PYTHON,
+                            "-m",
+                            "netsim.delay",
+                            relay.a,
+                            relay.b,
+                            "--delay-ms",
+                            str(imp.delay_ms),
+                            "--jitter-ms",
+                            str(imp.jitter_ms),
+                        ),
+                        ready=r"delay relay",
+                    ),
                 )
         except BaseException:
             self.stop()

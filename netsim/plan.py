@@ -79,14 +79,15 @@ def router_steps(host: str, cfg: RouterConfig, loss: float = 0.0, phase: int = 1
 def loss_table(intf: str, loss: float) -> str:
     """Random loss on one interface, both directions: nft's equivalent of ``-m statistic --mode random``."""
     threshold = round(loss * 1_000_000)
-    return (
-        "table netdev wgloss {\n"
-        f'  chain ingress {{ type filter hook ingress device "{intf}" priority -500; policy accept; '
-        f"numgen random mod 1000000 < {threshold} drop }}\n"
-        f'  chain egress {{ type filter hook egress device "{intf}" priority -500; policy accept; '
-        f"numgen random mod 1000000 < {threshold} drop }}\n"
-        "}"
-    )
+    chains = []
+    for hook in ("ingress", "egress"):
+        chains.append(
+            f"  chain {hook} {{\n"
+            f'    type filter hook {hook} device "{intf}" priority -500; policy accept;\n'
+            f"    numgen random mod 1000000 < {threshold} drop\n"
+            "  }"
+        )
+    return "table netdev wgloss {\n" + "\n".join(chains) + "\n}"
 
 
 def build_plan(topo: Topology) -> Plan:

@@ -325,6 +325,22 @@ def cmd_lifetime(args: argparse.Namespace) -> dict[str, Any]:
     return {"alive_after": out}
 
 
+def cmd_reach(args: argparse.Namespace) -> dict[str, Any]:
+    """Can this host reach each TCP service, and get a STUN answer over UDP?"""
+    out: dict[str, Any] = {}
+    for target in args.tcp:
+        host, port = target.rsplit(":", 1)
+        try:
+            socket.create_connection((host, int(port)), timeout=2).close()
+            out[f"tcp:{target}"] = True
+        except OSError:
+            out[f"tcp:{target}"] = False
+    for target in args.stun:
+        with fresh_udp() as s:
+            out[f"stun:{target}"] = udp_binding(s, (target, 3478)) is not None
+    return out
+
+
 # -- the prober (runs on the STUN host) ------------------------------------------------------------
 
 
@@ -390,6 +406,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("lifetime")
     p.add_argument("--prober", required=True)
     p.add_argument("--after", type=float, nargs="+", required=True)
+    p = sub.add_parser("reach")
+    p.add_argument("--tcp", nargs="*", default=[], metavar="HOST:PORT")
+    p.add_argument("--stun", nargs="*", default=[], metavar="HOST")
     p = sub.add_parser("serve")
     p.add_argument("--ips", nargs="+", required=True)
     p.add_argument("--port", type=int, default=7100)
@@ -403,6 +422,7 @@ def main(argv: list[str] | None = None) -> int:
         "hairpin-listen": cmd_hairpin_listen,
         "hairpin-send": cmd_hairpin_send,
         "lifetime": cmd_lifetime,
+        "reach": cmd_reach,
     }[args.cmd](args)
     print(json.dumps(result), flush=True)
     return 0

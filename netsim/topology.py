@@ -119,7 +119,10 @@ class Topology:
     # -- derived addressing (pure) -------------------------------------------------------------
 
     def index(self, site: str) -> int:
-        return 1 + [s.name for s in self.sites].index(site)
+        names = [s.name for s in self.sites]
+        if site not in names:
+            raise ScenarioError(f"topology {self.name}: no site {site!r} (sites: {', '.join(names)})")
+        return 1 + names.index(site)
 
     def site(self, name: str) -> Site:
         for s in self.sites:
@@ -194,8 +197,8 @@ def hairpin_site(profile: str = "port-restricted-cone", hairpin: bool = True) ->
 
 
 def zoo(profiles: list[str] | None = None) -> Topology:
-    """Every profile once, one host each (what ``netsim verify`` builds)."""
-    return n_sites(profiles or list(PROFILES))
+    """Every profile once, one host each, each site named after its profile."""
+    return Topology("zoo", tuple(Site(p, p) for p in profiles or list(PROFILES)))
 
 
 READY: dict[str, object] = {

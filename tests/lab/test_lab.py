@@ -1,0 +1,153 @@
+"""The lab, built for real: every profile's classification, hairpin, lifetime, double NAT, daemons,
+impairments, and clean teardown even when a test raises. Needs root (CI runs as root)."""
+
+import json
+import re
+
+import pytest
+
+from netsim import services, verify
+from netsim.daemons import DaemonSpec
+from netsim.errors import CommandError, DaemonError
+from netsim.lab import PYTHON, Lab, leftovers
+from netsim.nat import PROFILES
+from netsim.topology import Impairment, Site, Topology, double_nat, two_sites, zoo
+
+pytestmark = [pytest.mark.root, pytest.mark.lab]
+
+
+def test_every_profile_is_what_its_label_says():
+    """RFC 5780 mapping/filtering over UDP and TCP, allocation, hairpin on/off, mapping lifetime,
+    and coturn's independent turnutils_natdiscovery behind every router."""
+    topo = verify.verification_topology(list(PROFILES), lifetime=3)
+    with Lab(topo) as lab:
+        infra = services.start(lab, brokers=False, names=False)
+        checks = verify.run_checks(lab, infra)
+        checks += [verify.check_natdiscovery(lab, infra, s) for s in topo.sites if s.name in PROFILES]
+    bad = [c for c in checks if not c.ok]
+    assert not bad, bad
+    kinds = {c.what for c in checks}
+    assert kinds == {"udp", "tcp", "hairpin", "lifetime", "natdiscovery"}
+    assert len([c for c in checks if c.what == "udp"]) == len(PROFILES)
+
+
+def test_a_mislabelled_router_is_caught():
+    """Swap a router's rules behind its label: verification must report the mismatch."""
+    topo = Topology("mislabel", (Site("fc", "full-cone"),))
+    with Lab(topo) as lab:
+        infra = services.start(lab, brokers=False, names=False)
+        lab.set_profile("fc", "symmetric")  # rules of a symmetric NAT, label still says full cone
+        checks = verify.check_sites(lab, infra, [Site("fc", "full-cone")])
+    assert [c.ok for c in checks] == [False, False]
+    assert checks[0].measured.startswith("APDM APDF")
+
+
+def test_double_nat_maps_through_both_routers():
+    topo = double_nat(inner="port-restricted-cone", carrier="symmetric")
+    with Lab(topo) as lab:
+        infra = services.start(lab, brokers=False, names=False)
+        result = verify.classify(lab, infra, "home")
+        # the outer symmetric NAT decides: every destination gets its own mapping
+        assert result["udp"]["mapping"] == "address_port_dependent"
+        out = lab.run(lab.host("home"), ["ping", "-c", "1", "-W", "2", lab.ip("pub")]).stdout
+        assert "1 received" in out
+        # the public side sees the carrier's address, not the home router's
+        assert topo.public_ip("home") == topo.wan_ip("cgn") != topo.wan_ip("home")
+
+
+def test_every_daemon_is_reachable_from_behind_every_nat():
+    topo = zoo()
+    with Lab(topo) as lab:
+        infra = services.start(lab)
+        tcp = [b.removeprefix("mqtt://") for b in infra.brokers] + [
+            infra.names,
+            infra.prober,
+            f"{infra.stun[0]}:3478",
+        ]
+        for site in topo.sites:
+            out = json.loads(
+                lab.run(
+                    lab.host(site.name),
+                    [PYTHON, "-m", "netsim.probe", "reach", "--tcp", *tcp, "--stun", infra.stun[0]],
+                ).stdout
+            )
+            stun_expected = site.profile != "udp-blocked"
+            assert out.pop(f"stun:{infra.stun[0]}") is stun_expected, site.profile
+            assert all(out.values()), (site.profile, out)
+        # a real MQTT round trip through a broker from behind two different NATs
+        sub = lab.popen(
+            lab.host("symmetric"),
+            ["mosquitto_sub", "-h", "203.0.113.20", "-t", "wg/t", "-C", "1", "-W", "10"],
+            stdout=-1,
+            text=True,
+        )
+        for _ in range(50):  # the subscriber may not be subscribed yet: publish until it has the message
+            lab.run(
+                lab.host("full-cone"), ["mosquitto_pub", "-h", "203.0.113.20", "-t", "wg/t", "-m", "hello"]
+            )
+            if sub.poll() is not None:
+                break
+            try:
+                sub.wait(0.1)
+            except Exception:  # noqa: BLE001  (subprocess.TimeoutExpired: keep publishing)
+                continue
+        assert sub.wait(10) == 0 and sub.stdout.read().strip() == "hello"
+
+
+def ping_avg(lab, host, target, count=20):
+    lab.run(host, ["ping", "-c", "2", "-i", "0.05", target])  # ARP crosses the relay too: warm up
+    out = lab.run(host, ["ping", "-c", str(count), "-i", "0.05", "-q", target]).stdout
+    return float(re.search(r"= [\d.]+/([\d.]+)/", out).group(1)), out
+
+
+def test_delay_within_ten_percent():
+    topo = Topology(
+        "delay", (Site("a", "port-restricted-cone", wan=Impairment(delay_ms=25)), Site("b", "open"))
+    )
+    with Lab(topo) as lab:
+        avg, out = ping_avg(lab, lab.host("a"), lab.ip("b"))
+        assert lab.plan.applied == [
+            {"link": "a WAN", "delay_ms": 25, "jitter_ms": 0.0, "loss": 0.0, "rate_mbit": None}
+        ]
+    assert abs(avg - 50.0) <= 5.0, out  # 25 ms each way through the relay
+
+
+def test_loss_is_applied():
+    topo = Topology("loss", (Site("a", "port-restricted-cone", wan=Impairment(loss=0.3)), Site("b", "open")))
+    with Lab(topo) as lab:
+        out = lab.run(
+            lab.host("a"), ["ping", "-c", "200", "-i", "0.005", "-W", "0.5", "-q", lab.ip("b")], check=False
+        ).stdout
+    loss = float(re.search(r"([\d.]+)% packet loss", out).group(1)) / 100
+    # both directions drop 30%: a ping survives with 0.49 -> about 51% loss; binomial spread is small
+    assert 0.35 < loss < 0.67, out
+
+
+def test_teardown_after_a_test_that_raises():
+    with pytest.raises(RuntimeError, match="boom"), Lab(two_sites()) as lab:
+        infra = services.start(lab)
+        daemons = list(lab.daemons)
+        assert infra.brokers
+        raise RuntimeError("boom")
+    assert not leftovers()
+    assert all(not d.running for d in daemons)
+
+
+def test_failing_command_names_host_argv_and_stderr():
+    with Lab(two_sites()) as lab, pytest.raises(CommandError) as info:
+        lab.run(lab.router("a"), ["nft", "add", "rule", "ip", "nosuchtable", "x", "drop"])
+    assert "wgr1" in str(info.value) and "nosuchtable" in str(info.value)
+
+
+def test_a_daemon_that_will_not_start_stops_with_its_log():
+    with Lab(two_sites()) as lab:
+        broken = DaemonSpec(
+            name="broken-mosquitto",
+            argv=("mosquitto", "-c", "{dir}/bad.conf"),
+            configs={"bad.conf": "listener 1883 198.51.100.250\n"},
+            ready="running",
+            timeout=5,
+        )
+        with pytest.raises(DaemonError) as info:
+            lab.start_daemon("wgs2", broken)
+        assert "exited" in str(info.value) and "log tail" in str(info.value)

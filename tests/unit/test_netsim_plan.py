@@ -1,0 +1,123 @@
+"""The lab's pure parts: topology addressing and validation, NAT rulesets, plans, parsers."""
+
+import pytest
+
+from netsim.errors import ScenarioError
+from netsim.nat import PROFILES, RouterConfig, expected, ruleset
+from netsim.plan import build_plan, loss_table
+from netsim.probe import allocation
+from netsim.topology import INTERNET, PUBLIC_LANS, Impairment, Site, Topology, double_nat, two_sites
+from netsim.verify import parse_natdiscovery
+
+
+def test_addresses_stay_in_documentation_and_private_ranges():
+    import ipaddress
+
+    topo = Topology(
+        "t",
+        (
+            Site("a", "full-cone", hosts=2),
+            Site("b", "open"),
+            Site("c", "firewall"),
+            Site("cgn", "symmetric", hosts=0),
+            Site("d", "port-restricted-cone", upstream="cgn"),
+        ),
+    )
+    for s in topo.sites:
+        wan = ipaddress.IPv4Address(topo.wan_ip(s.name))
+        assert wan in INTERNET or wan.is_private
+        for i in range(s.hosts):
+            ip = ipaddress.IPv4Address(topo.host_ip(s.name, i))
+            assert ip in PUBLIC_LANS or ip.is_private
+    assert topo.lan("b") != topo.lan("c") and topo.lan("b").subnet_of(PUBLIC_LANS)
+    assert topo.public_ip("d") == topo.wan_ip("cgn")
+
+
+def test_plan_links_never_touch_the_root_namespace():
+    plan = build_plan(double_nat())
+    for link in plan.links:
+        assert link.a in plan.hosts and link.b in plan.hosts
+        assert all(len(i) <= 15 for i in (link.a_intf, link.b_intf))
+    assert all(h.startswith("wg") for h in plan.hosts)
+
+
+@pytest.mark.parametrize(
+    "site, match",
+    [
+        (dict(name="x", profile="nope"), "unknown profile"),
+        (dict(name="x", profile="open", hosts=9), "hosts"),
+        (dict(name="x", profile="open", port_range=(10, 5)), "port range"),
+    ],
+)
+def test_bad_sites(site, match):
+    with pytest.raises(ScenarioError, match=match):
+        Site(**site)
+
+
+def test_bad_topologies():
+    with pytest.raises(ScenarioError, match="duplicate"):
+        Topology("t", (Site("a", "open"), Site("a", "open")))
+    with pytest.raises(ScenarioError, match="not a site"):
+        Topology("t", (Site("a", "full-cone", upstream="zz"),))
+    with pytest.raises(ScenarioError, match="must both NAT"):
+        Topology("t", (Site("c", "symmetric"), Site("a", "open", upstream="c")))
+    with pytest.raises(ScenarioError, match="jitter"):
+        Impairment(delay_ms=1, jitter_ms=5)
+
+
+def test_rulesets_follow_the_recipes():
+    cfg = RouterConfig("full-cone", "w", "l", "203.0.113.101")
+    rules = ruleset(cfg)
+    assert rules.startswith("flush ruleset")
+    assert 'iifname "w" drop' in rules  # routers drop unsolicited traffic to themselves
+    assert "dnat ip to meta l4proto . th dport map @fcmap" in rules
+    assert "masquerade random" in ruleset(RouterConfig("symmetric", "w", "l", "1.2.3.4"))
+    seq = ruleset(RouterConfig("symmetric-sequential", "w", "l", "1.2.3.4", port_range=(50000, 50009)))
+    assert "numgen inc mod 10 map { 0 : 50000" in seq and "9 : 50009" in seq
+    assert "wghairpin" in ruleset(RouterConfig("port-restricted-cone", "w", "l", "1.2.3.4", hairpin=True))
+    assert "wghairpin" not in ruleset(RouterConfig("port-restricted-cone", "w", "l", "1.2.3.4"))
+    assert "wgnat" not in ruleset(RouterConfig("open", "w", "l", "1.2.3.4"))
+    assert "timeout 7s" in ruleset(RouterConfig("full-cone", "w", "l", "1.2.3.4", mapping_lifetime=7))
+    assert "numgen random mod 1000000 < 250000 drop" in loss_table("w", 0.25)
+
+
+def test_port_range_changes_expected_allocation():
+    udp, _ = expected("port-restricted-cone", (40000, 40999))
+    assert udp.allocation.name == "RANDOM"
+    assert expected("port-restricted-cone")[0].allocation.name == "PRESERVING"
+    assert set(PROFILES) == {
+        "open",
+        "firewall",
+        "full-cone",
+        "restricted-cone",
+        "port-restricted-cone",
+        "symmetric",
+        "symmetric-sequential",
+        "udp-blocked",
+    }
+
+
+def test_allocation_classifier():
+    assert allocation([(1, 1), (2, 2), (3, 3)])["allocation"] == "preserving"
+    assert allocation([(1, 40000), (2, 40001), (3, 40002), (4, 40003)]) == {
+        "allocation": "sequential",
+        "delta": 1,
+    }
+    assert allocation([(1, 40000), (2, 51234), (3, 2032)])["allocation"] == "random"
+    assert allocation([(1, 5)])["allocation"] == "unknown"
+
+
+def test_natdiscovery_parser():
+    text = (
+        "junk\nNAT with Endpoint Independent Mapping!\nSTUN receive timeout..\n"
+        "NAT with Address Dependent Filtering!\n"
+    )
+    assert parse_natdiscovery(text) == "EIM ADF"
+    assert parse_natdiscovery("STUN receive timeout..\n") == "blocked"
+
+
+def test_two_sites_plan_has_one_ruleset_per_router():
+    plan = build_plan(two_sites("full-cone", "symmetric"))
+    nft = [s for s in plan.steps if s.argv[0] == "nft"]
+    assert [s.host for s in nft] == ["wgr1", "wgr2"]
+    assert all(s.phase == 1 for s in nft)
