@@ -216,3 +216,41 @@ def names_server(python: str, host: str, port: int = 5300) -> DaemonSpec:
         ),
         ready=r"listening on",
     )
+
+
+def miniupnpd(wan: str, lan: str, lan_net: str, stun_ip: str, uuid_suffix: int) -> DaemonSpec:
+    """UPnP IGD + NAT-PMP/PCP on a router (recipes §6.3).
+
+    miniupnpd 2.3.1 calls 203.0.113.0/24 "reserved" and refuses to forward unless a STUN check
+    shows the router's WAN address is reachable: ``ext_perform_stun`` against the lab's coturn,
+    whose answers the router's ruleset lets in (``RouterConfig.allow_stun_from``).
+    """
+    conf = f"""ext_ifname={wan}
+listening_ip={lan}
+http_port=5555
+enable_natpmp=yes
+enable_upnp=yes
+secure_mode=yes
+system_uptime=yes
+uuid=fa000000-0000-4000-8000-{uuid_suffix:012x}
+lease_file={{dir}}/upnp.leases
+ext_perform_stun=yes
+ext_stun_host={stun_ip}
+ext_stun_port=3478
+upnp_table_name=filter
+upnp_nat_table_name=filter
+upnp_forward_chain=miniupnpd
+upnp_nat_chain=prerouting_miniupnpd
+upnp_nat_postrouting_chain=postrouting_miniupnpd
+allow 1024-65535 {lan_net} 1024-65535
+deny 0-65535 0.0.0.0/0 0-65535
+"""
+    return DaemonSpec(
+        name="miniupnpd",
+        argv=("miniupnpd", "-f", "{dir}/miniupnpd.conf", "-d"),
+        configs={"miniupnpd.conf": conf},
+        ready=r"Port forwarding is now enabled",
+        timeout=15,
+        # it sends SSDP byebyes for seconds on SIGTERM; its rules die with the router's namespace
+        stop_grace=1.0,
+    )

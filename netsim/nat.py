@@ -257,22 +257,27 @@ def _hairpin(cfg: RouterConfig, timeout: str) -> str:
 
 
 def _miniupnpd_skeleton() -> str:
-    """The chains miniupnpd (nftables build) adds its rules to (recipes §6.3)."""
+    """The chains miniupnpd (nftables build) adds its rules to (recipes §6.3: all in ``inet filter``)."""
     return """table inet filter {
-  chain forward { type filter hook forward priority filter - 1; policy accept; jump miniupnpd }
-  chain miniupnpd { }
-}
-table ip nat {
+  chain forward {
+    type filter hook forward priority 0; policy accept;
+    jump miniupnpd
+  }
+  chain miniupnpd {
+  }
   chain prerouting {
-    type nat hook prerouting priority dstnat - 1; policy accept; jump prerouting_miniupnpd
+    type nat hook prerouting priority -100; policy accept;
+    jump prerouting_miniupnpd
   }
   chain postrouting {
-    type nat hook postrouting priority srcnat - 1; policy accept; jump postrouting_miniupnpd
+    type nat hook postrouting priority 100; policy accept;
+    jump postrouting_miniupnpd
   }
-  chain prerouting_miniupnpd { }
-  chain postrouting_miniupnpd { }
-}
-"""
+  chain prerouting_miniupnpd {
+  }
+  chain postrouting_miniupnpd {
+  }
+}"""
 
 
 def _table(name: str, chains: dict[str, tuple[str, list[str]]], sets: list[str] | None = None) -> str:

@@ -1,7 +1,7 @@
 """The emulated internet's infrastructure, started from code inside the lab's server hosts.
 
 ``wgs1``: coturn (STUN on 203.0.113.10 and .11, ports 3478/3479; TURN with ``wg``/``wgpass``) and
-netsim's prober; ``wgs2``: mosquitto and the names server; ``wgs3``: a second mosquitto. Each daemon
+netsim's prober; ``wgs2``: mosquitto and the names server; ``wgs3``: a second mosquitto; miniupnpd on every router of a site with ``upnp=True``. Each daemon
 runs with a generated config, logs into the lab's work directory, and is stopped by PID.
 """
 
@@ -50,6 +50,13 @@ def start(lab: Lab, *, brokers: bool = True, names: bool = True) -> Infrastructu
             urls.append(f"mqtt://{ip}:{BROKER_PORT}")
     if names:
         lab.start_daemon(T.NAMES_HOST, daemons.names_server(PYTHON, T.NAMES_IP, NAMES_PORT))
+    topo = lab.topology
+    for site in topo.sites:
+        if site.upnp:
+            r = topo.router(site.name)
+            cfg = lab.plan.routers[r]
+            lab.start_daemon(r, daemons.miniupnpd(cfg.wan, cfg.lan, str(topo.lan(site.name)), T.STUN_IP,
+                                                  topo.index(site.name)))
     return Infrastructure(
         stun=(T.STUN_IP, T.STUN_IP2),
         prober=f"{T.STUN_IP}:{PROBER_PORT}",

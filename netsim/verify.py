@@ -187,6 +187,9 @@ def check_lifetime(lab: Lab, infra: services.Infrastructure, site: Site) -> Chec
 
 def verification_topology(profiles: list[str], *, hairpin: bool = True, lifetime: int | None = 3) -> Topology:
     sites = [Site(p, p) for p in profiles]
+    if "port-restricted-cone" in profiles:
+        # the port-range knob: EIM stays, preservation goes (a random port in the range)
+        sites.append(Site("port-range", "port-restricted-cone", port_range=(40000, 40999)))
     if hairpin:
         sites += [
             Site("hairpin-on", "port-restricted-cone", hosts=2, hairpin=True),
