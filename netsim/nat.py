@@ -175,8 +175,14 @@ def _nat(cfg: RouterConfig, timeout: str) -> str:
     pre: list[str] = []
     learn: list[str] = []
     if cfg.profile == "symmetric":
-        rng = f" to :{cfg.port_range[0]}-{cfg.port_range[1]}" if cfg.port_range else ""
-        post = [f'oifname "{wan}" masquerade{rng} random']
+        if cfg.port_range:  # a port range is only valid after a transport protocol match
+            rng = f"{cfg.port_range[0]}-{cfg.port_range[1]}"
+            post = [
+                f'oifname "{wan}" meta l4proto {{ tcp, udp }} masquerade to :{rng} random',
+                f'oifname "{wan}" masquerade random',
+            ]
+        else:
+            post = [f'oifname "{wan}" masquerade random']
     elif cfg.profile == "symmetric-sequential":
         base, size = (
             (cfg.port_range[0], cfg.port_range[1] - cfg.port_range[0] + 1)
@@ -189,8 +195,13 @@ def _nat(cfg: RouterConfig, timeout: str) -> str:
             f'oifname "{wan}" meta l4proto {{ tcp, udp }} snat ip to {pub} : {counter}',
             f'oifname "{wan}" snat ip to {pub}',
         ]
+    elif cfg.port_range:  # a port range is only valid after a transport protocol match
+        post = [
+            f'oifname "{wan}" meta l4proto {{ tcp, udp }} snat ip to {_to(cfg)}',
+            f'oifname "{wan}" snat ip to {pub}',
+        ]
     else:
-        post = [f'oifname "{wan}" snat ip to {_to(cfg)}']
+        post = [f'oifname "{wan}" snat ip to {pub}']
     if cfg.profile in ("full-cone", "restricted-cone"):
         sets.append(
             "map fcmap { type inet_proto . inet_service : ipv4_addr . inet_service; "

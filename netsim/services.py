@@ -1,8 +1,11 @@
 """The emulated internet's infrastructure, started from code inside the lab's server hosts.
 
-``wgs1``: coturn (STUN on 203.0.113.10 and .11, ports 3478/3479; TURN with ``wg``/``wgpass``) and
-netsim's prober; ``wgs2``: mosquitto and the names server; ``wgs3``: a second mosquitto; miniupnpd on every router of a site with ``upnp=True``. Each daemon
-runs with a generated config, logs into the lab's work directory, and is stopped by PID.
+- ``wgs1``: coturn (STUN on 203.0.113.10 and .11, ports 3478/3479; TURN as ``wg``/``wgpass``) and
+  netsim's prober;
+- ``wgs2``: mosquitto and the names server; ``wgs3``: a second mosquitto;
+- miniupnpd on the router of every site with ``upnp=True``.
+
+Each daemon runs with a generated config, logs into the lab's work directory, and is stopped by PID.
 """
 
 from __future__ import annotations
@@ -55,8 +58,12 @@ def start(lab: Lab, *, brokers: bool = True, names: bool = True) -> Infrastructu
         if site.upnp:
             r = topo.router(site.name)
             cfg = lab.plan.routers[r]
-            lab.start_daemon(r, daemons.miniupnpd(cfg.wan, cfg.lan, str(topo.lan(site.name)), T.STUN_IP,
-                                                  topo.index(site.name)))
+            lab.start_daemon(
+                r,
+                daemons.miniupnpd(
+                    cfg.wan, cfg.lan, str(topo.lan(site.name)), T.STUN_IP, topo.index(site.name)
+                ),
+            )
     return Infrastructure(
         stun=(T.STUN_IP, T.STUN_IP2),
         prober=f"{T.STUN_IP}:{PROBER_PORT}",

@@ -28,7 +28,9 @@ def test_every_profile_is_what_its_label_says():
     assert not bad, bad
     kinds = {c.what for c in checks}
     assert kinds == {"udp", "tcp", "hairpin", "lifetime", "natdiscovery"}
-    assert len([c for c in checks if c.what == "udp"]) == len(PROFILES)
+    udp = {c.site: c for c in checks if c.what == "udp"}
+    assert set(udp) == set(PROFILES) | {"port-range"}
+    assert udp["port-range"].measured == "EIM APDF random"  # the port-range knob took effect
 
 
 def test_a_mislabelled_router_is_caught():
