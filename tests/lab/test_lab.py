@@ -160,21 +160,43 @@ def test_upnp_and_natpmp_forward_through_miniupnpd():
     with Lab(topo) as lab:
         services.start(lab, brokers=False, names=False)
         host, ip = lab.host("home"), lab.ip("home")
-        out = lab.run(host, ["upnpc", "-i", "-m", f"{host.name}-eth0", "-e", "wg", "-a", ip, "6001", "6001", "UDP",
-                             "600"], timeout=30).stdout
+        out = lab.run(
+            host,
+            ["upnpc", "-i", "-m", f"{host.name}-eth0", "-e", "wg", "-a", ip, "6001", "6001", "UDP", "600"],
+            timeout=30,
+        ).stdout
         assert "is redirected to internal" in out, out
-        out = lab.run(host, ["natpmpc", "-g", topo.gateway("home"), "-a", "6003", "6003", "udp", "600"],
-                      timeout=30).stdout
+        out = lab.run(
+            host, ["natpmpc", "-g", topo.gateway("home"), "-a", "6003", "6003", "udp", "600"], timeout=30
+        ).stdout
         assert "Mapped public port 6003" in out, out
         for port in (6001, 6003):
-            listen = lab.popen(host, [PYTHON, "-c", (
-                "import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
-                f"s.bind(('0.0.0.0', {port})); s.settimeout(10); print('ready', flush=True); "
-                "print(s.recvfrom(100)[0].decode())")], stdout=-1, text=True)
+            listen = lab.popen(
+                host,
+                [
+                    PYTHON,
+                    "-c",
+                    (
+                        "import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+                        f"s.bind(('0.0.0.0', {port})); s.settimeout(10); print('ready', flush=True); "
+                        "print(s.recvfrom(100)[0].decode())"
+                    ),
+                ],
+                stdout=-1,
+                text=True,
+            )
             assert listen.stdout.readline().strip() == "ready"
             # unsolicited, from a host that never talked to the LAN host: only a port mapping lets it in
-            lab.run(lab.host("pub"), [PYTHON, "-c", (
-                "import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
-                f"[s.sendto(b'through-{port}', ('{topo.wan_ip('home')}', {port})) for _ in range(3)]")])
+            lab.run(
+                lab.host("pub"),
+                [
+                    PYTHON,
+                    "-c",
+                    (
+                        "import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+                        f"[s.sendto(b'through-{port}', ('{topo.wan_ip('home')}', {port})) for _ in range(3)]"
+                    ),
+                ],
+            )
             assert listen.stdout.readline().strip() == f"through-{port}"
             listen.wait(10)
