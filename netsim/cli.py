@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import os
-import signal
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -82,7 +78,12 @@ def cmd_shell(args: argparse.Namespace) -> int:
     from netsim import services
     from netsim.lab import Lab
 
-    topo = parse_topology(args.topology)
+    if args.topology.endswith(".toml"):
+        from netsim import runner, scenario
+
+        topo = runner.topology_for(scenario.load(args.topology))
+    else:
+        topo = parse_topology(args.topology)
     with Lab(topo) as lab:
         infra = services.start(lab)
         print(f"lab {topo.name}: hosts {', '.join(lab.plan.hosts)}")
@@ -95,40 +96,98 @@ def cmd_shell(args: argparse.Namespace) -> int:
     return 0
 
 
-def _netns_of(pid: str) -> str | None:
-    try:
-        return os.readlink(f"/proc/{pid}/ns/net")
-    except OSError:
-        return None
-
-
 def cmd_clean(args: argparse.Namespace) -> int:
-    """Remove leftovers carrying our prefix only: Mininet shells of ``wg*`` hosts and every process
-    inside their namespaces (by PID), ``wg*`` named namespaces, ``wg*`` links in this namespace."""
-    from netsim.lab import leftovers
+    from netsim.lab import clean
 
-    shells = [line.split()[1].rstrip(":") for line in leftovers() if line.startswith("process ")]
-    namespaces = {ns for ns in (_netns_of(p) for p in shells) if ns and ns != _netns_of("self")}
-    victims = set(shells)
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        if _netns_of(pid) in namespaces:
-            victims.add(pid)
-    for pid in sorted(victims, key=int):
-        print(f"kill {pid}")
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(int(pid), signal.SIGKILL)
-    netns = Path("/run/netns")
-    for ns in sorted(p.name for p in netns.iterdir()) if netns.is_dir() else []:
-        if ns.startswith("wg"):
-            print(f"ip netns del {ns}")
-            subprocess.run(["ip", "netns", "del", ns], check=True)
-    links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True, check=True).stdout
-    for line in links.splitlines():
-        name = line.split(":")[1].strip().split("@")[0]
-        if name.startswith("wg"):
-            print(f"ip link del {name}")
-            subprocess.run(["ip", "link", "del", name], check=True)
-    print("clean" if not victims else f"removed {len(victims)} process(es)")
+    removed = clean()
+    for line in removed:
+        print(line)
+    print("clean" if not removed else f"removed {len(removed)} leftover(s)")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from netsim import report, runner, scenario
+
+    sc = scenario.load(args.scenario)
+    shard = _shard(args.shard)
+    out = Path(args.out) if args.out else Path("reports") / f"{sc.name}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+    if args.resume and not args.out:
+        raise NetsimError("--resume needs --out DIR (the run to continue)")
+    columns = [
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[rate]}"),
+    ]
+    with Progress(*columns, transient=False, disable=args.quiet) as bar:
+        task = bar.add_task(
+            f"{sc.name}: {len(runner.shard_cells(sc.cells, shard))} cells", total=None, rate=""
+        )
+
+        def progress(stats: dict[str, object]) -> None:
+            done, ok, total = int(stats["done"]), int(stats["ok"]), int(stats["trials"])  # type: ignore[call-overload]
+            rate = f"success {ok / max(1, done):.0%}"
+            bar.update(task, total=total, completed=done, rate=rate)
+
+        runner.run(
+            sc,
+            out,
+            trials=args.trials,
+            resume=args.resume,
+            shard=shard,
+            progress=progress,
+            sabotage=args.sabotage,
+        )
+    html = report.write(out)
+    print(f"records: {out / 'records.jsonl'}")
+    print(f"report: {html.resolve()}")
+    return 0
+
+
+def _shard(text: str) -> tuple[int, int]:
+    k, sep, n = text.partition("/")
+    if not sep or not k.isdigit() or not n.isdigit():
+        raise NetsimError(f"--shard takes K/N, got {text!r}")
+    return int(k), int(n)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from netsim import report
+
+    print(report.write(Path(args.run)).resolve())
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from netsim import report
+
+    table, problems = report.compare(
+        Path(args.base),
+        Path(args.new),
+        max_drop=args.max_drop,
+        max_slowdown=args.max_slowdown,
+        min_ms=args.min_ms,
+    )
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    if problems:
+        print(f"\n{len(problems)} regression(s):")
+        for p in problems:
+            print(f"  {p}")
+        return 1
+    print("\nno regression")
+    return 0
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from netsim import report
+
+    print(report.merge([Path(r) for r in args.runs], Path(args.out)).resolve())
     return 0
 
 
@@ -159,6 +218,31 @@ def build_parser() -> argparse.ArgumentParser:
         "topology", help="zoo | two-sites:A,B | n-sites:P,P,... | double-nat[:INNER,CARRIER] | hairpin[:P]"
     )
     p.set_defaults(func=cmd_shell)
+    p = sub.add_parser("run", help="run a scenario: NAT matrix, trials, records, report")
+    p.add_argument("scenario", help="scenario file (TOML), e.g. scenarios/quick.toml")
+    p.add_argument("--out", metavar="DIR", help="run directory (default: reports/<scenario>-<timestamp>)")
+    p.add_argument("--trials", type=int, help="override the scenario's trials per cell")
+    p.add_argument(
+        "--resume", action="store_true", help="continue the run in --out; finished trials are kept"
+    )
+    p.add_argument("--shard", default="1/1", metavar="K/N", help="run only the K-th of N slices of the cells")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--sabotage", metavar="PLUGIN", help=argparse.SUPPRESS)  # regression tests of compare
+    p.set_defaults(func=cmd_run)
+    p = sub.add_parser("report", help="(re)write tables, figures, report.html and report.md of a run")
+    p.add_argument("run", metavar="DIR")
+    p.set_defaults(func=cmd_report)
+    p = sub.add_parser("compare", help="per-cell differences; exit 1 when NEW regresses against BASE")
+    p.add_argument("base", metavar="BASE")
+    p.add_argument("new", metavar="NEW")
+    p.add_argument("--max-drop", type=float, default=0.0, help="allowed success-rate drop per cell (0..1)")
+    p.add_argument("--max-slowdown", type=float, default=2.0, help="allowed median time-to-connect ratio")
+    p.add_argument("--min-ms", type=float, default=50.0, help="ignore slowdowns smaller than this (ms)")
+    p.set_defaults(func=cmd_compare)
+    p = sub.add_parser("merge", help="join shards of one scenario into one run")
+    p.add_argument("runs", nargs="+", metavar="DIR")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.set_defaults(func=cmd_merge)
     p = sub.add_parser("clean", help="remove lab leftovers carrying our naming prefix (wg*)")
     p.set_defaults(func=cmd_clean)
     return parser
@@ -171,6 +255,9 @@ def main(argv: list[str] | None = None) -> int:
     except NetsimError as exc:
         print(f"netsim: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("netsim: interrupted (the lab was torn down; --resume continues a run)", file=sys.stderr)
+        return 130
     return rc
 
 

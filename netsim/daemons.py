@@ -40,8 +40,15 @@ class DaemonSpec:
 class Daemon:
     """One running daemon. Use as a context manager, or ``start()`` / ``stop()``."""
 
-    def __init__(self, spec: DaemonSpec, workdir: str | os.PathLike[str], prefix: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        spec: DaemonSpec,
+        workdir: str | os.PathLike[str],
+        prefix: Sequence[str] = (),
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.spec = spec
+        self.env = env
         self.dir = Path(workdir)
         self.prefix = list(prefix)
         self.log_path = self.dir / f"{spec.name}.log"
@@ -72,6 +79,7 @@ class Daemon:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            env=self.env,
         )
         self._reader = threading.Thread(target=self._pump, name=f"log-{self.spec.name}", daemon=True)
         self._reader.start()

@@ -15,8 +15,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -34,6 +36,8 @@ from netsim.plan import Plan, Step, build_plan, router_steps
 from netsim.topology import Topology
 
 PYTHON = sys.executable
+MARKER = "WG_LAB"
+"""Environment variable set in every process the lab starts: ``leftovers()`` finds them by it."""
 
 
 def mininet() -> Any:
@@ -61,6 +65,7 @@ class Lab:
         self.daemons: list[Daemon] = []
         self.procs: list[subprocess.Popen[Any]] = []
         self.timings: dict[str, float] = {}
+        self.env = {**os.environ, MARKER: str(os.getpid())}
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -169,7 +174,12 @@ class Lab:
     ) -> subprocess.CompletedProcess[str]:
         name = host if isinstance(host, str) else host.name
         proc = subprocess.run(
-            self.prefix(host) + list(argv), input=input, capture_output=True, text=True, timeout=timeout
+            self.prefix(host) + list(argv),
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=self.env,
         )
         if check and proc.returncode != 0:
             raise CommandError(argv, proc.returncode, proc.stderr or proc.stdout, where=name)
@@ -194,13 +204,14 @@ class Lab:
     def popen(self, host: Any | str, argv: Sequence[str], **kwargs: Any) -> subprocess.Popen[Any]:
         """Start a process inside ``host``; it is stopped by PID when the lab stops."""
         kwargs.setdefault("stdin", subprocess.DEVNULL)
+        kwargs.setdefault("env", self.env)
         proc = subprocess.Popen(self.prefix(host) + list(argv), **kwargs)
         self.procs.append(proc)
         return proc
 
     def start_daemon(self, host: Any | str, spec: DaemonSpec) -> Daemon:
         name = host if isinstance(host, str) else host.name
-        daemon = Daemon(spec, self.workdir / name, prefix=self.prefix(host))
+        daemon = Daemon(spec, self.workdir / name, prefix=self.prefix(host), env=self.env)
         self.daemons.append(daemon)
         daemon.start()
         return daemon
@@ -240,18 +251,63 @@ class Lab:
 
 
 def leftovers() -> list[str]:
-    """Processes and namespaces of ours still alive (Mininet shells of ``wg*`` hosts, ``wg*`` netns)."""
+    """Processes of ours still alive: Mininet shells of ``wg*`` hosts, and anything started with the
+    ``WG_LAB`` marker (daemons, agents, probes); plus ``wg*`` named namespaces."""
     found: list[str] = []
+    me = str(os.getpid())
     for pid in os.listdir("/proc"):
-        if not pid.isdigit():
+        if not pid.isdigit() or pid == me:
             continue
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
         except OSError:
             continue
-        if any(part.startswith(b"mininet:wg") for part in cmdline):
-            found.append(f"process {pid}: {b' '.join(cmdline).decode(errors='replace')}")
+        if not cmdline or not cmdline[0]:
+            continue  # a zombie: already dead, only its exit status is left
+        if any(part.startswith(b"mininet:wg") for part in cmdline) or any(
+            e.startswith(MARKER.encode() + b"=") for e in environ
+        ):
+            found.append(f"process {pid}: {b' '.join(cmdline).decode(errors='replace').strip()}")
     netns = Path("/run/netns")
     if netns.is_dir():
         found += [f"netns {p.name}" for p in netns.iterdir() if p.name.startswith("wg")]
     return found
+
+
+def _netns_of(pid: str) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/net")
+    except OSError:
+        return None
+
+
+def clean() -> list[str]:
+    """Remove leftovers carrying our prefix or marker only: Mininet shells of ``wg*`` hosts, marked
+    processes and every process inside their namespaces (by PID), ``wg*`` named namespaces, and
+    ``wg*`` links in this namespace. Returns what it removed."""
+    removed: list[str] = []
+    ours = [line.split()[1].rstrip(":") for line in leftovers() if line.startswith("process ")]
+    root = _netns_of("self")
+    namespaces = {ns for ns in (_netns_of(p) for p in ours) if ns and ns != root}
+    victims = set(ours)
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        if _netns_of(pid) in namespaces:
+            victims.add(pid)
+    victims.discard(str(os.getpid()))
+    for pid in sorted(victims, key=int):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(pid), signal.SIGKILL)
+            removed.append(f"killed process {pid}")
+    netns = Path("/run/netns")
+    for ns in sorted(p.name for p in netns.iterdir()) if netns.is_dir() else []:
+        if ns.startswith("wg"):
+            subprocess.run(["ip", "netns", "del", ns], check=True)
+            removed.append(f"deleted netns {ns}")
+    links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True, check=True).stdout
+    for line in links.splitlines():
+        name = line.split(":")[1].strip().split("@")[0]
+        if name.startswith("wg"):
+            subprocess.run(["ip", "link", "del", name], check=True)
+            removed.append(f"deleted link {name}")
+    return removed

@@ -18,6 +18,7 @@ from warpgate.identity import Identity
 from warpgate.pipe import HostPort, Pipe
 from warpgate.proto import frames, handshake
 from warpgate.proto.frames import Kind
+from warpgate.stun import is_stun
 
 log = logging.getLogger(__name__)
 
@@ -180,6 +181,8 @@ class UdpEndpoint(asyncio.DatagramProtocol):
         self._dialing: dict[HostPort, tuple[handshake.Initiator, asyncio.Future[None]]] = {}
         self.ignored = 0
         """Datagrams dropped because they were malformed or unexpected."""
+        self.stun_waiters: dict[bytes, asyncio.Future[bytes]] = {}
+        """STUN transactions in flight on this socket, by transaction id (``warpgate.stun``)."""
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     @classmethod
@@ -225,6 +228,11 @@ class UdpEndpoint(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
         peer: HostPort = addr if len(addr) == 2 else (addr[0], addr[1])  # IPv6 adds flowinfo, scope
+        if self.stun_waiters and is_stun(data):
+            waiter = self.stun_waiters.get(data[8:20])
+            if waiter is not None and not waiter.done():
+                waiter.set_result(data)
+            return
         try:
             kind, payload = frames.udp_parse(data)
         except RemoteProtocolError:

@@ -47,6 +47,13 @@ def _node_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--names-server", metavar="HOST:PORT", help="nickname server, to resolve and register names"
     )
+    p.add_argument(
+        "--stun",
+        action="append",
+        default=[],
+        metavar="HOST[:PORT]",
+        help="STUN server to learn the public address from (repeatable)",
+    )
 
 
 def _make_node(args: argparse.Namespace) -> Node:
@@ -58,6 +65,7 @@ def _make_node(args: argparse.Namespace) -> Node:
         brokers=args.brokers,
         names_server=args.names_server,
         nickname=getattr(args, "nickname", None),
+        stun=args.stun,
     )
 
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import ipaddress
 import logging
 import os
 import socket
 from collections.abc import Callable, Coroutine, Sequence
 from types import TracebackType
+from typing import Any
 
 from warpgate import plugins
 from warpgate.channels import UdpEndpoint, tcp_respond
@@ -21,6 +23,8 @@ from warpgate.pipe import Pipe
 from warpgate.proto.address import Address, Interface
 from warpgate.proto.names import NameServiceError, check_name
 from warpgate.signal import SignalChannel, parse_broker
+from warpgate.stun import StunError, parse_server
+from warpgate.stun import binding as stun_binding
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +59,7 @@ class Node:
         nickname: str | None = None,
         names_server: str | None = None,
         names_ttl: int = DEFAULT_TTL,
+        stun: Sequence[str] = (),
     ) -> None:
         if identity is not None and key_path is not None:
             raise LocalProtocolError("give identity or key_path, not both")
@@ -81,6 +86,10 @@ class Node:
             check_name(nickname)
             if names_server is None:
                 raise LocalProtocolError("a nickname needs a names_server (host:port)")
+        self.stun_servers = [parse_server(x) for x in stun]
+        """STUN servers (``host[:port]``) asked at start for each IPv4 address's public mapping."""
+        self.public: dict[str, tuple[str, int]] = {}
+        """Private IPv4 -> (public IPv4, public UDP port) of the listening socket, learned by STUN."""
         self.nickname = nickname
         self.names_ttl = names_ttl
         self.names: NameClient | None = NameClient(names_server) if names_server else None
@@ -109,6 +118,8 @@ class Node:
                     ) from exc
         self.started = True
         try:
+            if self.stun_servers:
+                await self._learn_public()
             if self.brokers:
                 self.signal = SignalChannel(self.identity, lambda: self.address, self.brokers)
                 await self.signal.start()
@@ -136,6 +147,20 @@ class Node:
                 await UdpEndpoint.bind(self.identity, (host, port), self._on_incoming, self.queue_size)
             )
         self.port = port
+
+    async def _learn_public(self) -> None:
+        """Ask the first STUN server that answers for each IPv4 listening socket's mapping."""
+        for ep in self._udp:
+            ip = ep.local[0]
+            if ":" in ip or ip.startswith("127."):
+                continue
+            for server in self.stun_servers:
+                try:
+                    self.public[ip] = await stun_binding(ep, server)
+                    break
+                except StunError as exc:
+                    log.info("node %s: %s", self.node_id[:8], exc)
+        self._address = None
 
     async def _refresh_name(self) -> None:
         """Re-register well before the record expires (and whenever it may have changed)."""
@@ -168,7 +193,12 @@ class Node:
             await pipe.close()
         for task in list(self._tasks):
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:
+            _, stuck = await asyncio.wait(list(self._tasks), timeout=2.0)
+            for task in stuck:
+                log.error(
+                    "node %s: task %s ignores cancellation; left behind", self.node_id[:8], task.get_name()
+                )
         await self._close_sockets()
         for fut in self._expected.values():
             fut.cancel()
@@ -195,15 +225,25 @@ class Node:
         if not self.started:
             raise LocalProtocolError("the node has no address until it is started")
         if self._address is None:
-            ifaces = tuple(
-                Interface(
-                    private4=i.ipv4[0] if i.ipv4 else None,
-                    private6=i.ipv6[0] if i.ipv6 else None,
-                )
-                for i in self.local_interfaces[:8]
-            )
+            ifaces = tuple(self._interface(i) for i in self.local_interfaces[:8])
             self._address = Address(self.identity.public_key, self.port, self.port, ifaces, self.brokers[:4])
         return self._address
+
+    def _interface(self, i: LocalInterface) -> Interface:
+        private4 = i.ipv4[0] if i.ipv4 else None
+        public4, public_udp = None, None
+        mapped = self.public.get(str(private4)) if private4 else None
+        if mapped is not None:
+            if mapped[0] != str(private4):
+                public4 = ipaddress.IPv4Address(mapped[0])
+            if mapped[1] != self.port:
+                public_udp = mapped[1]
+        return Interface(
+            private4=private4,
+            public4=public4,
+            private6=i.ipv6[0] if i.ipv6 else None,
+            public_udp_port=public_udp,
+        )
 
     def set_address(self, address: Address) -> None:
         """Replace the advertised address (e.g. with public endpoints learned by STUN)."""
@@ -274,6 +314,11 @@ class Node:
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
         return task
+
+    def adopt(self, task: asyncio.Task[Any]) -> None:
+        """Own a task started elsewhere (a plugin that outlived its race): cancelled at stop."""
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
 
     def _task_done(self, task: asyncio.Task[object]) -> None:
         self._tasks.discard(task)

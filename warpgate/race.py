@@ -21,6 +21,8 @@ from warpgate.proto.address import TEXT_PREFIX, Address, parse
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 10.0
+CANCEL_GRACE = 2.0
+"""Seconds a cancelled plugin gets to end before the race stops waiting for it."""
 EventCallback = Callable[[AttemptEvent], object]
 
 
@@ -109,20 +111,23 @@ async def auto_connect(
         why = "another plugin won" if winner else "deadline reached"
         for task in pending:
             task.cancel()
-        for task in pending:
+        # A plugin must end promptly when cancelled; one that does not is a bug, reported in its event
+        # and handed to the node (which cancels and reaps it at stop) instead of hanging this call.
+        ended, stuck = await asyncio.wait(pending, timeout=CANCEL_GRACE) if pending else (set(), set())
+        for task in ended:
             plugin, start = attempts[task]
-            try:
-                late = await task
-            except asyncio.CancelledError:
+            if task.cancelled():
                 outcome = Outcome.CANCELLED if winner else Outcome.TIMEOUT
                 emit(AttemptEvent(plugin.name, outcome, start, ms(), why))
-            except AttemptFailed as exc:
+                continue
+            exc = task.exception()
+            if isinstance(exc, AttemptFailed):
                 emit(
                     AttemptEvent(
                         plugin.name, Outcome.FAILED, start, ms(), exc.reason, error_class=type(exc).__name__
                     )
                 )
-            except Exception as exc:  # a plugin bug: reported, with its traceback, never swallowed
+            elif exc is not None:  # a plugin bug: reported, with its traceback, never swallowed
                 log.error("plugin %s raised while being cancelled", plugin.name, exc_info=exc)
                 emit(
                     AttemptEvent(
@@ -135,8 +140,22 @@ async def auto_connect(
                     )
                 )
             else:
-                await late.close()  # ignored cancellation: close what it made
+                await task.result().close()  # ignored cancellation but ended: close what it made
                 emit(AttemptEvent(plugin.name, Outcome.CANCELLED, start, ms(), why + " (pipe closed)"))
+        for task in stuck:
+            plugin, start = attempts[task]
+            log.error("plugin %s did not stop within %.1f s of being cancelled", plugin.name, CANCEL_GRACE)
+            emit(
+                AttemptEvent(
+                    plugin.name,
+                    Outcome.CANCELLED,
+                    start,
+                    ms(),
+                    f"{why}; ignored cancellation for {CANCEL_GRACE} s (plugin bug)",
+                    error_class="CancellationIgnored",
+                )
+            )
+            node.adopt(task)
     if winner is None:
         raise ConnectError(f"could not connect to {address.node_id}: every plugin failed", events)
     winner[0].nominate()

@@ -97,11 +97,29 @@ class Impostor(Plugin):
         return pipe
 
 
-ALL = [Fast, Slow, Stubborn, Fails, Buggy, Never, Impostor]
+class Deaf(Plugin):
+    """Swallows the first cancellation (as a lost cancel would) and honours the next."""
+
+    name = "t_deaf"
+
+    async def attempt(self, ctx):
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            pass
+        try:
+            await asyncio.sleep(30)
+        finally:
+            log.append("deaf reaped")
+        raise AssertionError("unreachable")
+
+
+ALL = [Fast, Slow, Stubborn, Fails, Buggy, Never, Impostor, Deaf]
 
 
 @pytest.fixture(autouse=True)
 def fakes():
+    registry.available()  # built-ins and entry points first, so the snapshot holds them
     before = dict(registry._registry)
     for cls in ALL:
         register(cls)
@@ -200,3 +218,20 @@ async def test_bad_calls(nodes):
         await auto_connect(b, b.address)
     with pytest.raises(LocalProtocolError):
         await auto_connect(Node(interfaces=["lo"]), a.address)
+
+
+async def test_a_plugin_ignoring_cancellation_does_not_hang_the_race():
+    from warpgate.race import CANCEL_GRACE
+
+    async with Node(interfaces=["lo"]) as a, Node(interfaces=["lo"]) as b:
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        events = []
+        pipe, plugin = await auto_connect(b, a.address, plugins=["t_deaf", "t_fast"], on_event=events.append)
+        assert plugin.name == "t_fast"
+        assert loop.time() - t0 < CANCEL_GRACE + 1
+        deaf = next(e for e in events if e.plugin == "t_deaf")
+        assert deaf.error_class == "CancellationIgnored" and "plugin bug" in deaf.reason
+        assert "deaf reaped" not in log
+    assert "deaf reaped" in log  # the node cancelled it again at stop and it ended
+    assert_no_tasks()

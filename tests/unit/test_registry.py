@@ -6,6 +6,7 @@ from warpgate import plugins as registry
 
 @pytest.fixture
 def clean_registry():
+    registry.available()  # built-ins and entry points first, so the snapshot holds them
     before = dict(registry._registry)
     yield
     registry._registry.clear()

@@ -73,12 +73,20 @@ class Reverse(Plugin):
         assert signal is not None
         incoming = ctx.node.expect(ctx.conn_id)
         try:
-            answer = await signal.request(
-                ctx.dest, "reverse.connect", {"conn_id": ctx.conn_id.hex()}, timeout=min(ctx.remaining, 5.0)
-            )
-            if "error" in answer:
-                raise AttemptFailed(f"peer refused: {answer['error']}")
-            return await incoming
+            # Bounded by the attempt's deadline: even if a cancellation got lost on the way (seen with
+            # Python 3.11's asyncio.timeout around shielded waits), the attempt ends on its own.
+            async with asyncio.timeout_at(ctx.deadline):
+                answer = await signal.request(
+                    ctx.dest,
+                    "reverse.connect",
+                    {"conn_id": ctx.conn_id.hex()},
+                    timeout=min(ctx.remaining, 5.0),
+                )
+                if "error" in answer:
+                    raise AttemptFailed(f"peer refused: {answer['error']}")
+                return await incoming
+        except TimeoutError:
+            raise AttemptFailed("the peer did not connect back before the deadline") from None
         finally:
             if not incoming.done():
                 incoming.cancel()

@@ -1,0 +1,185 @@
+"""The agent: a process inside a lab host that drives a real ``warpgate.Node``.
+
+    python -m netsim.agent --interface wgh1x0-eth0 --stun 203.0.113.10 --broker mqtt://203.0.113.20:1883
+
+Control protocol: one JSON object per line on stdin, one answer per line on stdout, in order.
+
+- ``{"cmd": "listen"}``: start a fresh node (fresh port, fresh STUN mapping) that echoes every
+  message of every accepted pipe; answers ``{"ok": true, "address": "wg1..."}``.
+- ``{"cmd": "connect", "address": ..., "plugins": [...] | null, "timeout": s, "payload": n}``: a fresh
+  node calls ``auto_connect``, sends ``payload`` random bytes, checks the echo; answers
+  ``{"ok", "winner", "ms", "bytes_echoed", "error_class", "error", "events": [...]}``.
+- ``{"cmd": "reset"}``: stop the listening node. ``{"cmd": "quit"}``: stop and exit.
+
+The agent never imports lab state; the runner never imports engine state across namespaces.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import faulthandler
+import json
+import os
+import signal
+import sys
+import time
+from dataclasses import asdict
+from typing import Any
+
+from warpgate import AttemptFailed, Node, Plugin, auto_connect, register
+from warpgate import plugins as registry
+from warpgate.errors import WarpgateError
+from warpgate.events import AttemptEvent
+from warpgate.pipe import Pipe
+
+
+class Agent:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.listener: Node | None = None
+
+    def node(self) -> Node:
+        a = self.args
+        return Node(
+            interfaces=[a.interface], families=["ipv4"], stun=a.stun, brokers=a.broker, names_server=a.names
+        )
+
+    async def listen(self, req: dict[str, Any]) -> dict[str, Any]:
+        await self.reset(req)
+
+        async def echo(pipe: Pipe) -> None:
+            with contextlib.suppress(WarpgateError):
+                while True:
+                    await pipe.send(await pipe.recv())
+
+        node = self.node()
+        node.on_pipe = echo
+        self.listener = await node.start()
+        return {"ok": True, "address": node.addr_text, "public": {k: list(v) for k, v in node.public.items()}}
+
+    async def reset(self, req: dict[str, Any]) -> dict[str, Any]:
+        if self.listener is not None:
+            await self.listener.stop()
+            self.listener = None
+        return {"ok": True}
+
+    async def connect(self, req: dict[str, Any]) -> dict[str, Any]:
+        events: list[AttemptEvent] = []
+        out: dict[str, Any] = {
+            "ok": False,
+            "winner": None,
+            "ms": None,
+            "bytes_echoed": 0,
+            "error_class": "",
+            "error": "",
+        }
+        async with self.node() as node:
+            t0 = time.perf_counter()
+            try:
+                pipe, plugin = await auto_connect(
+                    node,
+                    req["address"],
+                    plugins=req.get("plugins"),
+                    timeout=float(req.get("timeout", 10)),
+                    on_event=events.append,
+                )
+                out["ms"] = round((time.perf_counter() - t0) * 1000, 3)
+                out["winner"] = plugin.name
+                out["path"] = pipe.path
+                payload = os.urandom(int(req.get("payload", 1024)))
+                await pipe.send(payload)
+                echoed = await pipe.recv(timeout=float(req.get("timeout", 10)))
+                out["bytes_echoed"] = len(echoed) if echoed == payload else 0
+                out["ok"] = echoed == payload
+                if not out["ok"]:
+                    out["error_class"], out["error"] = "EchoMismatch", "the echo differs from what was sent"
+                await pipe.close()
+            except (WarpgateError, TimeoutError) as exc:
+                out["error_class"], out["error"] = type(exc).__name__, str(exc).splitlines()[0]
+        out["events"] = [{**asdict(e), "outcome": e.outcome.value} for e in events]
+        return out
+
+
+def sabotage(name: str) -> None:
+    """Replace plugin ``name`` with one that always fails (to test that ``netsim compare`` notices)."""
+    registry._load()
+    registry.unregister(name)
+
+    class Broken(Plugin):
+        async def attempt(self, ctx: Any) -> Pipe:
+            raise AttemptFailed("sabotaged for a regression test")
+
+    Broken.name = name
+    register(Broken)
+
+
+async def bounded(handler: Any, req: dict[str, Any]) -> dict[str, Any]:
+    """Run one command with a deadline, so the runner always gets an answer; on a hang, log where."""
+    limit = 2 * float(req.get("timeout", 10)) + 15
+    task = asyncio.ensure_future(handler(req))
+    done, _ = await asyncio.wait([task], timeout=limit)
+    if done:
+        result: dict[str, Any] = task.result()
+        return result
+    print(f"agent: {req.get('cmd')} still running after {limit:.0f} s; tasks:", file=sys.stderr, flush=True)
+    for t in asyncio.all_tasks():
+        t.print_stack(file=sys.stderr)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    return {
+        "ok": False,
+        "winner": None,
+        "ms": None,
+        "bytes_echoed": 0,
+        "error_class": "AgentTimeout",
+        "error": f"{req.get('cmd')} did not finish within {limit:.0f} s",
+        "events": [],
+    }
+
+
+async def serve(args: argparse.Namespace) -> None:
+    agent = Agent(args)
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    handlers = {"listen": agent.listen, "connect": agent.connect, "reset": agent.reset}
+    print(json.dumps({"ready": True}), flush=True)
+    try:
+        while line := await reader.readline():
+            req = json.loads(line)
+            if req.get("cmd") == "quit":
+                break
+            handler = handlers.get(req.get("cmd"))
+            if handler is None:
+                answer: dict[str, Any] = {"ok": False, "error": f"unknown command {req.get('cmd')!r}"}
+            else:
+                answer = await bounded(handler, req)
+            print(json.dumps(answer), flush=True)
+    finally:
+        await agent.reset({})
+
+
+def main(argv: list[str] | None = None) -> int:
+    # the runner sends SIGUSR1 before it gives up on a silent agent: the stacks land in its log
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    parser = argparse.ArgumentParser(
+        prog="python -m netsim.agent",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--interface", required=True)
+    parser.add_argument("--stun", action="append", default=[])
+    parser.add_argument("--broker", action="append", default=[])
+    parser.add_argument("--names")
+    parser.add_argument("--sabotage", metavar="PLUGIN", help="make PLUGIN always fail (regression tests)")
+    args = parser.parse_args(argv)
+    if args.sabotage:
+        sabotage(args.sabotage)
+    asyncio.run(serve(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,313 @@
+"""Records -> tables, figures, ``report.html`` (self-contained) and ``report.md``; ``compare``; ``merge``.
+
+Reads only what the runner wrote (``records.jsonl``, ``meta.json``); nothing is scraped from logs.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from netsim.errors import NetsimError
+from netsim.nat import PROFILES
+
+ORDER = list(PROFILES)
+
+
+def load(run: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+    path = run / "records.jsonl"
+    if not path.exists():
+        raise NetsimError(f"{run}: no records.jsonl (is this a run directory?)")
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            continue  # the last line of a killed run may be cut
+    trials = pd.DataFrame([r for r in rows if r["type"] == "trial"])
+    attempts = pd.DataFrame([r for r in rows if r["type"] == "attempt"])
+    meta = json.loads((run / "meta.json").read_text()) if (run / "meta.json").exists() else {}
+    if trials.empty:
+        raise NetsimError(f"{run}: no finished trial yet")
+    trials = trials.drop_duplicates(subset=["a", "b", "trial", "run"], keep="last")
+    return trials, attempts, meta
+
+
+def _order(values: Any) -> list[str]:
+    return sorted(set(values), key=lambda p: ORDER.index(p) if p in ORDER else len(ORDER))
+
+
+def cell_table(trials: pd.DataFrame) -> pd.DataFrame:
+    """One row per cell (A, B, run): trials, success rate, expected, times, most frequent winner."""
+    t = trials.assign(ok=trials["outcome"] == "connected")
+    g = t.groupby(["a", "b", "run"], sort=False)
+    cells = g.agg(
+        trials=("ok", "size"),
+        success=("ok", "mean"),
+        expected=("expected", "first"),
+        median_ttc_ms=("ttc_ms", "median"),
+        p90_ttc_ms=("ttc_ms", lambda s: s.quantile(0.9)),
+        median_overhead_ms=("overhead_ms", "median"),
+    ).reset_index()
+    winners = t[t["ok"]].groupby(["a", "b", "run"])["winner"].agg(lambda s: s.value_counts().index[0])
+    cells = cells.merge(winners.rename("winner").reset_index(), on=["a", "b", "run"], how="left")
+
+    def verdict(row: pd.Series) -> str:
+        if row["expected"] is None or pd.isna(row["expected"]):
+            return "no theory"
+        if bool(row["expected"]):
+            return "ok" if row["success"] == 1.0 else "MISMATCH (expected to connect)"
+        return "ok" if row["success"] == 0.0 else "MISMATCH (expected to fail)"
+
+    cells["agrees"] = cells.apply(verdict, axis=1)
+    return cells
+
+
+def plugin_table(attempts: pd.DataFrame, trials: pd.DataFrame) -> pd.DataFrame:
+    """Per plugin and cell: how often it connected (winner or not) and its median time when it did."""
+    if attempts.empty:
+        return pd.DataFrame(columns=["plugin", "a", "b", "connected", "median_ms"])
+    n = trials.groupby(["a", "b"]).size().rename("n")
+    a = attempts.assign(ok=attempts["outcome"] == "connected", ms=attempts["end_ms"] - attempts["start_ms"])
+    g = a.groupby(["plugin", "a", "b"]).agg(
+        hits=("ok", "sum"), median_ms=("ms", lambda s: s[a.loc[s.index, "ok"]].median())
+    )
+    g = g.reset_index().merge(n.reset_index(), on=["a", "b"])
+    g["connected"] = g["hits"] / g["n"]
+    return g[["plugin", "a", "b", "connected", "median_ms"]]
+
+
+# -- figures ---------------------------------------------------------------------------------
+
+
+def _png(fig: Any) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _heatmap(
+    values: pd.DataFrame, title: str, labels: pd.DataFrame | None = None, cmap: str = "RdYlGn"
+) -> bytes:
+    fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(values.columns), 1.0 + 0.7 * len(values.index)))
+    im = ax.imshow(values.to_numpy(dtype=float), cmap=cmap, vmin=0, vmax=1)
+    ax.set_xticks(range(len(values.columns)), values.columns, rotation=35, ha="right")
+    ax.set_yticks(range(len(values.index)), values.index)
+    ax.set_xlabel("B (caller)")
+    ax.set_ylabel("A (callee)")
+    ax.set_title(title)
+    for i, row in enumerate(values.index):
+        for j, col in enumerate(values.columns):
+            v = values.loc[row, col]
+            text = labels.loc[row, col] if labels is not None else ("" if pd.isna(v) else f"{v:.0%}")
+            ax.text(j, i, text, ha="center", va="center", fontsize=8)
+    fig.colorbar(im, ax=ax, fraction=0.04)
+    return _png(fig)
+
+
+def figures(cells: pd.DataFrame, plugins: pd.DataFrame, trials: pd.DataFrame) -> dict[str, bytes]:
+    out: dict[str, bytes] = {}
+    rows, cols = _order(cells["a"]), _order(cells["b"])
+    for run, c in cells.groupby("run"):
+        label = run or "all plugins"
+        run = str(run).replace(",", "+")
+        success = c.pivot(index="a", columns="b", values="success").reindex(index=rows, columns=cols)
+        out[f"success-{run or 'race'}"] = _heatmap(success, f"success rate ({label})")
+        winner = (
+            c.pivot(index="a", columns="b", values="winner").reindex(index=rows, columns=cols).fillna("-")
+        )
+        exp = c.pivot(index="a", columns="b", values="agrees").reindex(index=rows, columns=cols)
+        labels = winner.where(exp.isna() | (exp == "ok") | (exp == "no theory"), winner + "\n(!)")
+        out[f"winners-{run or 'race'}"] = _heatmap(
+            success, f"winner per cell ({label}); (!) = disagrees with theory", labels=labels
+        )
+        expected = c.pivot(index="a", columns="b", values="expected").reindex(index=rows, columns=cols)
+        out[f"expected-{run or 'race'}"] = _heatmap(
+            expected.astype(float),
+            f"expected by theory ({label})",
+            labels=expected.map(lambda v: "?" if v is None or pd.isna(v) else ("yes" if v else "no")),
+        )
+    for plugin, p in plugins.groupby("plugin"):
+        m = p.pivot(index="a", columns="b", values="connected").reindex(index=rows, columns=cols)
+        out[f"plugin-{plugin}"] = _heatmap(m, f"{plugin}: share of trials in which it connected")
+    ok = trials[trials["outcome"] == "connected"]
+    if not ok.empty:
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        groups = [(w, g["ttc_ms"].dropna().to_numpy()) for w, g in ok.groupby("winner")]
+        ax.boxplot([g for _, g in groups], tick_labels=[w for w, _ in groups], showfliers=True)
+        ax.set_ylabel("time to connect (ms)")
+        ax.set_title("time to connect, by winning plugin")
+        out["time-to-connect"] = _png(fig)
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        for w, g in ok.groupby("winner"):
+            xs = g["ttc_ms"].dropna().sort_values().to_numpy()
+            ax.plot(xs, [(i + 1) / len(xs) for i in range(len(xs))], drawstyle="steps-post", label=w)
+        ax.set_xlabel("time to connect (ms)")
+        ax.set_ylabel("share of successful trials")
+        ax.set_title("time to connect, CDF")
+        ax.legend()
+        out["time-to-connect-cdf"] = _png(fig)
+    return out
+
+
+# -- documents -------------------------------------------------------------------------------
+
+
+def _md_table(df: pd.DataFrame) -> str:
+    cols = list(df.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for _, row in df.iterrows():
+        lines.append("| " + " | ".join(_fmt(row[c]) for c in cols) + " |")
+    return "\n".join(lines)
+
+
+def _fmt(v: Any) -> str:
+    if v is None or (isinstance(v, float) and pd.isna(v)):
+        return ""
+    if isinstance(v, float):
+        return f"{v:.3g}"
+    return str(v)
+
+
+def write(run: Path) -> Path:
+    """Tables (CSV, Parquet), figures (PNG) and both reports; returns the HTML report's path."""
+    trials, attempts, meta = load(run)
+    cells = cell_table(trials)
+    plugins = plugin_table(attempts, trials)
+    trials.to_csv(run / "trials.csv", index=False)
+    attempts.to_csv(run / "attempts.csv", index=False)
+    cells.to_csv(run / "cells.csv", index=False)
+    for name, df in (("trials", trials), ("attempts", attempts)):
+        df.astype({c: "string" for c in df.columns if df[c].dtype == object}).to_parquet(
+            run / f"{name}.parquet"
+        )
+    figs = figures(cells, plugins, trials)
+    figdir = run / "figures"
+    figdir.mkdir(exist_ok=True)
+    for name, png in figs.items():
+        (figdir / f"{name}.png").write_bytes(png)
+    sc = meta.get("scenario", {})
+    mismatches = cells[cells["agrees"].str.startswith("MISMATCH")]
+    summary = {
+        "scenario": sc.get("name", "?"),
+        "run": meta.get("run_id", "?"),
+        "trials": len(trials),
+        "success": f"{(trials['outcome'] == 'connected').mean():.1%}",
+        "cells disagreeing with theory": len(mismatches),
+        "median time to connect (ms)": _fmt(trials["ttc_ms"].median()),
+        "median lab overhead per trial (ms)": _fmt(trials["overhead_ms"].median()),
+        "kernel": meta.get("kernel", "?"),
+        "impairments": json.dumps(meta.get("impairments", [])),
+    }
+    show = cells[
+        ["a", "b", "run", "trials", "success", "expected", "agrees", "winner", "median_ttc_ms", "p90_ttc_ms"]
+    ]
+    validation = pd.DataFrame(meta.get("validation", []))
+    md = [f"# warpgate NAT matrix: {summary['scenario']}", "", sc.get("description", ""), ""]
+    md += [f"- **{k}**: {v}" for k, v in summary.items()]
+    md += ["", "## Cells (A = callee, B = caller)", "", _md_table(show), ""]
+    if not mismatches.empty:
+        md += ["## Cells that disagree with theory", "", _md_table(mismatches[show.columns]), ""]
+    md += ["## Figures", ""] + [f"![{n}](figures/{n}.png)" for n in figs]
+    if not validation.empty:
+        md += ["", "## Router self-validation (RFC 5780)", "", _md_table(validation)]
+    (run / "report.md").write_text("\n".join(md) + "\n")
+    imgs = "".join(
+        f'<figure><img src="data:image/png;base64,{base64.b64encode(png).decode()}" alt="{html.escape(n)}">'
+        f"<figcaption>{html.escape(n)}</figcaption></figure>"
+        for n, png in figs.items()
+    )
+    style = (
+        "body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
+        "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px}"
+        "figure{display:inline-block;margin:.5em}img{max-width:560px}.bad{background:#fdd}"
+    )
+    cells_html = show.to_html(index=False, float_format=lambda v: f"{v:.3g}", na_rep="")
+    cells_html = cells_html.replace("<td>MISMATCH", '<td class="bad">MISMATCH')
+    title = html.escape(summary["scenario"])
+    doc = (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>warpgate: {title}"
+        f"</title><style>{style}</style></head><body><h1>warpgate NAT matrix: {title}"
+        f"</h1><p>{html.escape(sc.get('description', ''))}</p><ul>"
+        + "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(str(v))}</li>" for k, v in summary.items())
+        + "</ul><h2>Figures</h2>"
+        + imgs
+        + "<h2>Cells (A = callee, B = caller)</h2>"
+        + cells_html
+        + (
+            "<h2>Router self-validation (RFC 5780)</h2>" + validation.to_html(index=False)
+            if not validation.empty
+            else ""
+        )
+        + "</body></html>"
+    )
+    (run / "report.html").write_text(doc)
+    return run / "report.html"
+
+
+# -- compare and merge ---------------------------------------------------------------------------
+
+
+def compare(
+    base: Path, new: Path, *, max_drop: float = 0.0, max_slowdown: float = 1.5, min_ms: float = 20.0
+) -> tuple[pd.DataFrame, list[str]]:
+    """Per-cell differences; a regression is a success-rate drop above ``max_drop`` or a median time
+    to connect above ``max_slowdown`` x base *and* more than ``min_ms`` slower."""
+    b = cell_table(load(base)[0])
+    n = cell_table(load(new)[0])
+    m = b.merge(n, on=["a", "b", "run"], how="outer", suffixes=("_base", "_new"))
+    problems = []
+    for _, r in m.iterrows():
+        cell = f"{r['a']}/{r['b']}" + (f" [{r['run']}]" if r["run"] else "")
+        if pd.isna(r["success_base"]) or pd.isna(r["success_new"]):
+            problems.append(f"{cell}: only in {'new' if pd.isna(r['success_base']) else 'base'}")
+            continue
+        if r["success_base"] - r["success_new"] > max_drop + 1e-9:
+            problems.append(f"{cell}: success {r['success_base']:.0%} -> {r['success_new']:.0%}")
+        tb, tn = r["median_ttc_ms_base"], r["median_ttc_ms_new"]
+        if not pd.isna(tb) and not pd.isna(tn) and tn > tb * max_slowdown and tn - tb > min_ms:
+            problems.append(f"{cell}: median time to connect {tb:.1f} -> {tn:.1f} ms")
+    cols = ["a", "b", "run", "success_base", "success_new", "median_ttc_ms_base", "median_ttc_ms_new"]
+    return m[cols], problems
+
+
+def merge(runs: list[Path], out: Path) -> Path:
+    """Join shards (or partial runs) of one scenario into one run directory, then write its report."""
+    out.mkdir(parents=True, exist_ok=True)
+    seen: set[tuple[str, str, int, str]] = set()
+    lines: list[str] = []
+    metas = []
+    for run in runs:
+        metas.append(json.loads((run / "meta.json").read_text()))
+        keep = False
+        for line in (run / "records.jsonl").read_text().splitlines():
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if rec["type"] == "trial":
+                key = (rec["a"], rec["b"], rec["trial"], rec["run"])
+                keep = key not in seen
+                seen.add(key)
+            if keep:
+                lines.append(line)
+    names = {m.get("scenario", {}).get("name") for m in metas}
+    if len(names) != 1:
+        raise NetsimError(f"cannot merge runs of different scenarios: {sorted(map(str, names))}")
+    meta = dict(metas[0])
+    meta["merged_from"] = [str(r) for r in runs]
+    meta["shards"] = [m.get("shard") for m in metas]
+    (out / "records.jsonl").write_text("\n".join(lines) + "\n")
+    (out / "meta.json").write_text(json.dumps(meta, indent=2))
+    return write(out)

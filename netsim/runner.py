@@ -1,0 +1,376 @@
+"""The scenario runner: scenario -> self-validated lab -> trials -> records (JSON lines) -> report.
+
+One lab per run: a site per profile on each side (``a-<profile>``, ``b-<profile>``), so every cell
+of the matrix is a pair of sites. Before any trial every router is classified (RFC 5780, UDP and
+TCP) and a router that does not behave as labelled stops the run. Cells are scheduled in rounds
+in which no router appears twice, and a round's cells run side by side.
+
+A trial: flush conntrack on both routers, A's agent starts a fresh node and listens, B's agent
+starts a fresh node, calls ``auto_connect`` (all plugins, or one in solo mode), sends the payload
+and checks the echo. One ``trial`` record and one ``attempt`` record per plugin attempt are
+appended to ``records.jsonl`` as they happen (flushed and fsynced), so a killed run loses no
+finished trial and ``--resume`` skips exactly the trials already recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import random
+import select
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from netsim import services, theory, verify
+from netsim.errors import NetsimError
+from netsim.lab import PYTHON, Lab, clean, leftovers
+from netsim.scenario import Scenario
+from netsim.topology import Site, Topology
+
+RECORDS = "records.jsonl"
+META = "meta.json"
+
+
+def site_a(profile: str) -> str:
+    return f"a-{profile}"
+
+
+def site_b(profile: str) -> str:
+    return f"b-{profile}"
+
+
+def topology_for(scenario: Scenario) -> Topology:
+    sites = [Site(site_a(p), p, wan=scenario.impairment) for p in scenario.a]
+    sites += [Site(site_b(p), p, wan=scenario.impairment) for p in scenario.b]
+    return Topology(f"run-{scenario.name}", tuple(sites))
+
+
+def rounds(cells: list[tuple[str, str]], seed: int) -> list[list[tuple[str, str]]]:
+    """Group cells so that no A-profile and no B-profile repeats within a round (greedy)."""
+    pending = list(cells)
+    random.Random(seed).shuffle(pending)
+    out: list[list[tuple[str, str]]] = []
+    while pending:
+        used_a: set[str] = set()
+        used_b: set[str] = set()
+        batch = []
+        for cell in list(pending):
+            if cell[0] not in used_a and cell[1] not in used_b:
+                batch.append(cell)
+                used_a.add(cell[0])
+                used_b.add(cell[1])
+                pending.remove(cell)
+        out.append(batch)
+    return out
+
+
+def shard_cells(cells: list[tuple[str, str]], shard: tuple[int, int]) -> list[tuple[str, str]]:
+    k, n = shard
+    if not 1 <= k <= n:
+        raise NetsimError(f"shard {k}/{n}: need 1 <= K <= N")
+    return [c for i, c in enumerate(cells) if i % n == k - 1]
+
+
+class AgentProc:
+    """One agent process in a lab host, driven over JSON lines."""
+
+    def __init__(
+        self, lab: Lab, site: str, infra: services.Infrastructure, sabotage: str | None = None
+    ) -> None:
+        host = lab.host(site)
+        argv = [
+            PYTHON,
+            "-m",
+            "netsim.agent",
+            "--interface",
+            f"{host.name}-eth0",
+            "--stun",
+            infra.stun[0],
+            "--names",
+            infra.names,
+        ]
+        for b in infra.brokers:
+            argv += ["--broker", b]
+        if sabotage:
+            argv += ["--sabotage", sabotage]
+        self.site = site
+        self.log = open(lab.workdir / f"agent-{site}.log", "ab")  # noqa: SIM115  (closed in close())
+        self.proc = lab.popen(host, argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log)
+        ready = self._read(30)
+        if not ready.get("ready"):
+            raise NetsimError(f"agent in {site} did not start: {ready}")
+
+    def _read(self, timeout: float) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        readable, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        if not readable:
+            if self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGUSR1)  # faulthandler: its stacks go to the agent's log
+            raise NetsimError(
+                f"agent in {self.site} did not answer within {timeout:.0f} s; stacks in agent-{self.site}.log"
+            )
+        line = self.proc.stdout.readline()
+        if not line:
+            raise NetsimError(
+                f"agent in {self.site} exited (code {self.proc.poll()}); see agent-{self.site}.log"
+            )
+        answer: dict[str, Any] = json.loads(line)
+        return answer
+
+    def call(self, request: dict[str, Any], timeout: float = 60) -> dict[str, Any]:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(request).encode() + b"\n")
+        self.proc.stdin.flush()
+        return self._read(timeout)
+
+    def close(self) -> None:
+        if self.proc.poll() is None and self.proc.stdin is not None:
+            try:
+                self.proc.stdin.write(b'{"cmd": "quit"}\n')
+                self.proc.stdin.close()
+                self.proc.wait(10)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait(5)
+        self.log.close()
+
+
+class Recorder:
+    """Appends records as JSON lines, one write + fsync per trial; thread-safe."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.lock = threading.Lock()
+
+    def done_keys(self) -> set[tuple[str, str, int, str]]:
+        keys = set()
+        if self.path.exists():
+            for line in self.path.read_text().splitlines():
+                try:
+                    rec = json.loads(line)
+                except ValueError:
+                    continue  # a line cut by a kill: that trial runs again
+                if rec.get("type") == "trial":
+                    keys.add((rec["a"], rec["b"], rec["trial"], rec["run"]))
+        return keys
+
+    def append(self, records: list[dict[str, Any]]) -> None:
+        data = "".join(json.dumps(r) + "\n" for r in records)
+        with self.lock, open(self.path, "a") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+def run(
+    scenario: Scenario,
+    out: Path,
+    *,
+    trials: int | None = None,
+    resume: bool = False,
+    shard: tuple[int, int] = (1, 1),
+    sabotage: str | None = None,
+    progress: Callable[[dict[str, Any]], None] | None = None,
+) -> Path:
+    """Run ``scenario`` into ``out``; returns ``out``. Raises ``NetsimError`` on a mislabelled router."""
+    if trials is not None:
+        scenario = replace(scenario, trials=trials)
+    out.mkdir(parents=True, exist_ok=True)
+    recorder = Recorder(out / RECORDS)
+    if recorder.path.exists() and not resume:
+        raise NetsimError(f"{out} already holds records: use --resume to continue it, or another --out")
+    done = recorder.done_keys() if resume else set()
+    if leftovers():
+        # a run killed with SIGKILL cannot clean up after itself: remove what carries our marker
+        clean()
+    run_id = (
+        datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        if not resume or not (out / META).exists()
+        else json.loads((out / META).read_text())["run_id"]
+    )
+    cells = shard_cells(scenario.cells, shard)
+    topo = topology_for(scenario)
+    todo = [
+        (a, b, t, ",".join(r or ()))
+        for a, b in cells
+        for t in range(scenario.trials)
+        for r in scenario.runs()
+    ]
+    todo_left = [k for k in todo if k not in done]
+    stats = {
+        "cells": len(cells),
+        "trials": len(todo),
+        "done": len(todo) - len(todo_left),
+        "ok": 0,
+        "t0": time.time(),
+    }
+    with Lab(topo, workdir=out / "lab") as lab:
+        t_setup = time.perf_counter()
+        infra = services.start(lab)
+        checks = verify.check_sites(lab, infra, list(topo.sites))
+        meta = {
+            "run_id": run_id,
+            "scenario": asdict(scenario)
+            | {
+                "impairment": asdict(scenario.impairment),
+                "expect": {f"{a}/{b}": sorted(v) for (a, b), v in scenario.expect.items()},
+            },
+            "seed": scenario.seed,
+            "shard": list(shard),
+            "kernel": platform.release(),
+            "python": platform.python_version(),
+            "versions": _versions(),
+            "infrastructure": infra.as_dict(),
+            "validation": verify.as_records(checks),
+            "impairments": lab.plan.applied,
+            "started": datetime.now(UTC).isoformat(),
+            "setup_s": None,
+        }
+        bad = [c for c in checks if not c.ok]
+        (out / META).write_text(json.dumps(meta, indent=2, default=str))
+        if bad:
+            raise NetsimError(
+                "routers do not behave as labelled, refusing to run: "
+                + "; ".join(f"{c.site} {c.what}: expected {c.expected}, measured {c.measured}" for c in bad)
+            )
+        agents = {s.name: AgentProc(lab, s.name, infra, sabotage) for s in topo.sites}
+        meta["setup_s"] = round(time.perf_counter() - t_setup, 3)
+        (out / META).write_text(json.dumps(meta, indent=2, default=str))
+        try:
+            for batch in rounds(cells, scenario.seed):
+                with ThreadPoolExecutor(max_workers=len(batch)) as pool:
+                    futures = [
+                        pool.submit(
+                            _run_cell, scenario, lab, agents, recorder, run_id, cell, done, stats, progress
+                        )
+                        for cell in batch
+                    ]
+                for fut in futures:
+                    fut.result()  # a cell's error stops the run here (finished trials are recorded)
+        finally:
+            for agent in agents.values():
+                agent.close()
+    meta["finished"] = datetime.now(UTC).isoformat()
+    (out / META).write_text(json.dumps(meta, indent=2, default=str))
+    return out
+
+
+def _run_cell(
+    scenario: Scenario,
+    lab: Lab,
+    agents: dict[str, AgentProc],
+    recorder: Recorder,
+    run_id: str,
+    cell: tuple[str, str],
+    done: set[tuple[str, str, int, str]],
+    stats: dict[str, Any],
+    progress: Callable[[dict[str, Any]], None] | None,
+) -> None:
+    pa, pb = cell
+    a, b = agents[site_a(pa)], agents[site_b(pb)]
+    for trial in range(scenario.trials):
+        for plugins in scenario.runs():
+            label = ",".join(plugins or ())
+            if (pa, pb, trial, label) in done:
+                continue
+            t0 = time.perf_counter()
+            lab.flush_conntrack(site_a(pa))
+            lab.flush_conntrack(site_b(pb))
+            started = time.time()
+            listen = a.call({"cmd": "listen"})
+            if not listen.get("ok"):
+                raise NetsimError(f"agent {a.site} could not listen: {listen}")
+            result = b.call(
+                {
+                    "cmd": "connect",
+                    "address": listen["address"],
+                    "plugins": list(plugins or []),
+                    "timeout": scenario.timeout,
+                    "payload": scenario.payload,
+                },
+                timeout=scenario.timeout * 2 + 30,
+            )
+            a.call({"cmd": "reset"})
+            total_ms = (time.perf_counter() - t0) * 1000
+            if scenario.mode == "race":
+                exp = scenario.expect.get(cell)
+                expected = (
+                    bool(exp) if exp is not None else theory.expected_race(tuple(plugins or ()), pa, pb)
+                )
+            else:
+                exp = scenario.expect.get(cell)
+                expected = (
+                    (plugins[0] in exp)
+                    if exp is not None and plugins
+                    else theory.expected(plugins[0] if plugins else "", pa, pb)
+                )
+            key = {
+                "run_id": run_id,
+                "scenario": scenario.name,
+                "a": pa,
+                "b": pb,
+                "trial": trial,
+                "run": label,
+                "seed": scenario.seed,
+                "mode": scenario.mode,
+            }
+            trial_rec = {
+                "type": "trial",
+                **key,
+                "plugins": label,
+                "outcome": "connected" if result["ok"] else "failed",
+                "winner": result.get("winner"),
+                "ttc_ms": result.get("ms"),
+                "path": result.get("path"),
+                "bytes_echoed": result.get("bytes_echoed", 0),
+                "error_class": result.get("error_class", ""),
+                "error": result.get("error", ""),
+                "expected": expected,
+                "started": started,
+                "overhead_ms": round(total_ms - (result.get("ms") or 0), 3) if result["ok"] else None,
+                "total_ms": round(total_ms, 3),
+                "impairment": asdict(scenario.impairment),
+            }
+            attempts = [
+                {"type": "attempt", **key, **{k: v for k, v in ev.items()}} for ev in result["events"]
+            ]
+            recorder.append([trial_rec, *attempts])
+            stats["done"] += 1
+            stats["ok"] += int(result["ok"])
+            if progress is not None:
+                progress(stats)
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for pkg in ("warpgate", "aiomqtt", "aioice", "cryptography", "pandas", "matplotlib"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "missing"
+    for tool, argv in (
+        ("mosquitto", ["mosquitto", "-h"]),
+        ("nft", ["nft", "--version"]),
+        ("turnserver", ["turnserver", "--version"]),
+    ):
+        try:
+            text = subprocess.run(argv, capture_output=True, text=True, timeout=5)
+            out[tool] = (
+                (text.stdout or text.stderr).strip().splitlines()[0][:80]
+                if (text.stdout or text.stderr)
+                else ""
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            out[tool] = "missing"
+    return out

@@ -1,0 +1,194 @@
+"""Scenario files (TOML), validated strictly: an unknown key or a bad value names file, line and key.
+
+name = "quick"
+description = "small matrix for the README's main job"
+trials = 3                 # per cell
+timeout = 2.0              # seconds per auto_connect
+mode = "race"              # race: all plugins at once; solo: each plugin alone, one after another
+plugins = ["direct", "reverse"]
+payload = 1024             # bytes echoed through each pipe
+seed = 1
+
+[matrix]                   # every a x b pair is a cell; B calls auto_connect to A
+a = ["open", "full-cone", "port-restricted-cone", "symmetric"]
+b = ["open", "full-cone", "port-restricted-cone", "symmetric"]
+
+[impairment]               # applied to every router's WAN link
+delay_ms = 0
+jitter_ms = 0
+loss = 0.0
+
+[expect]                   # optional: override the theory for a cell ("A/B" = plugins that must connect)
+"symmetric/symmetric" = []
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from netsim.errors import ScenarioError
+from netsim.nat import PROFILES
+from netsim.topology import Impairment
+
+MODES = ("race", "solo")
+_TOP = {
+    "name",
+    "description",
+    "trials",
+    "timeout",
+    "mode",
+    "plugins",
+    "payload",
+    "seed",
+    "matrix",
+    "impairment",
+    "expect",
+}
+_MATRIX = {"a", "b"}
+_IMPAIRMENT = {"delay_ms", "jitter_ms", "loss", "rate_mbit"}
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    a: tuple[str, ...]
+    b: tuple[str, ...]
+    plugins: tuple[str, ...]
+    trials: int = 3
+    timeout: float = 5.0
+    mode: str = "race"
+    payload: int = 1024
+    seed: int = 1
+    description: str = ""
+    impairment: Impairment = field(default_factory=Impairment)
+    expect: dict[tuple[str, str], frozenset[str]] = field(default_factory=dict)
+    path: str = ""
+
+    @property
+    def cells(self) -> list[tuple[str, str]]:
+        return [(pa, pb) for pa in self.a for pb in self.b]
+
+    def runs(self) -> list[tuple[str, ...] | None]:
+        """What one trial races: all plugins at once, or (solo) each plugin on its own."""
+        return [tuple(self.plugins)] if self.mode == "race" else [(p,) for p in self.plugins]
+
+
+class _Where:
+    def __init__(self, path: str, text: str) -> None:
+        self.path = path
+        self.lines = text.splitlines()
+
+    def err(self, key: str, message: str) -> ScenarioError:
+        leaf = key.split(".")[-1].strip('"')
+        pattern = re.compile(rf'^\s*"?{re.escape(leaf)}"?\s*=|^\s*\[{re.escape(key)}\]')
+        line = next((i + 1 for i, text in enumerate(self.lines) if pattern.search(text)), None)
+        where = f"{self.path}:{line}" if line else self.path
+        return ScenarioError(f"{where}: {key}: {message}")
+
+
+def _check_keys(w: _Where, table: dict[str, Any], allowed: set[str], prefix: str) -> None:
+    for key in table:
+        if key not in allowed:
+            raise w.err(f"{prefix}{key}", f"unknown key (allowed: {', '.join(sorted(allowed))})")
+
+
+def _get(
+    w: _Where, table: dict[str, Any], key: str, kind: type | tuple[type, ...], default: Any, prefix: str = ""
+) -> Any:
+    value = table.get(key, default)
+    if value is None:
+        raise w.err(prefix + key, "is required")
+    if (isinstance(value, bool) and kind is not bool) or not isinstance(value, kind):
+        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise w.err(prefix + key, f"must be {names}, got {value!r}")
+    return value
+
+
+def _profiles(w: _Where, value: Any, key: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value:
+        raise w.err(key, "must be a non-empty list of profile names")
+    for p in value:
+        if p not in PROFILES:
+            raise w.err(key, f"unknown profile {p!r} (known: {', '.join(PROFILES)})")
+    if len(set(value)) != len(value):
+        raise w.err(key, "lists a profile twice")
+    return tuple(value)
+
+
+def parse(text: str, path: str = "<scenario>") -> Scenario:
+    w = _Where(path, text)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(f"{path}: not valid TOML: {exc}") from None
+    _check_keys(w, data, _TOP, "")
+    matrix = _get(w, data, "matrix", dict, None)
+    _check_keys(w, matrix, _MATRIX, "matrix.")
+    a = _profiles(w, matrix.get("a"), "matrix.a")
+    b = _profiles(w, matrix.get("b"), "matrix.b")
+    plugins = _get(w, data, "plugins", list, None)
+    if not plugins or not all(isinstance(p, str) for p in plugins):
+        raise w.err("plugins", "must be a non-empty list of plugin names")
+    from warpgate import plugins as registry
+
+    known = registry.available()
+    for p in plugins:
+        if p not in known:
+            raise w.err("plugins", f"unknown plugin {p!r} (known: {', '.join(known)})")
+    trials = _get(w, data, "trials", int, 3)
+    if not 1 <= trials <= 10_000:
+        raise w.err("trials", "must be 1..10000")
+    timeout = float(_get(w, data, "timeout", (int, float), 5.0))
+    if not 0.1 <= timeout <= 300:
+        raise w.err("timeout", "must be 0.1..300 seconds")
+    mode = _get(w, data, "mode", str, "race")
+    if mode not in MODES:
+        raise w.err("mode", f"must be one of {', '.join(MODES)}")
+    payload = _get(w, data, "payload", int, 1024)
+    if not 1 <= payload <= 1_000_000:
+        raise w.err("payload", "must be 1..1000000 bytes")
+    imp_table = _get(w, data, "impairment", dict, {})
+    _check_keys(w, imp_table, _IMPAIRMENT, "impairment.")
+    for key, value in imp_table.items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise w.err(f"impairment.{key}", f"must be a number, got {value!r}")
+    try:
+        impairment = Impairment(**imp_table)
+    except ScenarioError as exc:
+        raise w.err("impairment", str(exc)) from None
+    expect: dict[tuple[str, str], frozenset[str]] = {}
+    for key, value in _get(w, data, "expect", dict, {}).items():
+        pa, sep, pb = key.partition("/")
+        if not sep or pa not in a or pb not in b:
+            raise w.err(f'expect."{key}"', 'must be "A/B" with A from matrix.a and B from matrix.b')
+        if not isinstance(value, list) or not set(value) <= set(plugins):
+            raise w.err(f'expect."{key}"', "must be a list of this scenario's plugins")
+        expect[(pa, pb)] = frozenset(value)
+    return Scenario(
+        name=_get(w, data, "name", str, Path(path).stem),
+        description=_get(w, data, "description", str, ""),
+        a=a,
+        b=b,
+        plugins=tuple(plugins),
+        trials=trials,
+        timeout=timeout,
+        mode=mode,
+        payload=payload,
+        seed=_get(w, data, "seed", int, 1),
+        impairment=impairment,
+        expect=expect,
+        path=path,
+    )
+
+
+def load(path: str | Path) -> Scenario:
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise ScenarioError(f"{p}: cannot read: {exc.strerror}") from None
+    return parse(text, str(p))
