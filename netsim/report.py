@@ -180,6 +180,24 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+CAPTIONS = {
+    "success": "success rate per cell",
+    "winners": "winner per cell",
+    "expected": "expected by theory",
+    "plugin": "share of trials in which the plugin connected",
+    "time-to-connect-cdf": "time to connect (CDF)",
+    "time-to-connect": "time to connect by winning plugin",
+}
+
+
+def caption(name: str) -> str:
+    for prefix, text in CAPTIONS.items():
+        if name == prefix or name.startswith(prefix + "-"):
+            rest = name[len(prefix) + 1 :]
+            return f"{text}: {rest}" if rest and not prefix.startswith("time") else text
+    return name
+
+
 def write(run: Path) -> Path:
     """Tables (CSV, Parquet), figures (PNG) and both reports; returns the HTML report's path."""
     trials, attempts, meta = load(run)
@@ -225,7 +243,7 @@ def write(run: Path) -> Path:
     (run / "report.md").write_text("\n".join(md) + "\n")
     imgs = "".join(
         f'<figure><img src="data:image/png;base64,{base64.b64encode(png).decode()}" alt="{html.escape(n)}">'
-        f"<figcaption>{html.escape(n)}</figcaption></figure>"
+        f"<figcaption>{html.escape(caption(n))}</figcaption></figure>"
         for n, png in figs.items()
     )
     style = (

@@ -1,0 +1,96 @@
+"""Scenario files are strict: every error names the file, the line and the key."""
+
+from pathlib import Path
+
+import pytest
+
+from netsim import runner, theory
+from netsim.errors import ScenarioError
+from netsim.scenario import load, parse
+
+GOOD = """name = "t"
+trials = 2
+timeout = 1.0
+plugins = ["direct", "reverse"]
+
+[matrix]
+a = ["open", "symmetric"]
+b = ["full-cone"]
+"""
+
+
+def test_shipped_scenarios_parse():
+    for path in sorted(Path(__file__).resolve().parents[2].glob("scenarios/*.toml")):
+        sc = load(path)
+        assert sc.cells and sc.plugins
+
+
+def test_good_scenario():
+    sc = parse(GOOD, "t.toml")
+    assert sc.cells == [("open", "full-cone"), ("symmetric", "full-cone")]
+    assert sc.runs() == [("direct", "reverse")]
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        ("trials = 2", "t.toml:2: trials: must be 1..10000"),
+        ('plugins = ["direct", "reverse"]', "t.toml:4: plugins: unknown plugin"),
+        ('a = ["open", "symmetric"]', "t.toml:7: matrix.a: unknown profile"),
+        ("timeout = 1.0", "t.toml:3: timeout: must be"),
+    ],
+)
+def test_bad_values_name_file_line_and_key(change, match):
+    bad = {
+        "trials = 2": "trials = 0",
+        'plugins = ["direct", "reverse"]': 'plugins = ["direct", "teleport"]',
+        'a = ["open", "symmetric"]': 'a = ["open", "cgnat"]',
+        "timeout = 1.0": 'timeout = "soon"',
+    }[change]
+    with pytest.raises(ScenarioError, match=match.replace("(", r"\(").replace("[", r"\[")):
+        parse(GOOD.replace(change, bad), "t.toml")
+
+
+def test_unknown_keys_are_errors():
+    with pytest.raises(ScenarioError, match="t.toml:2: trails: unknown key"):
+        parse(GOOD.replace("trials = 2", "trails = 2"), "t.toml")
+    with pytest.raises(ScenarioError, match=r"matrix.c: unknown key"):
+        parse(GOOD + 'c = ["open"]\n', "t.toml")
+    with pytest.raises(ScenarioError, match="not valid TOML"):
+        parse("name = ", "t.toml")
+    with pytest.raises(ScenarioError, match="cannot read"):
+        load("/nonexistent/x.toml")
+
+
+def test_expect_overrides_must_name_cells_and_plugins():
+    with pytest.raises(ScenarioError, match="must be"):
+        parse(GOOD + '[expect]\n"open/open" = ["direct"]\n', "t.toml")
+    sc = parse(GOOD + '[expect]\n"open/full-cone" = ["reverse"]\n', "t.toml")
+    assert sc.expect[("open", "full-cone")] == frozenset({"reverse"})
+
+
+def test_theory_follows_the_axes():
+    assert theory.expected("direct", "open", "symmetric") is True
+    assert theory.expected("direct", "full-cone", "symmetric") is True
+    assert theory.expected("direct", "full-cone", "udp-blocked") is False  # only UDP reaches a full cone
+    assert theory.expected("direct", "port-restricted-cone", "open") is False
+    assert theory.expected("reverse", "port-restricted-cone", "open") is True
+    assert theory.expected("direct", "firewall", "open") is False
+    assert theory.expected_race(("direct", "reverse"), "symmetric", "symmetric") is False
+    assert theory.expected("random_probe", "open", "open") is None
+
+
+def test_rounds_never_share_a_router_and_cover_every_cell():
+    cells = [(a, b) for a in "abcd" for b in "wxyz"]
+    rs = runner.rounds(cells, seed=3)
+    assert sorted(c for r in rs for c in r) == sorted(cells)
+    for r in rs:
+        assert len({a for a, _ in r}) == len(r) == len({b for _, b in r})
+
+
+def test_shards_partition_the_cells():
+    cells = [(a, b) for a in "abc" for b in "xyz"]
+    parts = [runner.shard_cells(cells, (k, 3)) for k in (1, 2, 3)]
+    assert sorted(c for p in parts for c in p) == sorted(cells)
+    with pytest.raises(Exception, match="shard"):
+        runner.shard_cells(cells, (4, 3))
