@@ -24,7 +24,6 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -71,6 +70,51 @@ def rounds(cells: list[tuple[str, str]], seed: int) -> list[list[tuple[str, str]
                 pending.remove(cell)
         out.append(batch)
     return out
+
+
+def schedule_cells(
+    cells: list[tuple[str, str]], work: Callable[[tuple[str, str]], None], *, workers: int
+) -> None:
+    """Run ``work(cell)`` for every cell, in order of preference, never two cells sharing a router
+    (a conntrack flush on one would break the other) and without waiting for a whole round: a worker
+    takes the first cell whose two routers are free. The first error stops the run (after the
+    running cells finish) and is raised here."""
+    pending = list(cells)
+    busy: set[str] = set()
+    errors: list[BaseException] = []
+    cond = threading.Condition()
+
+    def take() -> tuple[str, str] | None:
+        with cond:
+            while True:
+                if errors or not pending:
+                    return None
+                for cell in pending:
+                    if site_a(cell[0]) not in busy and site_b(cell[1]) not in busy:
+                        pending.remove(cell)
+                        busy.update((site_a(cell[0]), site_b(cell[1])))
+                        return cell
+                cond.wait()
+
+    def worker() -> None:
+        while (cell := take()) is not None:
+            try:
+                work(cell)
+            except BaseException as exc:  # noqa: BLE001  (handed to the caller below, never dropped)
+                with cond:
+                    errors.append(exc)
+            finally:
+                with cond:
+                    busy.difference_update((site_a(cell[0]), site_b(cell[1])))
+                    cond.notify_all()
+
+    threads = [threading.Thread(target=worker, name=f"cell-worker-{i}") for i in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise NetsimError(f"a cell failed: {errors[0]}") from errors[0]
 
 
 def shard_cells(cells: list[tuple[str, str]], shard: tuple[int, int]) -> list[tuple[str, str]]:
@@ -246,16 +290,11 @@ def run(
         meta["setup_s"] = round(time.perf_counter() - t_setup, 3)
         (out / META).write_text(json.dumps(meta, indent=2, default=str))
         try:
-            for batch in rounds(cells, scenario.seed):
-                with ThreadPoolExecutor(max_workers=len(batch)) as pool:
-                    futures = [
-                        pool.submit(
-                            _run_cell, scenario, lab, agents, recorder, run_id, cell, done, stats, progress
-                        )
-                        for cell in batch
-                    ]
-                for fut in futures:
-                    fut.result()  # a cell's error stops the run here (finished trials are recorded)
+            schedule_cells(
+                [c for batch in rounds(cells, scenario.seed) for c in batch],
+                lambda cell: _run_cell(scenario, lab, agents, recorder, run_id, cell, done, stats, progress),
+                workers=max(1, min(len(scenario.a), len(scenario.b))),
+            )
         finally:
             for agent in agents.values():
                 agent.close()

@@ -118,11 +118,15 @@ class Node:
                     ) from exc
         self.started = True
         try:
+            # STUN and the brokers are independent: ask both at once (each waits on timeouts when a
+            # path is blocked).
+            jobs = []
             if self.stun_servers:
-                await self._learn_public()
+                jobs.append(self._learn_public())
             if self.brokers:
                 self.signal = SignalChannel(self.identity, lambda: self.address, self.brokers)
-                await self.signal.start()
+                jobs.append(self.signal.start())
+            await asyncio.gather(*jobs)
             for plugin in plugins.available().values():
                 plugin.install(self)
             if self.nickname is not None:
@@ -156,7 +160,7 @@ class Node:
                 continue
             for server in self.stun_servers:
                 try:
-                    self.public[ip] = await stun_binding(ep, server)
+                    self.public[ip] = await stun_binding(ep, server, rto=0.1, tries=3)
                     break
                 except StunError as exc:
                     log.info("node %s: %s", self.node_id[:8], exc)

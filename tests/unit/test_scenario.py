@@ -94,3 +94,35 @@ def test_shards_partition_the_cells():
     assert sorted(c for p in parts for c in p) == sorted(cells)
     with pytest.raises(Exception, match="shard"):
         runner.shard_cells(cells, (4, 3))
+
+
+def test_scheduler_runs_every_cell_once_and_never_shares_a_router():
+    import threading
+    import time
+
+    cells = [(a, b) for a in "abc" for b in "xyz"]
+    held: set[str] = set()
+    lock = threading.Lock()
+    ran = []
+
+    def work(cell):
+        routers = {runner.site_a(cell[0]), runner.site_b(cell[1])}
+        with lock:
+            assert not routers & held, (cell, held)
+            held.update(routers)
+        time.sleep(0.01)  # hold the routers for a while, so overlaps would show
+        with lock:
+            held.difference_update(routers)
+            ran.append(cell)
+
+    runner.schedule_cells(cells, work, workers=3)
+    assert sorted(ran) == sorted(cells)
+
+
+def test_scheduler_raises_the_first_error():
+    def work(cell):
+        if cell == ("a", "y"):
+            raise ValueError("boom")
+
+    with pytest.raises(Exception, match="boom"):
+        runner.schedule_cells([(a, b) for a in "ab" for b in "xy"], work, workers=2)
