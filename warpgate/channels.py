@@ -17,6 +17,7 @@ from warpgate.errors import AttemptFailed, HandshakeError, RemoteProtocolError
 from warpgate.identity import Identity
 from warpgate.pipe import HostPort, Pipe
 from warpgate.proto import frames, handshake
+from warpgate.proto.address import Endpoint
 from warpgate.proto.frames import Kind
 from warpgate.stun import is_stun
 
@@ -369,3 +370,25 @@ async def udp_connect(
 
     pipe._close_raw = close_all
     return pipe
+
+
+async def dial(
+    endpoint: Endpoint,
+    identity: Identity,
+    *,
+    expected_key: bytes,
+    conn_id: bytes,
+    purpose: str,
+    queue_size: int = 1024,
+) -> Pipe:
+    """Open and authenticate a channel to one advertised endpoint, over its transport."""
+    connect = tcp_connect if endpoint.proto == "tcp" else udp_connect
+    return await connect(
+        endpoint.host,
+        endpoint.port,
+        identity,
+        expected_key=expected_key,
+        conn_id=conn_id,
+        purpose=purpose,
+        queue_size=queue_size,
+    )

@@ -5,9 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
+from functools import partial
 
 from warpgate.errors import AttemptFailed
 from warpgate.pipe import Pipe
+from warpgate.proto.address import Address, Endpoint
+
+UDP_DELAY = 0.05
+"""UDP candidates start this long after TCP ones, so a reachable peer gets a stream."""
 
 log = logging.getLogger(__name__)
 
@@ -58,3 +63,14 @@ async def first_success(starts: Iterable[tuple[float, Callable[[], Awaitable[Pip
                 log.error("happy-eyeballs branch failed", exc_info=exc)
                 continue
             await extra.close()  # finished in the same wake-up as the winner, or ignored cancel
+
+
+async def happy_eyeballs(
+    address: Address, dial: Callable[[Endpoint], Awaitable[Pipe]], *, udp_delay: float = UDP_DELAY
+) -> Pipe:
+    """Dial every advertised endpoint of ``address``: TCP ones at once, UDP ones ``udp_delay`` later."""
+    starts: list[tuple[float, Callable[[], Awaitable[Pipe]]]] = [
+        (0.0, partial(dial, ep)) for ep in address.endpoints("tcp")
+    ]
+    starts += [(udp_delay, partial(dial, ep)) for ep in address.endpoints("udp")]
+    return await first_success(starts)

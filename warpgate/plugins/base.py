@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from warpgate import channels
 from warpgate.pipe import Pipe
-from warpgate.proto.address import Address
+from warpgate.proto.address import Address, Endpoint
 
 if TYPE_CHECKING:
     from warpgate.node import Node
@@ -52,6 +52,19 @@ class AttemptContext:
         pipe = await channels.udp_connect(
             host,
             port,
+            self.node.identity,
+            expected_key=self.dest.public_key,
+            conn_id=self.conn_id,
+            purpose=self.plugin,
+            queue_size=self.node.queue_size,
+        )
+        self.node.track(pipe)
+        return pipe
+
+    async def dial(self, endpoint: Endpoint) -> Pipe:
+        """``connect_tcp`` or ``connect_udp``, by the endpoint's transport."""
+        pipe = await channels.dial(
+            endpoint,
             self.node.identity,
             expected_key=self.dest.public_key,
             conn_id=self.conn_id,

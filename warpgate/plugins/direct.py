@@ -7,19 +7,16 @@ open internet, full cone, a port forward, or the same LAN.
 
 from __future__ import annotations
 
-from functools import partial
-
-from warpgate.errors import NotApplicable
-from warpgate.eyeballs import first_success
+from warpgate.eyeballs import happy_eyeballs
 from warpgate.pipe import Pipe
 from warpgate.plugins import register
 from warpgate.plugins.base import AttemptContext, Plugin
 
-UDP_DELAY = 0.05
-
 
 @register
 class Direct(Plugin):
+    """Dial every advertised endpoint of the peer at once (happy eyeballs, TCP before UDP)."""
+
     name = "direct"
 
     def applicable(self, ctx: AttemptContext) -> str | None:
@@ -28,10 +25,4 @@ class Direct(Plugin):
         return None
 
     async def attempt(self, ctx: AttemptContext) -> Pipe:
-        starts = [(0.0, partial(ctx.connect_tcp, ep.host, ep.port)) for ep in ctx.dest.endpoints("tcp")]
-        starts += [
-            (UDP_DELAY, partial(ctx.connect_udp, ep.host, ep.port)) for ep in ctx.dest.endpoints("udp")
-        ]
-        if not starts:
-            raise NotApplicable("the address lists no endpoint")
-        return await first_success(starts)
+        return await happy_eyeballs(ctx.dest, ctx.dial)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from warpgate import channels
 from warpgate.errors import AttemptFailed
-from warpgate.eyeballs import first_success
+from warpgate.eyeballs import happy_eyeballs
 from warpgate.pipe import Pipe
 from warpgate.plugins import register
 from warpgate.plugins.base import AttemptContext, Plugin
@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DIAL_BACK_TIMEOUT = 10.0
-UDP_DELAY = 0.05
 
 
 @register
@@ -105,35 +104,17 @@ async def _cancel(node: Node, dest: Address, conn_id: bytes) -> None:
 
 async def _dial_back(node: Node, requester: Address, conn_id: bytes) -> None:
     """B's side: dial A like ``direct`` does; the pipe reaches accept() once A nominates it."""
-    ident, q = node.identity, node.queue_size
-
-    def tcp(host: str, port: int) -> Any:
-        return channels.tcp_connect(
-            host,
-            port,
-            ident,
-            expected_key=requester.public_key,
-            conn_id=conn_id,
-            purpose="reverse",
-            queue_size=q,
-        )
-
-    def udp(host: str, port: int) -> Any:
-        return channels.udp_connect(
-            host,
-            port,
-            ident,
-            expected_key=requester.public_key,
-            conn_id=conn_id,
-            purpose="reverse",
-            queue_size=q,
-        )
-
-    starts = [(0.0, partial(tcp, ep.host, ep.port)) for ep in requester.endpoints("tcp")]
-    starts += [(UDP_DELAY, partial(udp, ep.host, ep.port)) for ep in requester.endpoints("udp")]
+    dial = partial(
+        channels.dial,
+        identity=node.identity,
+        expected_key=requester.public_key,
+        conn_id=conn_id,
+        purpose="reverse",
+        queue_size=node.queue_size,
+    )
     try:
         async with asyncio.timeout(DIAL_BACK_TIMEOUT):
-            pipe = await first_success(starts)
+            pipe = await happy_eyeballs(requester, dial)
     except (AttemptFailed, TimeoutError) as exc:
         log.info("reverse: could not reach %s: %s", requester.node_id[:12], exc)
         return
