@@ -87,6 +87,18 @@ def plugin_table(attempts: pd.DataFrame, trials: pd.DataFrame) -> pd.DataFrame:
     return g[["plugin", "a", "b", "connected", "median_ms"]]
 
 
+def wire_table(trials: pd.DataFrame) -> pd.DataFrame | None:
+    """Median packets and bytes per class on the caller's (B's) WAN per cell, beside time to connect."""
+    cols = [c for c in trials.columns if c.startswith("wire_b_") and c != "wire_b_path"]
+    if not cols:
+        return None
+    g = trials.groupby(["a", "b", "run"])
+    table = g[["ttc_ms", *cols]].median().reset_index()
+    paths = g["wire_b_path"].agg(lambda s: ",".join(sorted({str(v) for v in s.dropna()})))
+    table = table.merge(paths.rename("path seen").reset_index(), on=["a", "b", "run"])
+    return table.rename(columns={c: c.removeprefix("wire_b_") for c in cols})
+
+
 # -- figures ---------------------------------------------------------------------------------
 
 
@@ -237,6 +249,10 @@ def write(run: Path) -> Path:
     md += ["", "## Cells (A = callee, B = caller)", "", _md_table(show), ""]
     if not mismatches.empty:
         md += ["## Cells that disagree with theory", "", _md_table(mismatches[show.columns]), ""]
+    wire = wire_table(trials)
+    if wire is not None:
+        wire.to_csv(run / "wire.csv", index=False)
+        md += ["## Wire cost on the caller's WAN (medians per trial)", "", _md_table(wire), ""]
     md += ["## Figures", ""] + [f"![{n}](figures/{n}.png)" for n in figs]
     if not validation.empty:
         md += ["", "## Router self-validation (RFC 5780)", "", _md_table(validation)]
@@ -263,6 +279,12 @@ def write(run: Path) -> Path:
         + imgs
         + "<h2>Cells (A = callee, B = caller)</h2>"
         + cells_html
+        + (
+            "<h2>Wire cost on the caller's WAN (medians per trial)</h2>"
+            + wire.to_html(index=False, float_format=lambda v: f"{v:.3g}", na_rep="")
+            if wire is not None
+            else ""
+        )
         + (
             "<h2>Router self-validation (RFC 5780)</h2>" + validation.to_html(index=False)
             if not validation.empty

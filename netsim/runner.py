@@ -30,8 +30,10 @@ from pathlib import Path
 from typing import Any
 
 from netsim import services, theory, verify
+from netsim.capture import Capture, analyse, flatten
 from netsim.errors import NetsimError
 from netsim.lab import PYTHON, Lab, clean, leftovers
+from netsim.nat import PROFILES
 from netsim.scenario import Scenario
 from netsim.topology import Site, Topology
 
@@ -325,6 +327,13 @@ def _run_cell(
             lab.flush_conntrack(site_a(pa))
             lab.flush_conntrack(site_b(pb))
             started = time.time()
+            captures = []
+            if scenario.capture:
+                stem = lab.workdir.parent / "captures" / f"{pa}__{pb}__{trial}__{label.replace(',', '+')}"
+                captures = [
+                    Capture(lab, site_a(pa), stem.with_suffix(".a.pcap")),
+                    Capture(lab, site_b(pb), stem.with_suffix(".b.pcap")),
+                ]
             listen = a.call({"cmd": "listen"})
             if not listen.get("ok"):
                 raise NetsimError(f"agent {a.site} could not listen: {listen}")
@@ -339,7 +348,16 @@ def _run_cell(
                 timeout=scenario.timeout * 2 + 30,
             )
             a.call({"cmd": "reset"})
+            for cap in captures:
+                cap.stop()
             total_ms = (time.perf_counter() - t0) * 1000
+            wire: dict[str, Any] = {}
+            if captures:
+                # B dialled (or was dialled by) A's public endpoint: the winning flow's far end on B's WAN
+                wire |= flatten(
+                    "b", analyse(captures[1].path, _winner_remote(result), public_of(lab, site_a(pa)))
+                )
+                wire |= flatten("a", analyse(captures[0].path, None, public_of(lab, site_b(pb))))
             if scenario.mode == "race":
                 exp = scenario.expect.get(cell)
                 expected = (
@@ -377,6 +395,7 @@ def _run_cell(
                 "started": started,
                 "overhead_ms": round(total_ms - (result.get("ms") or 0), 3) if result["ok"] else None,
                 "total_ms": round(total_ms, 3),
+                **wire,
                 "impairment": asdict(scenario.impairment),
             }
             attempts = [
@@ -387,6 +406,22 @@ def _run_cell(
             stats["ok"] += int(result["ok"])
             if progress is not None:
                 progress(stats)
+
+
+def public_of(lab: Lab, site: str) -> str:
+    """The address the internet sees for a site's host: its own on a public LAN, else the NAT's."""
+    topo = lab.topology
+    profile = topo.site(site).profile
+    return topo.public_ip(site) if PROFILES[profile].translates else topo.host_ip(site)
+
+
+def _winner_remote(result: dict[str, Any]) -> tuple[str, int] | None:
+    """The winning pipe's far end as B saw it (``proto://host:port``), for the wire counts."""
+    for ev in result.get("events", []):
+        if ev.get("won") and ev.get("remote"):
+            host, port = ev["remote"].split("://", 1)[1].rsplit(":", 1)
+            return host.strip("[]"), int(port)
+    return None
 
 
 def _versions() -> dict[str, str]:

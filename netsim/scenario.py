@@ -47,6 +47,7 @@ _TOP = {
     "matrix",
     "impairment",
     "expect",
+    "capture",
 }
 _MATRIX = {"a", "b"}
 _IMPAIRMENT = {"delay_ms", "jitter_ms", "loss", "rate_mbit"}
@@ -66,6 +67,8 @@ class Scenario:
     description: str = ""
     impairment: Impairment = field(default_factory=Impairment)
     expect: dict[tuple[str, str], frozenset[str]] = field(default_factory=dict)
+    capture: bool = False
+    """Record each trial on both routers' WAN links (tcpdump) and count what went on the wire."""
     path: str = ""
 
     @property
@@ -181,6 +184,7 @@ def parse(text: str, path: str = "<scenario>") -> Scenario:
         seed=_get(w, data, "seed", int, 1),
         impairment=impairment,
         expect=expect,
+        capture=_get(w, data, "capture", bool, False),
         path=path,
     )
 

@@ -52,6 +52,18 @@ class SignalTimeout(SignalError, AttemptFailed):
     """A request was not acknowledged in time."""
 
 
+def _raise_if_cancelling() -> None:
+    """Re-raise a cancellation that a library swallowed.
+
+    Python 3.11's ``asyncio.wait_for`` (aiomqtt waits for PUBACK with it) returns the result and
+    drops the cancellation when both arrive together (fixed in 3.12). A lost cancel made a race wait
+    for ``reverse`` until its own timeout; found with the lab's packet captures.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 def parse_broker(url: str) -> tuple[str, int]:
     """``mqtt://host:port`` (port defaults to 1883) -> (host, port); raises ``LocalProtocolError``."""
     parts = urlsplit(url)
@@ -207,6 +219,7 @@ class SignalChannel:
             try:
                 await client.publish(topic_of(dest.node_id), data, qos=1, timeout=3)
                 sent += 1
+                _raise_if_cancelling()
             except aiomqtt.MqttError as exc:
                 log.info("signal: publish via %s failed: %s", link.url, exc)
         if not sent:

@@ -125,3 +125,22 @@ def test_shards_merge_into_the_whole_run(tmp_path):
     assert sorted(trial_keys(tmp_path / "all")) == sorted(
         (a, b, 0, "direct,reverse") for a in ("open", "full-cone") for b in ("open", "symmetric")
     )
+
+
+def test_capture_counts_what_each_trial_put_on_the_wire(tmp_path):
+    path = tmp_path / "cap.toml"
+    path.write_text(
+        'name = "cap"\ntrials = 1\ntimeout = 1.5\nplugins = ["direct", "reverse"]\ncapture = true\n'
+        '[matrix]\na = ["open", "symmetric"]\nb = ["full-cone"]\n'
+    )
+    cells = assert_scenario(path, tmp_path / "run")
+    trials = report.load(tmp_path / "run")[0].set_index("a")
+    direct = trials.loc["open"]  # B dials A directly: the winning flow is on B's WAN, straight to A
+    assert direct["winner"] == "direct" and direct["wire_b_path"] == "direct"
+    assert direct["wire_b_winner_packets"] > 0 and direct["wire_b_winner_bytes"] >= 1024  # the echoed payload
+    assert direct["wire_b_signal_packets"] > 0  # reverse asked over MQTT at the same time
+    rev = trials.loc["symmetric"]  # A dials back to B (full cone): reverse wins
+    assert rev["winner"] == "reverse" and rev["wire_b_winner_packets"] > 0
+    assert (tmp_path / "run" / "wire.csv").exists()
+    assert "Wire cost" in (tmp_path / "run" / "report.md").read_text()
+    assert len(cells) == 2
