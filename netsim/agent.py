@@ -88,6 +88,7 @@ class Agent:
                 out["ms"] = round((time.perf_counter() - t0) * 1000, 3)
                 out["winner"] = plugin.name
                 out["path"] = pipe.path
+                out["transport"] = pipe.proto
                 payload = os.urandom(int(req.get("payload", 1024)))
                 await pipe.send(payload)
                 echoed = await pipe.recv(timeout=float(req.get("timeout", 10)))

@@ -92,6 +92,9 @@ def cmd_shell(args: argparse.Namespace) -> int:
             hosts = ", ".join(f"{h} ({topo.host_ip(s.name, i)})" for i, h in enumerate(topo.hosts_of(s.name)))
             router = f"{topo.router(s.name)} ({topo.wan_ip(s.name)})"
             print(f"  site {s.name:12} {s.profile:22} router {router}  hosts {hosts}")
+        from mininet.log import setLogLevel
+
+        setLogLevel("output")  # the CLI prints command output through Mininet's logger
         CLI(lab.net)
     return 0
 

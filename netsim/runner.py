@@ -388,6 +388,7 @@ def _run_cell(
                 "winner": result.get("winner"),
                 "ttc_ms": result.get("ms"),
                 "path": result.get("path"),
+                "transport": result.get("transport"),
                 "bytes_echoed": result.get("bytes_echoed", 0),
                 "error_class": result.get("error_class", ""),
                 "error": result.get("error", ""),

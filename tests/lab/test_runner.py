@@ -137,10 +137,12 @@ def test_capture_counts_what_each_trial_put_on_the_wire(tmp_path):
     trials = report.load(tmp_path / "run")[0].set_index("a")
     direct = trials.loc["open"]  # B dials A directly: the winning flow is on B's WAN, straight to A
     assert direct["winner"] == "direct" and direct["wire_b_path"] == "direct"
+    assert direct["transport"] == "tcp"  # A's LAN is public: the stream wins
     assert direct["wire_b_winner_packets"] > 0 and direct["wire_b_winner_bytes"] >= 1024  # the echoed payload
     assert direct["wire_b_signal_packets"] > 0  # reverse asked over MQTT at the same time
     rev = trials.loc["symmetric"]  # A dials back to B (full cone): reverse wins
     assert rev["winner"] == "reverse" and rev["wire_b_winner_packets"] > 0
+    assert rev["transport"] == "udp"  # a full cone passes UDP to its STUN mapping, not TCP
     assert (tmp_path / "run" / "wire.csv").exists()
     assert "Wire cost" in (tmp_path / "run" / "report.md").read_text()
     assert len(cells) == 2
