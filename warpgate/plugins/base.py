@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from warpgate import channels
 from warpgate.pipe import Pipe
@@ -34,59 +34,34 @@ class AttemptContext:
     def remaining(self) -> float:
         return max(0.0, self.deadline - asyncio.get_running_loop().time())
 
-    async def connect_tcp(self, host: str, port: int, local_addr: tuple[str, int] | None = None) -> Pipe:
-        pipe = await channels.tcp_connect(
-            host,
-            port,
-            self.node.identity,
-            expected_key=self.dest.public_key,
-            conn_id=self.conn_id,
-            purpose=self.plugin,
-            local_addr=local_addr,
-            queue_size=self.node.queue_size,
-        )
+    def _auth(self) -> dict[str, Any]:
+        """What every channel of this attempt is authenticated with: our key, the peer's, our conn_id."""
+        return {
+            "expected_key": self.dest.public_key,
+            "conn_id": self.conn_id,
+            "purpose": self.plugin,
+            "queue_size": self.node.queue_size,
+        }
+
+    def _own(self, pipe: Pipe) -> Pipe:
         self.node.track(pipe)
         return pipe
 
-    async def connect_udp(self, host: str, port: int) -> Pipe:
-        pipe = await channels.udp_connect(
-            host,
-            port,
-            self.node.identity,
-            expected_key=self.dest.public_key,
-            conn_id=self.conn_id,
-            purpose=self.plugin,
-            queue_size=self.node.queue_size,
+    async def connect_tcp(self, host: str, port: int, local_addr: tuple[str, int] | None = None) -> Pipe:
+        return self._own(
+            await channels.tcp_connect(host, port, self.node.identity, local_addr=local_addr, **self._auth())
         )
-        self.node.track(pipe)
-        return pipe
+
+    async def connect_udp(self, host: str, port: int) -> Pipe:
+        return self._own(await channels.udp_connect(host, port, self.node.identity, **self._auth()))
 
     async def dial(self, endpoint: Endpoint) -> Pipe:
         """``connect_tcp`` or ``connect_udp``, by the endpoint's transport."""
-        pipe = await channels.dial(
-            endpoint,
-            self.node.identity,
-            expected_key=self.dest.public_key,
-            conn_id=self.conn_id,
-            purpose=self.plugin,
-            queue_size=self.node.queue_size,
-        )
-        self.node.track(pipe)
-        return pipe
+        return self._own(await channels.dial(endpoint, self.node.identity, **self._auth()))
 
     async def authenticate_stream(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> Pipe:
         """Authenticate a stream a plugin opened by its own means (a relay, a punched socket)."""
-        pipe = await channels.tcp_initiate(
-            reader,
-            writer,
-            self.node.identity,
-            expected_key=self.dest.public_key,
-            conn_id=self.conn_id,
-            purpose=self.plugin,
-            queue_size=self.node.queue_size,
-        )
-        self.node.track(pipe)
-        return pipe
+        return self._own(await channels.tcp_initiate(reader, writer, self.node.identity, **self._auth()))
 
 
 class Plugin(ABC):
