@@ -242,7 +242,6 @@ class Lab:
         return self.topology.host_ip(site, i)
 
 
-
 def leftovers() -> list[str]:
     """Processes of ours still alive: Mininet shells of ``wg*`` hosts, and anything started with the
     ``WG_LAB`` marker (daemons, agents, probes); plus ``wg*`` named namespaces."""

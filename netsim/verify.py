@@ -101,24 +101,16 @@ def check_sites(lab: Lab, infra: services.Infrastructure, sites: list[Site]) -> 
     for s in sites:
         udp, tcp = expected(s.profile, s.port_range)
         m = results[s.name]
-        checks.append(
-            Check(
-                s.name,
-                s.profile,
-                "udp",
-                describe(udp, allocation=True),
-                measured_text(m["udp"], allocation=True),
+        for proto, behaviour, with_allocation in (("udp", udp, True), ("tcp", tcp, False)):
+            checks.append(
+                Check(
+                    s.name,
+                    s.profile,
+                    proto,
+                    describe(behaviour, allocation=with_allocation),
+                    measured_text(m[proto], allocation=with_allocation),
+                )
             )
-        )
-        checks.append(
-            Check(
-                s.name,
-                s.profile,
-                "tcp",
-                describe(tcp, allocation=False),
-                measured_text(m["tcp"], allocation=False),
-            )
-        )
     return checks
 
 

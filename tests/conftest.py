@@ -54,3 +54,15 @@ def mosquitto_factory(tmp_path):
     for daemon in started:
         daemon.stop()
     assert not any(d.running for d in started)
+
+
+@pytest.fixture
+def clean_registry():
+    """Restore the plugin registry after a test that registers plugins of its own."""
+    from warpgate import plugins as registry
+
+    registry.available()  # built-ins and entry points first, so the snapshot holds them
+    before = dict(registry._registry)
+    yield registry
+    registry._registry.clear()
+    registry._registry.update(before)

@@ -7,7 +7,6 @@ import pytest
 
 from tests.conftest import assert_no_tasks
 from warpgate import AttemptFailed, ConnectError, Node, NotApplicable, Outcome, Plugin, auto_connect, register
-from warpgate import plugins as registry
 from warpgate.errors import LocalProtocolError, PluginError
 from warpgate.pipe import Pipe
 
@@ -118,16 +117,11 @@ ALL = [Fast, Slow, Stubborn, Fails, Buggy, Never, Impostor, Deaf]
 
 
 @pytest.fixture(autouse=True)
-def fakes():
-    registry.available()  # built-ins and entry points first, so the snapshot holds them
-    before = dict(registry._registry)
+def fakes(clean_registry):
     for cls in ALL:
         register(cls)
     log.clear()
     made.clear()
-    yield
-    registry._registry.clear()
-    registry._registry.update(before)
 
 
 @pytest.fixture

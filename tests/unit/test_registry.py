@@ -4,15 +4,6 @@ from warpgate import AttemptFailed, Plugin, PluginError, register
 from warpgate import plugins as registry
 
 
-@pytest.fixture
-def clean_registry():
-    registry.available()  # built-ins and entry points first, so the snapshot holds them
-    before = dict(registry._registry)
-    yield
-    registry._registry.clear()
-    registry._registry.update(before)
-
-
 def test_builtins_are_registered():
     assert "direct" in registry.available()
 
