@@ -25,7 +25,7 @@ from warpgate.events import AttemptEvent, Outcome
 from warpgate.identity import Identity
 from warpgate.node import Node
 from warpgate.pipe import SUB_ALL, Pipe, Sub
-from warpgate.plugins import AttemptContext, Plugin, register
+from warpgate.plugins import AttemptContext, Plugin, ResponderContext, register
 from warpgate.proto.address import Address, Endpoint, Interface
 from warpgate.proto.nat import PRESETS, Filtering, Mapping, NatBehaviour, PortAllocation
 from warpgate.race import auto_connect
@@ -56,6 +56,7 @@ __all__ = [
     "Plugin",
     "PluginError",
     "PortAllocation",
+    "ResponderContext",
     "Sub",
     "WarpgateError",
     "__version__",

@@ -11,15 +11,17 @@ import logging
 import os
 import socket
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass, field
 
 from warpgate.errors import AttemptFailed, HandshakeError, RemoteProtocolError
 from warpgate.identity import Identity
 from warpgate.pipe import HostPort, Pipe
-from warpgate.proto import frames, handshake
+from warpgate.proto import frames, handshake, timers
 from warpgate.proto.address import Endpoint
 from warpgate.proto.frames import Kind
-from warpgate.stun import is_stun
+from warpgate.proto.timers import Backoff
+from warpgate.retry import Kick, retransmit
+from warpgate.udp import UdpSocket, hostport
 
 log = logging.getLogger(__name__)
 
@@ -28,10 +30,6 @@ HANDSHAKE_TIMEOUT = 5.0
 
 # Called with (pipe, responder conn_id) for each authenticated incoming channel.
 IncomingHandler = Callable[[Pipe, bytes], None]
-
-
-def _hostport(addr: Any) -> HostPort:
-    return (str(addr[0]), int(addr[1]))
 
 
 # -- TCP -------------------------------------------------------------------------------------
@@ -62,8 +60,8 @@ def _tcp_pipe(
         peer_key=peer_key,
         conn_id=conn_id,
         plugin=plugin,
-        local=_hostport(writer.get_extra_info("sockname")),
-        remote=_hostport(writer.get_extra_info("peername")),
+        local=hostport(writer.get_extra_info("sockname")),
+        remote=hostport(writer.get_extra_info("peername")),
         send_raw=writer.write,
         close_raw=writer.close,
         queue_size=queue_size,
@@ -83,12 +81,24 @@ async def tcp_initiate(
     purpose: str,
     queue_size: int = 1024,
 ) -> Pipe:
-    """Run the initiator handshake on an open TCP stream; closes it on failure."""
+    """Run the initiator handshake on an open TCP stream; closes it on failure.
+
+    On a stream both ends opened at once (TCP simultaneous open, RFC 9293 §3.5) both send HELLO;
+    the end whose key is greater answers the other's as responder (``handshake.yields``).
+    """
     init = handshake.Initiator(identity, expected_key, conn_id, purpose, os.urandom(handshake.NONCE_SIZE))
     try:
         writer.write(frames.tcp_frame(Kind.HANDSHAKE, init.last))
         while not init.done:
-            reply = init.receive(await _read_handshake(reader))
+            data = await _read_handshake(reader)
+            msg = handshake.decode(data)
+            if isinstance(msg, handshake.Hello):
+                if msg.key != expected_key:
+                    raise HandshakeError("reached the wrong peer: its key is not the one in the address")
+                if handshake.yields(identity.public_key, msg.key):
+                    return await _tcp_respond_to(reader, writer, identity, data, expected_key, queue_size)
+                continue  # the peer yields to our HELLO
+            reply = init.receive(data)
             if reply is not None:
                 writer.write(frames.tcp_frame(Kind.HANDSHAKE, reply))
     except BaseException:
@@ -96,6 +106,32 @@ async def tcp_initiate(
         raise
     return _tcp_pipe(
         reader, writer, peer_key=expected_key, conn_id=conn_id, plugin=purpose, queue_size=queue_size
+    )
+
+
+async def _tcp_respond_to(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    identity: Identity,
+    hello: bytes,
+    expected_key: bytes,
+    queue_size: int,
+) -> Pipe:
+    """Finish a simultaneous open as the responder, for the HELLO already read."""
+    resp = handshake.Responder(identity, os.urandom(handshake.NONCE_SIZE))
+    writer.write(frames.tcp_frame(Kind.HANDSHAKE, resp.receive(hello)))
+    while not resp.done:
+        writer.write(frames.tcp_frame(Kind.HANDSHAKE, resp.receive(await _read_handshake(reader))))
+    assert resp.hello is not None
+    if resp.peer_key != expected_key:
+        raise HandshakeError("reached the wrong peer: its key is not the one in the address")
+    return _tcp_pipe(
+        reader,
+        writer,
+        peer_key=resp.peer_key,
+        conn_id=resp.hello.conn_id,
+        plugin=resp.hello.purpose,
+        queue_size=queue_size,
     )
 
 
@@ -163,124 +199,121 @@ async def tcp_respond(
 # -- UDP -------------------------------------------------------------------------------------
 
 
-class UdpEndpoint(asyncio.DatagramProtocol):
+@dataclass(eq=False)
+class _Dial:
+    """One handshake this socket is dialling towards one peer address."""
+
+    init: handshake.Initiator
+    fut: asyncio.Future[Pipe]
+    kick: Kick = field(default_factory=Kick)
+    yielded: bool = False
+    """The peer dialled us on the same path and our key is greater: we answer as responder."""
+    heard: bool = False
+    """Some handshake message arrived from the peer on this path."""
+
+
+class UdpEndpoint(UdpSocket):
     """One UDP socket carrying any number of pipes, demultiplexed by remote address.
 
     It both dials (``connect``) and answers handshakes from unknown addresses. The node's
-    listening socket is one of these; so is each ephemeral socket of a direct UDP attempt.
+    listening socket is one of these; so is each ephemeral socket of a direct UDP attempt. When
+    both ends dial each other on the same path at once (hole punching), the handshake's key order
+    decides who answers (``handshake.yields``), so exactly one channel comes out of it.
     """
 
     def __init__(
         self, identity: Identity, on_incoming: IncomingHandler | None, queue_size: int = 1024
     ) -> None:
+        super().__init__()
         self.identity = identity
         self.on_incoming = on_incoming
         self.queue_size = queue_size
-        self.transport: asyncio.DatagramTransport | None = None
         self.pipes: dict[HostPort, Pipe] = {}
         self._responders: dict[HostPort, handshake.Responder] = {}
-        self._dialing: dict[HostPort, tuple[handshake.Initiator, asyncio.Future[None]]] = {}
-        self.ignored = 0
-        """Datagrams dropped because they were malformed or unexpected."""
-        self.stun_waiters: dict[bytes, asyncio.Future[bytes]] = {}
-        """STUN transactions in flight on this socket, by transaction id (``warpgate.stun``)."""
-        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-    @classmethod
-    async def bind(
-        cls, identity: Identity, local: HostPort, on_incoming: IncomingHandler | None, queue_size: int = 1024
-    ) -> UdpEndpoint:
-        loop = asyncio.get_running_loop()
-        family = socket.AF_INET6 if ":" in local[0] else socket.AF_INET
-        _, proto = await loop.create_datagram_endpoint(
-            lambda: cls(identity, on_incoming, queue_size), local_addr=local, family=family
-        )
-        return proto
-
-    @property
-    def local(self) -> HostPort:
-        assert self.transport is not None
-        return _hostport(self.transport.get_extra_info("sockname"))
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # a datagram transport here
+        self._dialing: dict[HostPort, _Dial] = {}
 
     def connection_lost(self, exc: Exception | None) -> None:
         for pipe in list(self.pipes.values()):
             pipe._shutdown()
-        for _, fut in self._dialing.values():
-            if not fut.done():
-                fut.set_exception(AttemptFailed("udp socket closed"))
-        if not self.closed.done():
-            self.closed.set_result(None)
+        for dial in self._dialing.values():
+            if not dial.fut.done():
+                dial.fut.set_exception(AttemptFailed("udp socket closed"))
+        super().connection_lost(exc)
 
-    def error_received(self, exc: Exception) -> None:
-        # ICMP errors (port unreachable, ...) arrive here on Linux; the retransmit timer copes.
-        log.debug("udp %s: %s", self.local if self.transport else "?", exc)
-
-    def close(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
-
-    def sendto(self, data: bytes, addr: HostPort) -> None:
-        if self.transport is None or self.transport.is_closing():
-            return
-        self.transport.sendto(data, addr)
-
-    def datagram_received(self, data: bytes, addr: Any) -> None:
-        peer: HostPort = addr if len(addr) == 2 else (addr[0], addr[1])  # IPv6 adds flowinfo, scope
-        if self.stun_waiters and is_stun(data):
-            waiter = self.stun_waiters.get(data[8:20])
-            if waiter is not None and not waiter.done():
-                waiter.set_result(data)
-            return
+    def frame_received(self, data: bytes, peer: HostPort) -> None:
         try:
             kind, payload = frames.udp_parse(data)
         except RemoteProtocolError:
-            self.ignored += 1
+            self.drops["malformed"] += 1
             return
-        pipe = self.pipes.get(peer)
         if kind is Kind.HANDSHAKE:
             try:
-                self._on_handshake(peer, payload, pipe)
+                self._on_handshake(peer, payload)
             except RemoteProtocolError as exc:
                 log.debug("udp handshake from %s:%s failed: %s", peer[0], peer[1], exc)
-                self.ignored += 1
+                self.drops["handshake"] += 1
                 self._fail_dial(peer, exc)
             return
+        pipe = self.pipes.get(peer)
         if pipe is None:
-            self.ignored += 1
+            self.drops["no_pipe"] += 1
             return
         pipe._on_udp_frame(kind, payload)
 
-    def _on_handshake(self, peer: HostPort, payload: bytes, pipe: Pipe | None) -> None:
-        dialing = self._dialing.get(peer)
-        if dialing is not None:
-            init, fut = dialing
-            reply = init.receive(payload)
-            if reply is not None:
-                self.sendto(frames.udp_frame(Kind.HANDSHAKE, reply), peer)
-            if init.done and not fut.done():
-                fut.set_result(None)
-            return
-        if self.on_incoming is None:
-            self.ignored += 1
+    def _on_handshake(self, peer: HostPort, payload: bytes) -> None:
+        dial = self._dialing.get(peer)
+        msg = handshake.decode(payload)
+        if dial is not None:
+            dial.heard = True
+        if dial is not None and not dial.yielded:
+            if not isinstance(msg, handshake.Hello):
+                reply = dial.init.receive(payload)
+                if reply is not None:
+                    self.sendto(frames.udp_frame(Kind.HANDSHAKE, reply), peer)
+                if dial.init.done and not dial.fut.done():
+                    init = dial.init
+                    dial.fut.set_result(
+                        self._make_pipe(peer, init.expected_key, init.hello.conn_id, init.hello.purpose)
+                    )
+                return
+            # Simultaneous open: the peer dials us on the path we dial it on.
+            if msg.key != dial.init.expected_key or not handshake.yields(self.identity.public_key, msg.key):
+                dial.kick()  # the path is open now; our HELLO is the one that must get through
+                return
+            dial.yielded = True
+        elif self.on_incoming is None and dial is None:
+            self.drops["unsolicited"] += 1
             return
         resp = self._responders.get(peer)
         if resp is None:
-            if pipe is not None:
-                # A HELLO from a peer that already has a pipe here: a new channel replaces the old one.
-                pipe._shutdown()
             resp = self._responders[peer] = handshake.Responder(
                 self.identity, os.urandom(handshake.NONCE_SIZE)
             )
             asyncio.get_running_loop().call_later(HANDSHAKE_TIMEOUT, self._expire_responder, peer, resp)
         was_done = resp.done
         self.sendto(frames.udp_frame(Kind.HANDSHAKE, resp.receive(payload)), peer)
-        if resp.done and not was_done:
-            assert resp.hello is not None
-            new = self._make_pipe(peer, resp.peer_key, resp.hello.conn_id, resp.hello.purpose)
-            self.on_incoming(new, resp.hello.conn_id)
+        if not resp.done or was_done:
+            return
+        assert resp.hello is not None
+        old = self.pipes.get(peer)
+        if old is not None:
+            # Only an authenticated channel from the same key replaces a live pipe on this path.
+            if old.peer_key != resp.peer_key:
+                self.drops["path_taken"] += 1
+                return
+            old._shutdown()
+        new = self._make_pipe(peer, resp.peer_key, resp.hello.conn_id, resp.hello.purpose)
+        if dial is not None and dial.yielded:
+            if not dial.fut.done():
+                dial.fut.set_result(new)
+            return
+        assert self.on_incoming is not None
+        self.on_incoming(new, resp.hello.conn_id)
+
+    def heard(self, peer: HostPort) -> bool:
+        """Whether the handshake we are dialling towards ``peer`` has heard from it."""
+        dial = self._dialing.get(peer)
+        return dial is not None and dial.heard
 
     def _expire_responder(self, peer: HostPort, resp: handshake.Responder) -> None:
         # Keep a finished responder for its lifetime so a retransmitted PROOF still gets DONE.
@@ -288,9 +321,9 @@ class UdpEndpoint(asyncio.DatagramProtocol):
             del self._responders[peer]
 
     def _fail_dial(self, peer: HostPort, exc: Exception) -> None:
-        dialing = self._dialing.get(peer)
-        if dialing is not None and not dialing[1].done():
-            dialing[1].set_exception(AttemptFailed(f"udp {peer[0]}:{peer[1]}: {exc}"))
+        dial = self._dialing.get(peer)
+        if dial is not None and not dial.fut.done():
+            dial.fut.set_exception(AttemptFailed(f"udp {peer[0]}:{peer[1]}: {exc}"))
 
     def _make_pipe(self, peer: HostPort, peer_key: bytes, conn_id: bytes, purpose: str) -> Pipe:
         def close_raw() -> None:
@@ -311,34 +344,45 @@ class UdpEndpoint(asyncio.DatagramProtocol):
         self.pipes[peer] = pipe
         return pipe
 
-    async def connect(self, peer: HostPort, *, expected_key: bytes, conn_id: bytes, purpose: str) -> Pipe:
-        """Dial ``peer`` from this socket; retransmits with backoff until the handshake ends.
+    async def connect(
+        self,
+        peer: HostPort,
+        *,
+        expected_key: bytes,
+        conn_id: bytes,
+        purpose: str,
+        backoff: Backoff = timers.HANDSHAKE,
+    ) -> Pipe:
+        """Dial ``peer`` from this socket; retransmits on ``backoff`` until the handshake ends.
 
         The caller bounds the time (the race's deadline); expected failures raise ``AttemptFailed``.
+        If the peer dials this socket from ``peer`` at the same time, one of the two handshakes
+        completes (key order) and its channel is returned either way.
         """
         if peer in self._dialing:
             raise AttemptFailed(f"udp {peer[0]}:{peer[1]}: already dialling from this socket")
         init = handshake.Initiator(
             self.identity, expected_key, conn_id, purpose, os.urandom(handshake.NONCE_SIZE)
         )
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._dialing[peer] = (init, fut)
+        dial = _Dial(init, asyncio.get_running_loop().create_future())
+        self._dialing[peer] = dial
+
+        def send() -> None:
+            if not dial.yielded:
+                self.sendto(frames.udp_frame(Kind.HANDSHAKE, dial.init.last), peer)
+
         try:
-            rto = 0.1  # RFC 8489 §6.2.1 starts at 500 ms; a LAN-to-LAN lab wants faster first retries
-            while not fut.done():
-                self.sendto(frames.udp_frame(Kind.HANDSHAKE, init.last), peer)
-                try:
-                    async with asyncio.timeout(rto):
-                        await asyncio.shield(fut)
-                except TimeoutError:
-                    rto = min(rto * 2, 1.6)
-            try:
-                fut.result()
-            except HandshakeError as exc:
-                raise AttemptFailed(f"udp {peer[0]}:{peer[1]}: {exc}") from exc
+            return await retransmit(backoff, send, dial.fut, kick=dial.kick)
+        except TimeoutError:
+            raise AttemptFailed(f"udp {peer[0]}:{peer[1]}: no answer") from None
+        except HandshakeError as exc:
+            raise AttemptFailed(f"udp {peer[0]}:{peer[1]}: {exc}") from exc
+        except BaseException:
+            if dial.fut.done() and not dial.fut.cancelled() and dial.fut.exception() is None:
+                dial.fut.result()._shutdown()  # made in the same wake-up as our cancellation
+            raise
         finally:
             del self._dialing[peer]
-        return self._make_pipe(peer, expected_key, conn_id, purpose)
 
 
 async def udp_connect(
@@ -354,7 +398,7 @@ async def udp_connect(
     """Dial from a fresh ephemeral socket that the pipe then owns."""
     family_local = ("::", 0) if ":" in host else ("0.0.0.0", 0)
     try:
-        ep = await UdpEndpoint.bind(identity, family_local, None, queue_size)
+        ep = await UdpEndpoint.bind(family_local, identity, None, queue_size)
     except OSError as exc:
         raise AttemptFailed(f"udp {host}:{port}: cannot bind: {exc.strerror}") from exc
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import ipaddress
 import logging
 import os
@@ -12,7 +13,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from types import TracebackType
 from typing import Any
 
-from warpgate import plugins
+from warpgate import discovery, plugins
 from warpgate.channels import UdpEndpoint, tcp_respond
 from warpgate.errors import LocalProtocolError, WarpgateError
 from warpgate.events import AttemptEvent
@@ -20,11 +21,15 @@ from warpgate.identity import Identity
 from warpgate.interfaces import LocalInterface, list_interfaces
 from warpgate.names import DEFAULT_TTL, NameClient
 from warpgate.pipe import Pipe
+from warpgate.plugins.base import Plugin, ResponderContext, When, encode_reply
 from warpgate.proto.address import Address, Interface
+from warpgate.proto.discovery import Discovery
+from warpgate.proto.messages import Message
 from warpgate.proto.names import NameServiceError, check_name
+from warpgate.proto.nat import NatBehaviour
+from warpgate.resources import Resources
 from warpgate.signal import SignalChannel, parse_broker
-from warpgate.stun import StunError, parse_server
-from warpgate.stun import binding as stun_binding
+from warpgate.stun import parse_server
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +65,7 @@ class Node:
         names_server: str | None = None,
         names_ttl: int = DEFAULT_TTL,
         stun: Sequence[str] = (),
+        discovery_timeout: float = discovery.DEFAULT_LIMIT,
     ) -> None:
         if identity is not None and key_path is not None:
             raise LocalProtocolError("give identity or key_path, not both")
@@ -75,7 +81,11 @@ class Node:
         self._servers: list[asyncio.Server] = []
         self._udp: list[UdpEndpoint] = []
         self._accepted: asyncio.Queue[Pipe] = asyncio.Queue(backlog)
-        self._expected: dict[bytes, asyncio.Future[Pipe]] = {}
+        self._expected: dict[bytes, tuple[When, asyncio.Future[Pipe]]] = {}
+        self._watchers: dict[bytes, list[Callable[[Pipe], None]]] = {}
+        self._responders: dict[str, Plugin] = {}
+        self.resources = Resources("node")
+        """Released at stop (leases, allocations that plugins hand to the node)."""
         self._pipes: set[Pipe] = set()
         self._tasks: set[asyncio.Task[object]] = set()
         self._listeners: list[EventCallback] = []
@@ -87,7 +97,11 @@ class Node:
             if names_server is None:
                 raise LocalProtocolError("a nickname needs a names_server (host:port)")
         self.stun_servers = [parse_server(x) for x in stun]
-        """STUN servers (``host[:port]``) asked at start for each IPv4 address's public mapping."""
+        """STUN servers (``host[:port]``): at start the node classifies its NAT against the first
+        that answers (RFC 5780; a server with two addresses gives every axis)."""
+        self.discovery_timeout = discovery_timeout
+        self.discovered: dict[str, Discovery] = {}
+        """Local IPv4 -> what discovery found behind it (``warpgate.proto.discovery.Discovery``)."""
         self.public: dict[str, tuple[str, int]] = {}
         """Private IPv4 -> (public IPv4, public UDP port) of the listening socket, learned by STUN."""
         self.nickname = nickname
@@ -122,13 +136,12 @@ class Node:
             # path is blocked).
             jobs = []
             if self.stun_servers:
-                jobs.append(self._learn_public())
+                jobs.append(self._discover())
             if self.brokers:
                 self.signal = SignalChannel(self.identity, lambda: self.address, self.brokers)
                 jobs.append(self.signal.start())
             await asyncio.gather(*jobs)
-            for plugin in plugins.available().values():
-                plugin.install(self)
+            self._install_responders()
             if self.nickname is not None:
                 assert self.names is not None
                 await self.names.register(self.identity, self.address, self.nickname, ttl=self.names_ttl)
@@ -142,29 +155,62 @@ class Node:
     async def _bind_all(self, hosts: list[str], port: int) -> None:
         for host in hosts:
             family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            # SO_REUSEPORT: plugins bind outgoing TCP sockets to this port (STUN over TCP, punching).
             server = await asyncio.start_server(
-                self._on_tcp, host, port, family=family, reuse_address=True, backlog=256
+                self._on_tcp, host, port, family=family, reuse_address=True, reuse_port=True, backlog=256
             )
             self._servers.append(server)
             port = port or server.sockets[0].getsockname()[1]
             self._udp.append(
-                await UdpEndpoint.bind(self.identity, (host, port), self._on_incoming, self.queue_size)
+                await UdpEndpoint.bind((host, port), self.identity, self._on_incoming, self.queue_size)
             )
         self.port = port
 
-    async def _learn_public(self) -> None:
-        """Ask the first STUN server that answers for each IPv4 listening socket's mapping."""
-        for ep in self._udp:
-            ip = ep.local[0]
-            if ":" in ip or ip.startswith("127."):
-                continue
+    async def _discover(self) -> None:
+        """Classify the NAT behind each IPv4 listening socket (RFC 5780), all at once, within the
+        discovery deadline; the first STUN server that answers is used."""
+
+        async def one(ep: UdpEndpoint) -> None:
             for server in self.stun_servers:
-                try:
-                    self.public[ip] = await stun_binding(ep, server, rto=0.1, tries=3)
-                    break
-                except StunError as exc:
-                    log.info("node %s: %s", self.node_id[:8], exc)
+                found = await discovery.discover(
+                    server, sock=ep, local=ep.local, tcp_port=self.port, limit=self.discovery_timeout
+                )
+                if found.mapped_udp is not None or found.mapped_tcp is not None:
+                    self.discovered[ep.local[0]] = found
+                    if found.mapped_udp is not None:
+                        self.public[ep.local[0]] = found.mapped_udp
+                    return
+                log.info("node %s: no answer from STUN server %s:%d", self.node_id[:8], *server)
+
+        await asyncio.gather(
+            *(one(ep) for ep in self._udp if ":" not in ep.local[0] and not ep.local[0].startswith("127."))
+        )
         self._address = None
+
+    @property
+    def nat(self) -> Discovery | None:
+        """What discovery found behind the first interface it could classify (None: not run)."""
+        return next(iter(self.discovered.values()), None)
+
+    def _install_responders(self) -> None:
+        """One responding instance per plugin that answers signal messages (per-node state)."""
+        if self.signal is None:
+            return
+        for name, cls in plugins.available().items():
+            if not cls.messages:
+                continue
+            instance = self._responders[name] = cls()
+            for mtype in cls.messages:
+                self.signal.on(mtype.kind, functools.partial(self._respond, instance, mtype))
+
+    async def _respond(
+        self, plugin: Plugin, mtype: type[Message], sender: Address, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        msg = mtype.from_body(body)  # MessageError: refused and counted by the signal channel
+        conn_id = getattr(msg, "conn_id", b"")
+        ctx = ResponderContext(self, sender, plugin.name, conn_id)
+        ctx.resources.move_to(self.resources)
+        return encode_reply(await plugin.respond(ctx, msg))
 
     async def _refresh_name(self) -> None:
         """Re-register well before the record expires (and whenever it may have changed)."""
@@ -191,6 +237,9 @@ class Node:
         if self.signal is not None:
             await self.signal.stop()
             self.signal = None
+        for plugin in self._responders.values():
+            await plugin.stop()
+        self._responders.clear()
         for server in self._servers:
             server.close()
         for pipe in list(self._pipes):
@@ -203,8 +252,10 @@ class Node:
                 log.error(
                     "node %s: task %s ignores cancellation; left behind", self.node_id[:8], task.get_name()
                 )
+        await self.resources.aclose()
+        self.resources = Resources("node")
         await self._close_sockets()
-        for fut in self._expected.values():
+        for _, fut in list(self._expected.values()):
             fut.cancel()
         while not self._accepted.empty():
             await self._accepted.get_nowait().close()
@@ -236,17 +287,21 @@ class Node:
     def _interface(self, i: LocalInterface) -> Interface:
         private4 = i.ipv4[0] if i.ipv4 else None
         public4, public_udp = None, None
+        found = self.discovered.get(str(private4)) if private4 else None
         mapped = self.public.get(str(private4)) if private4 else None
         if mapped is not None:
             if mapped[0] != str(private4):
                 public4 = ipaddress.IPv4Address(mapped[0])
             if mapped[1] != self.port:
                 public_udp = mapped[1]
+        elif found is not None and found.mapped_tcp is not None and found.mapped_tcp[0] != str(private4):
+            public4 = ipaddress.IPv4Address(found.mapped_tcp[0])  # UDP blocked: TCP still shows it
         return Interface(
             private4=private4,
             public4=public4,
             private6=i.ipv6[0] if i.ipv6 else None,
             public_udp_port=public_udp,
+            nat=found.udp if found is not None else NatBehaviour(),
         )
 
     def set_address(self, address: Address) -> None:
@@ -275,17 +330,31 @@ class Node:
             raise LocalProtocolError("this node delivers pipes to on_pipe; accept() would never return")
         return await self._accepted.get()
 
-    def expect(self, conn_id: bytes) -> asyncio.Future[Pipe]:
+    def expect(self, conn_id: bytes, when: When = "nominated") -> asyncio.Future[Pipe]:
         """Route the incoming channel carrying ``conn_id`` to the returned future, not to accept().
 
-        Used by plugins where the peer dials us on our request (reverse connect, punching). The
-        future resolves with the channel the peer *nominates*, so the peer must call
-        ``pipe.nominate()`` on the channel it keeps.
+        Used by plugins where the peer dials us on our request (reverse connect, punching).
+        ``when="nominated"``: the future resolves with the channel the peer *nominates* (it dialled
+        several and keeps one; it must call ``pipe.nominate()``). ``when="authenticated"``: with the
+        first channel that completes the handshake (we pick, as the controlling side).
         """
         fut: asyncio.Future[Pipe] = asyncio.get_running_loop().create_future()
-        self._expected[conn_id] = fut
+        self._expected[conn_id] = (when, fut)
         fut.add_done_callback(lambda _: self._expected.pop(conn_id, None))
         return fut
+
+    def watch(self, conn_id: bytes, callback: Callable[[Pipe], None]) -> Callable[[], None]:
+        """Call ``callback`` for every authenticated incoming channel carrying ``conn_id``."""
+        self._watchers.setdefault(conn_id, []).append(callback)
+
+        def stop() -> None:
+            callbacks = self._watchers.get(conn_id, [])
+            if callback in callbacks:
+                callbacks.remove(callback)
+            if not callbacks:
+                self._watchers.pop(conn_id, None)
+
+        return stop
 
     def track(self, pipe: Pipe) -> None:
         """Own ``pipe``: it is closed when the node stops."""
@@ -331,8 +400,14 @@ class Node:
 
     def _on_incoming(self, pipe: Pipe, conn_id: bytes) -> None:
         self.track(pipe)
-        fut = self._expected.get(conn_id)
+        for callback in list(self._watchers.get(conn_id, ())):
+            callback(pipe)
+        when, fut = self._expected.get(conn_id, ("nominated", None))
         if fut is not None and not fut.done():
+            if when == "authenticated":
+                fut.set_result(pipe)
+                return
+
             # The peer dials us on our request, possibly over several endpoints at once; the one
             # it keeps is the one it nominates (its losers are closed and never resolve this).
             def chosen(p: Pipe) -> None:

@@ -25,8 +25,9 @@ from typing import Literal
 
 from warpgate.errors import PipeClosed, RemoteProtocolError
 from warpgate.identity import node_id_of
-from warpgate.proto import frames
+from warpgate.proto import frames, timers
 from warpgate.proto.frames import Kind
+from warpgate.retry import retransmit
 
 log = logging.getLogger(__name__)
 
@@ -219,22 +220,19 @@ class Pipe:
         if self.proto == "tcp":
             self._send_raw(frames.tcp_frame(Kind.NOMINATE))
             return
-        self._send_raw(frames.udp_frame(Kind.NOMINATE))
         loop = asyncio.get_running_loop()
         self._nominate_ack = loop.create_future()
         self._nominate_task = loop.create_task(self._repeat_nominate(self._nominate_ack))
 
     async def _repeat_nominate(self, ack: asyncio.Future[None]) -> None:
-        for delay in (0.05, 0.1, 0.2, 0.4, 0.8):
-            try:
-                async with asyncio.timeout(delay):
-                    await asyncio.shield(ack)
-                return
-            except TimeoutError:
-                if self._closed:
-                    return
+        def send() -> None:
+            if not self._closed:
                 self._send_raw(frames.udp_frame(Kind.NOMINATE))
-        log.debug("%r: nomination never acknowledged", self)
+
+        try:
+            await retransmit(timers.NOMINATE, send, ack)
+        except TimeoutError:
+            log.debug("%r: nomination never acknowledged", self)
 
     def _deliver_now(self, data: bytes) -> None:
         for sub, inbox in self._subs.items():

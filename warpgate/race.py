@@ -80,6 +80,7 @@ async def auto_connect(
             on_event(ev)
 
     attempts: dict[asyncio.Task[Pipe], tuple[Plugin, float]] = {}
+    contexts: list[AttemptContext] = []
     for plugin in [create(n) for n in names]:
         ctx = AttemptContext(node, address, plugin.name, deadline)
         reason = plugin.applicable(ctx)
@@ -87,6 +88,7 @@ async def auto_connect(
             now = ms()
             emit(AttemptEvent(plugin.name, Outcome.NOT_APPLICABLE, now, now, reason))
             continue
+        contexts.append(ctx)
         attempts[loop.create_task(plugin.attempt(ctx), name=f"warpgate-{plugin.name}")] = (plugin, ms())
 
     winner: tuple[Pipe, Plugin] | None = None
@@ -156,6 +158,8 @@ async def auto_connect(
                 )
             )
             node.adopt(task)
+    for ctx in contexts:  # what attempts acquired and did not hand on ends with them
+        await ctx.resources.aclose()
     if winner is None:
         raise ConnectError(f"could not connect to {address.node_id}: every plugin failed", events)
     winner[0].nominate()

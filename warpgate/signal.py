@@ -16,6 +16,7 @@ The envelope codec (signature, encryption, replay, age) is ``warpgate.proto.enve
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -29,14 +30,14 @@ import aiomqtt
 
 from warpgate.errors import AttemptFailed, LocalProtocolError, WarpgateError
 from warpgate.identity import Identity
+from warpgate.proto import timers
 from warpgate.proto.address import Address
 from warpgate.proto.envelope import Envelope, MsgType, ReplayCache, SignalRejected, open_envelope, seal
+from warpgate.retry import retransmit
 
 log = logging.getLogger(__name__)
 
 TOPIC_PREFIX = "warpgate/v1/"
-RETRY_DELAYS = (0.25, 0.5, 1.0, 2.0)
-RECONNECT_MAX = 2.0
 Handler = Callable[[Address, dict[str, Any]], Awaitable[dict[str, Any] | None]]
 
 
@@ -103,9 +104,13 @@ class BrokerLink:
             await asyncio.gather(self.task, return_exceptions=True)
 
     async def _run(self) -> None:
-        backoff = 0.1
+        loop = asyncio.get_running_loop()
         ident = f"wg-{self.channel.identity.node_id[:12]}-{os.urandom(3).hex()}"
+        schedule = timers.RECONNECT.schedule(loop.time())
         while True:
+            if schedule.handle_timer(loop.time()) is not timers.Action.SEND:
+                await asyncio.sleep(max(0.0, schedule.get_timer() - loop.time()))  # reconnect backoff
+                continue
             try:
                 async with aiomqtt.Client(
                     self.host, self.port, identifier=ident, timeout=3, keepalive=10
@@ -114,7 +119,7 @@ class BrokerLink:
                     self.client = client
                     self.connected.set()
                     self.tried.set()
-                    backoff = 0.1
+                    schedule = timers.RECONNECT.schedule(loop.time())
                     log.info("signal: connected to %s", self.url)
                     async for message in client.messages:
                         payload = message.payload
@@ -127,8 +132,6 @@ class BrokerLink:
                 self.client = None
                 self.connected.clear()
             self.tried.set()
-            await asyncio.sleep(backoff)  # reconnect backoff
-            backoff = min(backoff * 2, RECONNECT_MAX)
 
 
 class SignalChannel:
@@ -232,20 +235,17 @@ class SignalChannel:
         rid = os.urandom(8).hex()
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[rid] = fut
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        policy = dataclasses.replace(timers.SIGNAL, limit=timeout)
         try:
-            for delay in (*RETRY_DELAYS, *([RETRY_DELAYS[-1]] * 100)):
-                await self._publish(dest, MsgType.REQUEST, {"kind": kind, "rid": rid, "body": body})
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    break
-                try:
-                    async with asyncio.timeout(min(delay, remaining)):
-                        return await asyncio.shield(fut)
-                except TimeoutError:
-                    continue
-            raise SignalTimeout(f"{kind} to {dest.node_id[:12]} not acknowledged within {timeout:.1f} s")
+            return await retransmit(
+                policy,
+                lambda: self._publish(dest, MsgType.REQUEST, {"kind": kind, "rid": rid, "body": body}),
+                fut,
+            )
+        except TimeoutError:
+            raise SignalTimeout(
+                f"{kind} to {dest.node_id[:12]} not acknowledged within {timeout:.1f} s"
+            ) from None
         finally:
             self._pending.pop(rid, None)
 

@@ -2,7 +2,7 @@
 
 A plugin is a class with a unique ``name`` and an ``attempt`` coroutine::
 
-    from warpgate import Plugin, register, AttemptContext, AttemptFailed
+    from warpgate import AttemptContext, AttemptFailed, Pipe, Plugin, register
 
     @register
     class Knock(Plugin):
@@ -16,11 +16,13 @@ A plugin is a class with a unique ``name`` and an ``attempt`` coroutine::
                 return await ctx.connect_tcp(ep.host, ep.port)
             raise AttemptFailed("no TCP endpoint")
 
-``attempt`` returns an authenticated ``Pipe`` (the ``ctx.connect_*`` helpers authenticate; a
-plugin with a channel of its own passes it through ``ctx.authenticate_stream``) or raises
-``AttemptFailed(reason)``. The race cancels it when another plugin wins: it must clean up in
-``finally``. Third-party packages register plugins through the entry-point group
-``warpgate.plugins`` (the entry point names a ``Plugin`` subclass).
+``attempt`` returns an authenticated ``Pipe`` (the ``ctx.dial*`` / ``ctx.connect_*`` helpers
+authenticate; a plugin with a channel of its own passes it through ``ctx.authenticate_stream``) or
+raises ``AttemptFailed(reason)``. The race cancels it when another plugin wins: it must clean up in
+``finally`` (or through ``ctx.resources``). A plugin that needs the peer's help declares the signal
+messages it answers (``messages``, typed in ``warpgate.proto.messages``) and implements
+``respond(ctx, msg)``; see ``warpgate.plugins.base``. Third-party packages register plugins
+through the entry-point group ``warpgate.plugins`` (the entry point names a ``Plugin`` subclass).
 """
 
 from __future__ import annotations
@@ -31,9 +33,9 @@ import re
 from importlib.metadata import entry_points
 
 from warpgate.errors import PluginError
-from warpgate.plugins.base import AttemptContext, Plugin
+from warpgate.plugins.base import AttemptContext, Plugin, ResponderContext
 
-__all__ = ["AttemptContext", "Plugin", "available", "create", "register", "unregister"]
+__all__ = ["AttemptContext", "Plugin", "ResponderContext", "available", "create", "register", "unregister"]
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +59,8 @@ def register(cls: type[Plugin]) -> type[Plugin]:
     params = list(inspect.signature(cls.attempt).parameters)
     if len(params) != 2:
         raise PluginError(f"plugin {name!r}: attempt must take (self, ctx), not {tuple(params)}")
+    if cls.messages and cls.respond is Plugin.respond:
+        raise PluginError(f"plugin {name!r} lists messages but does not implement respond")
     existing = _registry.get(name)
     if existing is not None and existing is not cls:
         raise PluginError(f"plugin name {name!r} is taken by {existing.__module__}.{existing.__qualname__}")
@@ -73,7 +77,7 @@ def _load() -> None:
     if _loaded:
         return
     _loaded = True
-    from warpgate.plugins import direct, reverse  # noqa: F401  (built-ins register on import)
+    from warpgate.plugins import direct, reverse, udp_punch  # noqa: F401  (built-ins register on import)
 
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         try:

@@ -1,77 +1,269 @@
-"""The plugin contract: ``Plugin`` and the ``AttemptContext`` it works with."""
+"""The plugin contract: ``Plugin``, and the two contexts a plugin is given.
+
+- ``AttemptContext``: the caller's side of one attempt (``Plugin.attempt``).
+- ``ResponderContext``: the callee's side, for one signal message a peer sent (``Plugin.respond``).
+
+A plugin uses what its context offers and nothing else: the node's sockets and NAT knowledge,
+typed signal messages (``warpgate.proto.messages``), dialling with authentication, tasks and
+resources with a lifecycle. It never reaches into ``Node``; only these contexts do.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import os
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any, ClassVar
+from collections.abc import Callable, Coroutine
+from typing import Any, ClassVar, Literal, Protocol
 
 from warpgate import channels
-from warpgate.pipe import Pipe
+from warpgate.channels import UdpEndpoint
+from warpgate.errors import AttemptFailed, LocalProtocolError
+from warpgate.identity import Identity
+from warpgate.pipe import HostPort, Pipe
+from warpgate.proto import messages, timers
 from warpgate.proto.address import Address, Endpoint
+from warpgate.proto.discovery import Discovery
+from warpgate.proto.messages import Message
+from warpgate.proto.nat import Behaviours, NatBehaviour
+from warpgate.resources import Resources
+from warpgate.signal import SignalChannel
+from warpgate.stun import StunError, udp_binding
+from warpgate.udp import UdpSocket
 
-if TYPE_CHECKING:
-    from warpgate.node import Node
+When = Literal["authenticated", "nominated"]
 
 
-class AttemptContext:
-    """Everything one attempt may use: the local node, the destination, a deadline, helpers.
+class Host(Protocol):
+    """What the contexts need of the node (``warpgate.node.Node`` provides it)."""
 
-    Each attempt gets its own ``conn_id``, carried through the handshake, so a channel the peer
-    opens towards us on our request can be matched to this attempt (``node.expect``).
+    identity: Identity
+    queue_size: int
+    signal: SignalChannel | None
+    resources: Resources
+    stun_servers: list[HostPort]
+
+    @property
+    def nat(self) -> Discovery | None: ...
+    @property
+    def address(self) -> Address: ...
+    @property
+    def udp_endpoints(self) -> list[UdpEndpoint]: ...
+    def track(self, pipe: Pipe) -> None: ...
+    def deliver(self, pipe: Pipe) -> None: ...
+    def expect(self, conn_id: bytes, when: When = "nominated") -> asyncio.Future[Pipe]: ...
+    def watch(self, conn_id: bytes, callback: Callable[[Pipe], None]) -> Callable[[], None]: ...
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]: ...
+
+
+class Context:
+    """What both sides share: the node's identity, sockets, NAT knowledge and signal channel."""
+
+    def __init__(self, node: Host, peer: Address, plugin: str, conn_id: bytes) -> None:
+        self._node = node
+        self.peer = peer
+        self.plugin = plugin
+        self.conn_id = conn_id
+        self.resources = Resources(f"{plugin} {conn_id.hex()[:8]}")
+        """Released when the attempt (or the response) ends; see ``warpgate.resources``."""
+
+    # -- knowledge ---------------------------------------------------------------------------
+
+    @property
+    def nat(self) -> Discovery | None:
+        """This node's NAT, as discovered at start (None without a STUN server)."""
+        return self._node.nat
+
+    @property
+    def local_behaviour(self) -> NatBehaviour:
+        nat = self._node.nat
+        return nat.udp if nat is not None else NatBehaviour()
+
+    @property
+    def peer_behaviour(self) -> NatBehaviour:
+        """The peer's UDP behaviour from its address (its first interface that states one)."""
+        for iface in self.peer.interfaces:
+            if iface.nat.mapping or iface.nat.filtering:
+                return iface.nat
+        return NatBehaviour()
+
+    @property
+    def address(self) -> Address:
+        return self._node.address
+
+    @property
+    def signal_reason(self) -> str | None:
+        """None when signal messages can be sent; otherwise why not."""
+        if self._node.signal is None:
+            return "no signal broker configured (Node(brokers=[...]))"
+        return None
+
+    # -- sockets -----------------------------------------------------------------------------
+
+    def udp_socket(self, family: Literal["ipv4", "ipv6"] = "ipv4") -> UdpEndpoint | None:
+        """The node's own UDP socket (shared with its listener): punched mappings are the pipe's."""
+        for ep in self._node.udp_endpoints:
+            if (":" in ep.local[0]) == (family == "ipv6"):
+                return ep
+        return None
+
+    async def fresh_mapping(self) -> HostPort | None:
+        """A new mapping's public endpoint, from a fresh socket to the node's STUN server.
+
+        On a NAT with sequential allocation the node's next mapping gets the next port (plus
+        ``delta``): this is the reference for port prediction (RFC 4787 §4.2.1).
+        """
+        ep = self.udp_socket()
+        if ep is None or not self._node.stun_servers:
+            return None
+        sock = await UdpSocket.bind((ep.local[0], 0))
+        try:
+            got = await udp_binding(sock, self._node.stun_servers[0], backoff=timers.STUN)
+        except StunError:
+            return None
+        finally:
+            sock.close()
+        return got.mapped
+
+    def _auth(self) -> dict[str, Any]:
+        return {
+            "expected_key": self.peer.public_key,
+            "conn_id": self.conn_id,
+            "purpose": self.plugin,
+            "queue_size": self._node.queue_size,
+        }
+
+    def _own(self, pipe: Pipe) -> Pipe:
+        self._node.track(pipe)
+        return pipe
+
+    async def dial(self, endpoint: Endpoint) -> Pipe:
+        """Open and authenticate a channel to one endpoint of the peer, over its transport."""
+        return self._own(await channels.dial(endpoint, self._node.identity, **self._auth()))
+
+    async def connect_tcp(self, host: str, port: int, local_addr: HostPort | None = None) -> Pipe:
+        return self._own(
+            await channels.tcp_connect(host, port, self._node.identity, local_addr=local_addr, **self._auth())
+        )
+
+    async def connect_udp(self, host: str, port: int) -> Pipe:
+        """Dial from a fresh UDP socket that the pipe then owns."""
+        return self._own(await channels.udp_connect(host, port, self._node.identity, **self._auth()))
+
+    async def dial_shared(self, peer: HostPort, backoff: timers.Backoff = timers.PUNCH) -> Pipe:
+        """Dial ``peer`` from the node's own UDP socket (hole punching); simultaneous open resolves."""
+        ep = self.udp_socket("ipv6" if ":" in peer[0] else "ipv4")
+        if ep is None:
+            raise AttemptFailed("the node has no UDP socket of that family")
+        auth = self._auth()
+        auth.pop("queue_size")
+        return self._own(await ep.connect(peer, backoff=backoff, **auth))
+
+    def heard(self, peer: HostPort) -> bool:
+        """Whether anything of a handshake arrived from ``peer`` on the node's UDP socket."""
+        ep = self.udp_socket("ipv6" if ":" in peer[0] else "ipv4")
+        return ep is not None and ep.heard(peer)
+
+    async def authenticate_stream(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> Pipe:
+        """Authenticate a stream a plugin opened by its own means (a relay, a punched socket)."""
+        return self._own(await channels.tcp_initiate(reader, writer, self._node.identity, **self._auth()))
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """A task owned by the node: it may outlive the attempt, and is cancelled at node stop."""
+        return self._node.spawn(coro)
+
+    def watch(self, callback: Callable[[Pipe], None]) -> Callable[[], None]:
+        """Call ``callback`` with each authenticated incoming channel carrying this ``conn_id``.
+
+        Returns the function that stops watching. The channel still takes its usual route.
+        """
+        return self._node.watch(self.conn_id, callback)
+
+
+class AttemptContext(Context):
+    """The caller's side of one attempt: the destination, a deadline, a fresh ``conn_id``.
+
+    The ``conn_id`` is carried through the handshake, so a channel the peer opens towards us on our
+    request lands in this attempt (``expect``), not in ``accept()``.
     """
 
-    def __init__(self, node: Node, dest: Address, plugin: str, deadline: float) -> None:
-        self.node = node
+    def __init__(self, node: Host, dest: Address, plugin: str, deadline: float) -> None:
+        super().__init__(node, dest, plugin, os.urandom(16))
         self.dest = dest
-        self.plugin = plugin
         self.deadline = deadline
         """Loop time (``asyncio.get_running_loop().time()``) by which the attempt must be done."""
-        self.conn_id = os.urandom(16)
 
     @property
     def remaining(self) -> float:
         return max(0.0, self.deadline - asyncio.get_running_loop().time())
 
-    def _auth(self) -> dict[str, Any]:
-        """What every channel of this attempt is authenticated with: our key, the peer's, our conn_id."""
-        return {
-            "expected_key": self.dest.public_key,
-            "conn_id": self.conn_id,
-            "purpose": self.plugin,
-            "queue_size": self.node.queue_size,
-        }
+    def expect(self, when: When = "nominated") -> asyncio.Future[Pipe]:
+        """The incoming channel of this attempt: once the peer nominates it (it dialled several and
+        keeps one), or as soon as it is authenticated (we nominate, as the controlling side)."""
+        return self._node.expect(self.conn_id, when)
 
-    def _own(self, pipe: Pipe) -> Pipe:
-        self.node.track(pipe)
-        return pipe
+    async def request(self, msg: Message, *, timeout: float | None = None) -> Message | None:
+        """Send a typed request to the peer; returns its typed reply (None for a bare ack).
 
-    async def connect_tcp(self, host: str, port: int, local_addr: tuple[str, int] | None = None) -> Pipe:
-        return self._own(
-            await channels.tcp_connect(host, port, self.node.identity, local_addr=local_addr, **self._auth())
-        )
+        ``AttemptFailed`` when the signal channel is down, the peer does not answer in time, or it
+        refuses (its reason is given).
+        """
+        signal = self._node.signal
+        if signal is None:
+            raise AttemptFailed(self.signal_reason or "no signal channel")
+        limit = min(timeout if timeout is not None else 5.0, max(0.05, self.remaining))
+        reply = await signal.request(self.dest, msg.kind, msg.to_body(), timeout=limit)
+        return decode_reply(reply)
 
-    async def connect_udp(self, host: str, port: int) -> Pipe:
-        return self._own(await channels.udp_connect(host, port, self.node.identity, **self._auth()))
+    async def notify(self, msg: Message) -> None:
+        """Fire and forget (signed, encrypted, sent through every broker)."""
+        signal = self._node.signal
+        if signal is None:
+            raise AttemptFailed(self.signal_reason or "no signal channel")
+        await signal.notify(self.dest, msg.kind, msg.to_body())
 
-    async def dial(self, endpoint: Endpoint) -> Pipe:
-        """``connect_tcp`` or ``connect_udp``, by the endpoint's transport."""
-        return self._own(await channels.dial(endpoint, self.node.identity, **self._auth()))
 
-    async def authenticate_stream(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> Pipe:
-        """Authenticate a stream a plugin opened by its own means (a relay, a punched socket)."""
-        return self._own(await channels.tcp_initiate(reader, writer, self.node.identity, **self._auth()))
+class ResponderContext(Context):
+    """The callee's side: ``sender`` signed the message; dials go to its address only."""
+
+    def __init__(self, node: Host, sender: Address, plugin: str, conn_id: bytes) -> None:
+        super().__init__(node, sender, plugin, conn_id)
+        self.sender = sender
+
+    def offer(self, pipe: Pipe) -> None:
+        """Hand ``pipe`` to the node: it reaches ``accept()`` once the caller nominates it."""
+        pipe.on_nominated = self._node.deliver
+
+
+def encode_reply(reply: Message | None) -> dict[str, Any]:
+    if reply is None:
+        return {"ok": True}
+    return {"reply": reply.kind, "body": reply.to_body()}
+
+
+def decode_reply(reply: dict[str, Any]) -> Message | None:
+    if "error" in reply:
+        raise AttemptFailed(f"peer refused: {str(reply['error'])[:200]}")
+    if "reply" not in reply:
+        return None
+    try:
+        return messages.decode(str(reply["reply"]), reply.get("body"))
+    except messages.MessageError as exc:
+        raise AttemptFailed(f"peer sent a bad reply: {exc}") from None
 
 
 class Plugin(ABC):
-    """One traversal strategy. Subclass, set ``name``, implement ``attempt``, decorate ``@register``."""
+    """One traversal strategy. Subclass, set ``name``, implement ``attempt``, decorate ``@register``.
+
+    A plugin that needs the peer's help lists the message types it answers in ``messages`` and
+    implements ``respond``; the node creates one instance per node for that side (so per-node
+    state lives on ``self``) and calls ``respond`` for each valid message from a peer.
+    """
 
     name: ClassVar[str]
-
-    @classmethod  # noqa: B027  (an optional hook, empty by default)
-    def install(cls, node: Node) -> None:
-        """Called once per node at start: set up the accepting side (e.g. signal handlers)."""
+    messages: ClassVar[tuple[type[Message], ...]] = ()
 
     def applicable(self, ctx: AttemptContext) -> str | None:
         """None if the plugin can try; otherwise the reason it cannot (reported as not_applicable)."""
@@ -80,3 +272,18 @@ class Plugin(ABC):
     @abstractmethod
     async def attempt(self, ctx: AttemptContext) -> Pipe:
         """Open and authenticate a channel to ``ctx.dest``; raise ``AttemptFailed`` if you cannot."""
+
+    async def respond(self, ctx: ResponderContext, msg: Message) -> Message | None:
+        """Answer one of ``messages`` from a peer; the returned message is the reply (None: ack)."""
+        raise LocalProtocolError(f"plugin {self.name!r} lists messages but does not respond to them")
+
+    @classmethod
+    def reach(cls, caller: Behaviours, callee: Behaviours) -> bool | None:
+        """Theory: does this plugin alone connect ``caller`` to ``callee``? None: not modelled.
+
+        The lab derives every cell's expected outcome from this rule over RFC 4787 axes.
+        """
+        return None
+
+    async def stop(self) -> None:  # noqa: B027  (an optional hook, empty by default)
+        """Called at node stop on the responding instance: end what ``respond`` started."""

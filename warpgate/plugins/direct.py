@@ -3,6 +3,9 @@
 TCP endpoints start immediately, UDP ones ``UDP_DELAY`` later, so a reachable peer gets a stream
 (ordered, reliable) and UDP still wins when TCP is filtered. Works whenever the peer is reachable:
 open internet, full cone, a port forward, or the same LAN.
+
+Round trips: no signalling; 1 data-path round trip to open TCP (SYN) plus 2 for the handshake
+(HELLO/CHALLENGE, PROOF/DONE), or 2 over UDP after the 50 ms happy-eyeballs delay.
 """
 
 from __future__ import annotations
@@ -11,6 +14,22 @@ from warpgate.eyeballs import happy_eyeballs
 from warpgate.pipe import Pipe
 from warpgate.plugins import register
 from warpgate.plugins.base import AttemptContext, Plugin
+from warpgate.proto.nat import Behaviours, Filtering, Mapping
+
+
+def reachable(target: Behaviours, source: Behaviours) -> bool:
+    """Does a packet from anyone reach ``target``'s advertised endpoint (RFC 4787 §5)?
+
+    Over UDP when it filters endpoint-independently (open, full cone: its STUN-learned mapping is
+    open to all) and the source's UDP is not blocked; over TCP only without translation and filter
+    (open): a NAT has no TCP mapping for a listening port until something leaves from it.
+    """
+    udp = (
+        target.udp.filtering is Filtering.ENDPOINT_INDEPENDENT
+        and source.udp.filtering is not Filtering.BLOCKED
+    )
+    tcp = target.tcp.mapping is Mapping.NONE and target.tcp.filtering is Filtering.ENDPOINT_INDEPENDENT
+    return udp or tcp
 
 
 @register
@@ -26,3 +45,7 @@ class Direct(Plugin):
 
     async def attempt(self, ctx: AttemptContext) -> Pipe:
         return await happy_eyeballs(ctx.dest, ctx.dial)
+
+    @classmethod
+    def reach(cls, caller: Behaviours, callee: Behaviours) -> bool | None:
+        return reachable(callee, caller)

@@ -1,30 +1,30 @@
 """``reverse``: ask the peer, over the signal channel, to connect back to us.
 
-A sends ``reverse.connect {conn_id}`` to B; B dials A's endpoints exactly like ``direct`` and the
-handshake carries A's ``conn_id``, so A's node routes the channel to this attempt
-(``node.expect``) instead of ``accept()``. Works when the *caller* is reachable (open internet, full
-cone, a port forward) and the callee is not. When the race is decided without it, A sends
-``reverse.cancel`` and B stops dialling. The envelope is signed by A, so B dials back only to the
-address that signed the request, and only a key that proves itself in the handshake becomes a pipe.
+A sends ``ReverseConnect(conn_id)`` to B; B dials A's endpoints exactly like ``direct`` and the
+handshake carries A's ``conn_id``, so A's node routes the channel to this attempt (``ctx.expect``)
+instead of ``accept()``. Works when the *caller* is reachable (open internet, full cone, a port
+forward) and the callee is not. A takes the pipe the moment B nominates it, whether or not B's
+acknowledgement has arrived yet. When the race is decided without it, A sends ``ReverseCancel``
+and B stops dialling. The envelope is signed by A, so B dials back only to the address that
+signed the request, and only a key that proves itself in the handshake becomes a pipe.
+
+Round trips: half a signalling round trip (the request reaches B), then what ``direct`` needs
+from B to A (1 TCP round trip + 2 handshake round trips).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from functools import partial
-from typing import TYPE_CHECKING, Any
 
-from warpgate import channels
 from warpgate.errors import AttemptFailed
 from warpgate.eyeballs import happy_eyeballs
 from warpgate.pipe import Pipe
 from warpgate.plugins import register
-from warpgate.plugins.base import AttemptContext, Plugin
-from warpgate.proto.address import Address
-
-if TYPE_CHECKING:
-    from warpgate.node import Node
+from warpgate.plugins.base import AttemptContext, Plugin, ResponderContext
+from warpgate.plugins.direct import reachable
+from warpgate.proto.messages import Message, ReverseCancel, ReverseConnect
+from warpgate.proto.nat import Behaviours
 
 log = logging.getLogger(__name__)
 
@@ -36,88 +36,70 @@ class Reverse(Plugin):
     """Ask the peer over the signal channel to connect back to us."""
 
     name = "reverse"
+    messages = (ReverseConnect, ReverseCancel)
 
-    @classmethod
-    def install(cls, node: Node) -> None:
-        if node.signal is None:
-            return
-        dialing: dict[bytes, tuple[str, asyncio.Task[object]]] = {}
-
-        async def on_connect(sender: Address, body: dict[str, Any]) -> dict[str, Any]:
-            conn_id = bytes.fromhex(body["conn_id"])
-            if len(conn_id) != 16:
-                raise ValueError("conn_id must be 16 bytes")
-            if conn_id not in dialing:
-                task = node.spawn(_dial_back(node, sender, conn_id))
-                dialing[conn_id] = (sender.node_id, task)
-                task.add_done_callback(lambda _: dialing.pop(conn_id, None))
-            return {"ok": True}
-
-        async def on_cancel(sender: Address, body: dict[str, Any]) -> dict[str, Any]:
-            entry = dialing.get(bytes.fromhex(body["conn_id"]))
-            if entry is not None and entry[0] == sender.node_id:  # only the requester may cancel
-                entry[1].cancel()
-            return {"ok": True}
-
-        node.signal.on("reverse.connect", on_connect)
-        node.signal.on("reverse.cancel", on_cancel)
+    def __init__(self) -> None:
+        self._dialing: dict[bytes, tuple[str, asyncio.Task[None]]] = {}
+        """The callee's dial-backs in progress, by conn_id: (requester's node id, task)."""
 
     def applicable(self, ctx: AttemptContext) -> str | None:
-        if ctx.node.signal is None:
-            return "no signal broker configured (Node(brokers=[...]))"
-        return None
+        return ctx.signal_reason
+
+    @classmethod
+    def reach(cls, caller: Behaviours, callee: Behaviours) -> bool | None:
+        return reachable(caller, callee)
 
     async def attempt(self, ctx: AttemptContext) -> Pipe:
-        signal = ctx.node.signal
-        assert signal is not None
-        incoming = ctx.node.expect(ctx.conn_id)
+        incoming = ctx.expect("nominated")
+        request = asyncio.ensure_future(ctx.request(ReverseConnect(ctx.conn_id)))
         try:
             # Bounded by the attempt's deadline: even if a cancellation got lost on the way (seen with
             # Python 3.11's asyncio.timeout around shielded waits), the attempt ends on its own.
             async with asyncio.timeout_at(ctx.deadline):
-                answer = await signal.request(
-                    ctx.dest,
-                    "reverse.connect",
-                    {"conn_id": ctx.conn_id.hex()},
-                    timeout=min(ctx.remaining, 5.0),
-                )
-                if "error" in answer:
-                    raise AttemptFailed(f"peer refused: {answer['error']}")
+                await asyncio.wait({incoming, request}, return_when=asyncio.FIRST_COMPLETED)  # type: ignore[type-var]
+                if not incoming.done():
+                    await request  # raises AttemptFailed when the peer refused or never answered
                 return await incoming
         except TimeoutError:
             raise AttemptFailed("the peer did not connect back before the deadline") from None
         finally:
+            request.cancel()
+            await asyncio.gather(request, return_exceptions=True)
             if not incoming.done():
                 incoming.cancel()
-                if signal.connected:
-                    ctx.node.spawn(_cancel(ctx.node, ctx.dest, ctx.conn_id))
+                if ctx.signal_reason is None:
+                    ctx.spawn(_quietly(ctx.notify(ReverseCancel(ctx.conn_id))))
+
+    async def respond(self, ctx: ResponderContext, msg: Message) -> Message | None:
+        if isinstance(msg, ReverseConnect) and msg.conn_id not in self._dialing:
+            task = ctx.spawn(_dial_back(ctx))
+            self._dialing[msg.conn_id] = (ctx.sender.node_id, task)
+            task.add_done_callback(lambda _: self._dialing.pop(msg.conn_id, None))
+        elif isinstance(msg, ReverseCancel):
+            entry = self._dialing.get(msg.conn_id)
+            if entry is not None and entry[0] == ctx.sender.node_id:  # only the requester may cancel
+                entry[1].cancel()
+        return None
+
+    async def stop(self) -> None:
+        for _, task in self._dialing.values():
+            task.cancel()
 
 
-async def _cancel(node: Node, dest: Address, conn_id: bytes) -> None:
-    if node.signal is None:
-        return
+async def _quietly(notice: object) -> None:
     try:
-        await node.signal.notify(dest, "reverse.cancel", {"conn_id": conn_id.hex()})
+        await notice  # type: ignore[misc]
     except AttemptFailed as exc:
         log.debug("reverse: cancel not sent: %s", exc)
 
 
-async def _dial_back(node: Node, requester: Address, conn_id: bytes) -> None:
+async def _dial_back(ctx: ResponderContext) -> None:
     """B's side: dial A like ``direct`` does; the pipe reaches accept() once A nominates it."""
-    dial = partial(
-        channels.dial,
-        identity=node.identity,
-        expected_key=requester.public_key,
-        conn_id=conn_id,
-        purpose="reverse",
-        queue_size=node.queue_size,
-    )
     try:
         async with asyncio.timeout(DIAL_BACK_TIMEOUT):
-            pipe = await happy_eyeballs(requester, dial)
+            pipe = await happy_eyeballs(ctx.sender, ctx.dial)
     except (AttemptFailed, TimeoutError) as exc:
-        log.info("reverse: could not reach %s: %s", requester.node_id[:12], exc)
+        log.info("reverse: could not reach %s: %s", ctx.sender.node_id[:12], exc)
         return
-    node.track(pipe)
-    pipe.on_nominated = node.deliver  # A's race nominates it back when reverse wins
+    ctx.offer(pipe)  # A's race nominates it back when reverse wins
     pipe.nominate()  # tell A which of our channels we keep

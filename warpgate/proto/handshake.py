@@ -13,6 +13,13 @@ The initiator refuses a responder whose key is not the one in the address it dia
 proves anything, so a channel that reached the wrong host fails closed. Messages are idempotent, so
 on UDP the initiator simply retransmits its last message until the next one arrives.
 
+**Simultaneous open.** Two ends that dial each other on one path at the same moment (hole
+punching: the same UDP 4-tuple, or one TCP connection from a simultaneous open) each receive the
+other's HELLO while waiting for a CHALLENGE. ``yields`` decides without a round trip: the end whose
+public key is greater drops its own HELLO and answers the peer's as responder; the other ignores
+the peer's HELLO and keeps waiting. Both know both keys (each dialled the other's address), so both
+reach the same decision and exactly one handshake completes.
+
 ``conn_id`` lets a node match an incoming channel to an attempt it is waiting for (reverse connect,
 hole punching); ``purpose`` names the plugin that made the channel.
 """
@@ -123,6 +130,13 @@ def decode(data: bytes) -> Message:
             raise RemoteProtocolError("malformed DONE")
         return Done(body)
     raise RemoteProtocolError(f"unknown handshake step {step}")
+
+
+def yields(own_key: bytes, peer_key: bytes) -> bool:
+    """Simultaneous open: True when this end answers the peer's HELLO instead of its own (key order)."""
+    if own_key == peer_key:
+        raise LocalProtocolError("a node cannot dial itself")
+    return own_key > peer_key
 
 
 def transcript(

@@ -100,6 +100,14 @@ PRESETS: dict[str, NatBehaviour] = {
 UNKNOWN = NatBehaviour()
 
 
+@dataclass(frozen=True, slots=True)
+class Behaviours:
+    """A site's NAT per transport: what plugin reach rules (``Plugin.reach``) are written over."""
+
+    udp: NatBehaviour = UNKNOWN
+    tcp: NatBehaviour = UNKNOWN
+
+
 def pack(nat: NatBehaviour) -> bytes:
     """Four bytes: mapping(3 bits) | filtering(3) | hairpin(2); allocation; delta (int16, BE)."""
     hairpin = 0 if nat.hairpin is None else (1 if nat.hairpin else 2)

@@ -1,0 +1,285 @@
+"""``udp_punch``: both sides send to each other's mapped UDP endpoints at once (hole punching).
+
+A gathers its candidates (the node socket's public mapping; for a NAT with sequential allocation
+the next ``WINDOW`` predicted ports, from a fresh reference mapping; its own address for peers
+behind the same NAT) and offers them to B over the signal channel. B gathers its own, starts
+punching, and answers with them. Both then dial every candidate of the other from their node's
+own UDP socket (so the mapping that opens is the one the pipe uses), retransmitting the handshake
+on ``timers.PUNCH``:
+
+- a datagram that reaches a side from a path it dials makes it send again at once (the path is
+  open now), and when both handshakes cross on one path the key order decides who answers
+  (``handshake.yields``): exactly one channel per path;
+- a HELLO from a source nobody dials (a symmetric NAT's fresh port: a peer-reflexive candidate,
+  RFC 8445 §7.3.1.3) is answered as responder, which is how a cone reaches a symmetric NAT.
+
+A keeps the first authenticated channel and nominates it; B's copy reaches ``accept()`` then.
+Nothing heard for ``SILENCE`` seconds after the answer ends the attempt early.
+
+Reach (``punchable``): both mappings predictable (endpoint-independent, or sequential with a
+measured delta), at least one endpoint-independent; or one side random-port symmetric and the
+other an endpoint-independent NAT that lets in any port of the symmetric side's address (full or
+restricted cone). Neither side may block UDP.
+
+Round trips: 1 signalling round trip (offer, answer), then 2 data-path round trips for the
+handshake (HELLO/CHALLENGE, PROOF/DONE); the callee starts punching half a signalling round trip
+earlier, so its first packets open its NAT before the caller's arrive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+
+from warpgate.errors import AttemptFailed
+from warpgate.pipe import Pipe
+from warpgate.plugins import register
+from warpgate.plugins.base import AttemptContext, Context, Plugin, ResponderContext
+from warpgate.proto.address import Address
+from warpgate.proto.messages import Candidate, Message, MessageError, PunchAnswer, PunchCancel, PunchOffer
+from warpgate.proto.nat import Behaviours, Filtering, Mapping, NatBehaviour, PortAllocation
+
+log = logging.getLogger(__name__)
+
+WINDOW = 8
+"""Predicted ports offered for a sequential allocator: other flows of the node may take a few."""
+SILENCE = 1.0
+"""Seconds without hearing anything from the peer after which punching stops."""
+RESPONDER_LIMIT = 10.0
+"""The callee punches at most this long for one offer."""
+MAX_SESSIONS = 32
+"""Punches the callee runs at once; more offers are refused (``busy``)."""
+SEEN = 4096
+"""Offers remembered (sender, conn_id) to refuse a replayed one."""
+
+
+def predictable(b: NatBehaviour) -> bool | None:
+    """Can a peer know the port this NAT will use towards it?"""
+    if b.endpoint_independent_mapping:
+        return True
+    if b.allocation is PortAllocation.SEQUENTIAL and b.delta:
+        return True
+    if b.allocation is PortAllocation.UNKNOWN or b.mapping is Mapping.UNKNOWN:
+        return None
+    return False
+
+
+def punchable(a: NatBehaviour, b: NatBehaviour) -> bool | None:
+    """Theory: does UDP punching join NAT ``a`` and NAT ``b`` (RFC 4787 axes)? None: it depends."""
+    if Filtering.BLOCKED in (a.filtering, b.filtering):
+        return False
+    pa, pb = predictable(a), predictable(b)
+    if pa is None or pb is None or Filtering.UNKNOWN in (a.filtering, b.filtering):
+        return None
+    if pa and pb:
+        if a.endpoint_independent_mapping or b.endpoint_independent_mapping:
+            return True
+        return None  # both sequential and address-dependent: cross traffic at either NAT decides
+    if not pa and not pb:
+        return False
+    easy = a if pa else b
+    return easy.endpoint_independent_mapping and easy.filtering in (
+        Filtering.ENDPOINT_INDEPENDENT,
+        Filtering.ADDRESS_DEPENDENT,
+    )
+
+
+async def gather(ctx: Context) -> tuple[tuple[Candidate, ...], tuple[Candidate, ...]]:
+    """(public, private) candidates of the node's UDP socket, predicted ports included."""
+    ep = ctx.udp_socket()
+    if ep is None:
+        raise AttemptFailed("the node has no IPv4 UDP socket")
+    local = Candidate(*ep.local)
+    nat = ctx.nat
+    if nat is None or nat.mapped_udp is None:
+        return (), (local,)
+    if nat.mapped_udp == ep.local:  # no translation: our own address is public
+        return (local,), ()
+    public = [Candidate(*nat.mapped_udp)]
+    b = nat.udp
+    if b.allocation is PortAllocation.SEQUENTIAL and b.delta and not b.endpoint_independent_mapping:
+        ref = await ctx.fresh_mapping()
+        if ref is not None:
+            ports = [ref[1] + b.delta * k for k in range(1, WINDOW + 1)]
+            public += [Candidate(ref[0], p) for p in ports if 1 <= p <= 65535]
+    return tuple(public), (local,)
+
+
+def targets(
+    public: tuple[Candidate, ...], private: tuple[Candidate, ...], mine: tuple[Candidate, ...]
+) -> list[Candidate]:
+    """What to dial: the peer's public candidates; its private ones only from behind the same NAT."""
+    same_nat = not public or not mine or bool({c.host for c in public} & {c.host for c in mine})
+    out: list[Candidate] = []
+    for c in (*public, *(private if same_nat else ())):
+        if c not in out:
+            out.append(c)
+    return out
+
+
+def check_candidates(sender: Address, public: tuple[Candidate, ...], private: tuple[Candidate, ...]) -> None:
+    """Every candidate must be on an IP of the sender's signed address: no dialling strangers."""
+    own = {
+        str(ip)
+        for i in sender.interfaces
+        for ip in (i.private4, i.public4, i.private6, i.public6)
+        if ip is not None
+    }
+    for c in (*public, *private):
+        if c.host not in own:
+            raise MessageError("foreign_candidate", f"{c} is not an address of the sender")
+
+
+async def punch(ctx: Context, dial_to: list[Candidate], incoming: asyncio.Future[Pipe] | None) -> Pipe:
+    """Dial every candidate from the node's socket; the first authenticated channel wins.
+
+    ``incoming`` resolves with a channel the peer completed towards us (we answered its HELLO).
+    Extra channels finished in the same instant are closed.
+    """
+    loop = asyncio.get_running_loop()
+    dials = {asyncio.ensure_future(ctx.dial_shared(c.hostport)): c for c in dial_to}
+    waits: set[asyncio.Future[Pipe]] = set(dials)
+    if incoming is not None:
+        waits.add(incoming)
+    chosen: Pipe | None = None
+    reasons: list[str] = []
+    quiet_until = loop.time() + SILENCE
+    try:
+        while chosen is None and waits:
+            done, waits = await asyncio.wait(
+                waits, timeout=max(0.0, quiet_until - loop.time()), return_when=asyncio.FIRST_COMPLETED
+            )
+            for fut in done:
+                if fut.cancelled():
+                    continue
+                exc = fut.exception()
+                if exc is None:
+                    chosen = chosen or fut.result()
+                elif isinstance(exc, AttemptFailed):
+                    reasons.append(exc.reason)
+                else:
+                    raise exc
+            if chosen is None and loop.time() >= quiet_until:
+                if not any(ctx.heard(c.hostport) for c in dial_to):
+                    raise AttemptFailed(
+                        f"nothing heard from the peer's {len(dial_to)} candidates within {SILENCE:.1f} s"
+                    )
+                quiet_until = loop.time() + SILENCE
+        if chosen is None:
+            raise AttemptFailed("; ".join(reasons) or "no candidate to punch")
+        return chosen
+    finally:
+        for fut in dials:
+            fut.cancel()
+        for fut in dials:
+            try:
+                extra = await fut
+            except (asyncio.CancelledError, AttemptFailed):
+                continue
+            if extra is not chosen:
+                await extra.close()
+
+
+@register
+class UdpPunch(Plugin):
+    """Both sides send to each other's mapped endpoints at once; predicted ports for sequential NATs."""
+
+    name = "udp_punch"
+    messages = (PunchOffer, PunchCancel)
+
+    def __init__(self) -> None:
+        self._sessions: dict[bytes, tuple[str, asyncio.Task[None]]] = {}
+        self._seen: OrderedDict[tuple[str, bytes], None] = OrderedDict()
+
+    @classmethod
+    def reach(cls, caller: Behaviours, callee: Behaviours) -> bool | None:
+        return punchable(caller.udp, callee.udp)
+
+    def applicable(self, ctx: AttemptContext) -> str | None:
+        if ctx.signal_reason is not None:
+            return ctx.signal_reason
+        if ctx.udp_socket() is None:
+            return "the node has no IPv4 UDP socket"
+        if punchable(ctx.local_behaviour, ctx.peer_behaviour) is False:
+            return f"no punch joins {ctx.local_behaviour.name} and {ctx.peer_behaviour.name} (RFC 4787 axes)"
+        return None
+
+    async def attempt(self, ctx: AttemptContext) -> Pipe:
+        public, private = await gather(ctx)
+        incoming = ctx.expect("authenticated")
+        won = False
+        try:
+            async with asyncio.timeout_at(ctx.deadline):
+                answer = await ctx.request(PunchOffer(ctx.conn_id, public, private))
+                if not isinstance(answer, PunchAnswer) or answer.conn_id != ctx.conn_id:
+                    raise AttemptFailed("the peer answered the offer with something else")
+                try:
+                    check_candidates(ctx.dest, answer.public, answer.private)
+                except MessageError as exc:
+                    raise AttemptFailed(f"the peer's answer was refused: {exc}") from None
+                pipe = await punch(ctx, targets(answer.public, answer.private, public), incoming)
+                won = True
+                return pipe
+        except TimeoutError:
+            raise AttemptFailed("no path opened before the deadline") from None
+        finally:
+            if not incoming.done():
+                incoming.cancel()
+            if not won and ctx.signal_reason is None:
+                ctx.spawn(_cancel(ctx))
+
+    async def respond(self, ctx: ResponderContext, msg: Message) -> Message | None:
+        if isinstance(msg, PunchCancel):
+            entry = self._sessions.get(msg.conn_id)
+            if entry is not None and entry[0] == ctx.sender.node_id:  # only the offerer may cancel
+                entry[1].cancel()
+            return None
+        assert isinstance(msg, PunchOffer)
+        check_candidates(ctx.sender, msg.public, msg.private)
+        key = (ctx.sender.node_id, msg.conn_id)
+        if key in self._seen:
+            raise MessageError("replayed", "this offer was answered before")
+        if len(self._sessions) >= MAX_SESSIONS:
+            raise MessageError("busy", f"{MAX_SESSIONS} punches in progress")
+        self._seen[key] = None
+        while len(self._seen) > SEEN:
+            self._seen.popitem(last=False)
+        public, private = await gather(ctx)
+        dial_to = targets(msg.public, msg.private, public)
+        task = ctx.spawn(self._punch_back(ctx, dial_to))
+        self._sessions[msg.conn_id] = (ctx.sender.node_id, task)
+        task.add_done_callback(lambda _: self._sessions.pop(msg.conn_id, None))
+        return PunchAnswer(msg.conn_id, public, private)
+
+    async def _punch_back(self, ctx: ResponderContext, dial_to: list[Candidate]) -> None:
+        """B's side: punch until a channel for this offer is authenticated, either way round."""
+        loop = asyncio.get_running_loop()
+        reached: asyncio.Future[Pipe] = loop.create_future()
+
+        def arrived(pipe: Pipe) -> None:
+            if not reached.done():
+                reached.set_result(pipe)
+
+        unwatch = ctx.watch(arrived)  # the caller completed a handshake towards us: stop dialling
+        try:
+            async with asyncio.timeout(RESPONDER_LIMIT):
+                pipe = await punch(ctx, dial_to, reached)
+        except (AttemptFailed, TimeoutError) as exc:
+            log.info("udp_punch: no path to %s: %s", ctx.sender.node_id[:12], exc)
+            return
+        finally:
+            unwatch()
+        if not reached.done() or reached.result() is not pipe:
+            ctx.offer(pipe)  # reaches accept() once the caller nominates it
+
+    async def stop(self) -> None:
+        for _, task in self._sessions.values():
+            task.cancel()
+
+
+async def _cancel(ctx: AttemptContext) -> None:
+    try:
+        await ctx.notify(PunchCancel(ctx.conn_id))
+    except AttemptFailed as exc:
+        log.debug("udp_punch: cancel not sent: %s", exc)
