@@ -3,13 +3,12 @@
     python -m netsim.probe classify --stun 203.0.113.10 --prober 203.0.113.10:7100
     python -m netsim.probe serve --ips 203.0.113.10 203.0.113.11        (on the STUN host)
 
-UDP mapping and filtering follow RFC 5780 §4.3 / §4.4 against coturn (two addresses, two ports,
-OTHER-ADDRESS and CHANGE-REQUEST), using aioice's STUN codec. TCP mapping is the same test over
-STUN-over-TCP connections from one local port (SO_REUSEADDR + SO_REUSEPORT). RFC 5780 has no TCP
-filtering test (a STUN server cannot open connections), so the prober on the STUN host connects
-to the client's mapping from another address (EIF), from another port of the same address (ADF),
-or fails (APDF). Port allocation: four fresh sockets; mapped == local port is preserving, a
-constant small step is sequential, anything else random.
+UDP mapping, filtering and port allocation, and the TCP mapping, come from the engine's own
+RFC 5780 classifier (``warpgate.discovery.classify``: the code every node runs at start and
+``warpgate nat`` prints), so the lab and the engine cannot disagree on what a label means. RFC 5780
+has no TCP filtering test (a STUN server cannot open connections), so the prober on the STUN host
+connects to the client's mapping from another address (EIF), from another port of the same address
+(ADF), or fails (APDF).
 
 Each command prints one JSON object on stdout.
 """
@@ -19,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import itertools
 import json
 import socket
 import struct
@@ -29,6 +27,8 @@ import time
 from typing import Any
 
 from aioice import stun
+
+from warpgate import discovery
 
 Addr = tuple[str, int]
 CHANGE_IP, CHANGE_PORT = 0x4, 0x2
@@ -124,97 +124,40 @@ def fresh_udp() -> socket.socket:
 # -- classification ------------------------------------------------------------------------------
 
 
-def classify_udp(stun_ip: str) -> dict[str, Any]:
-    primary = (stun_ip, 3478)
-    local_ip = local_ip_towards(stun_ip)
-    with fresh_udp() as s:
-        t1 = udp_binding(s, primary)
-        if t1 is None:
-            return {"mapping": "unknown", "filtering": "blocked", "allocation": "unknown"}
-        if t1["other"] is None:
-            raise SystemExit("STUN server gave no OTHER-ADDRESS: coturn needs two listening IPs (RFC 5780)")
-        other_ip, other_port = t1["other"]
-        if t1["mapped"] == (local_ip, s.getsockname()[1]):
-            mapping = "none"
-        else:
-            t2 = udp_binding(s, (other_ip, primary[1]))
-            if t2 is not None and t2["mapped"] == t1["mapped"]:
-                mapping = "endpoint_independent"
-            else:
-                t3 = udp_binding(s, (other_ip, other_port))
-                same = t2 is not None and t3 is not None and t3["mapped"] == t2["mapped"]
-                mapping = "address_dependent" if same else "address_port_dependent"
-    with fresh_udp() as s:
-        udp_binding(s, primary)
-        if udp_binding(s, primary, CHANGE_IP | CHANGE_PORT, tries=2) is not None:
-            filtering = "endpoint_independent"
-        elif udp_binding(s, primary, CHANGE_PORT, tries=2) is not None:
-            filtering = "address_dependent"
-        else:
-            filtering = "address_port_dependent"
-    pairs = []
-    for _ in range(4):
-        with fresh_udp() as s:
-            r = udp_binding(s, primary)
-            if r is not None:
-                pairs.append((s.getsockname()[1], r["mapped"][1]))
-    return {"mapping": mapping, "filtering": filtering, **allocation(pairs)}
+def classify_engine(stun_ip: str) -> dict[str, Any]:
+    """UDP mapping, filtering, allocation and the TCP mapping: the engine's own classifier
+    (``warpgate.discovery.classify``), the code a node runs at start and ``warpgate nat`` prints."""
+    other = (_OTHER[stun_ip], 3479) if stun_ip in _OTHER else None
+    found = asyncio.run(discovery.classify((stun_ip, 3478), other=other))
+    out = found.as_dict()
+    return {"udp": out["udp"], "tcp": out["tcp"], "other": out["other"]}
 
 
-def allocation(pairs: list[tuple[int, int]]) -> dict[str, Any]:
-    """Port allocation from (local port, mapped port) of consecutive fresh mappings."""
-    if len(pairs) < 3:
-        return {"allocation": "unknown", "delta": 0}
-    if all(local == mapped for local, mapped in pairs):
-        return {"allocation": "preserving", "delta": 0}
-    steps = {b[1] - a[1] for a, b in itertools.pairwise(pairs)}
-    if len(steps) == 1 and 0 < abs(next(iter(steps))) <= 16:
-        return {"allocation": "sequential", "delta": steps.pop()}
-    return {"allocation": "random", "delta": 0}
-
-
-def classify_tcp(stun_ip: str, prober: Addr) -> dict[str, Any]:
-    local_ip = local_ip_towards(stun_ip)
+def tcp_filtering(stun_ip: str, prober: Addr) -> str:
+    """RFC 5780 has no TCP filtering test (a STUN server cannot open connections): from a fresh
+    port, one connection keeps a mapping while a listener on the same port waits, and the prober
+    tries to connect to that mapping from the other address (EIF), from the same address (ADF)."""
     port = _free_tcp_port()
     keep: list[socket.socket] = []
     try:
-        m1 = tcp_binding(port, (stun_ip, 3478), keep=keep)
-        if m1 is None:
-            return {"mapping": "unknown", "filtering": "blocked"}
-        if m1 == (local_ip, port):
-            mapping = "none"
-        else:
-            other = _other_ip(stun_ip)
-            m2 = tcp_binding(port, (other, 3478), keep=keep)
-            if m2 == m1:
-                mapping = "endpoint_independent"
-            else:
-                m3 = tcp_binding(port, (other, 3479), keep=keep)
-                mapping = "address_dependent" if (m3 is not None and m3 == m2) else "address_port_dependent"
-        # Filtering, from a fresh local port (the mapping test above gave the NAT permissions for
-        # the other address): one connection keeps the mapping, a listener on the same port waits.
-        port = _free_tcp_port()
         fm = tcp_binding(port, (stun_ip, 3478), keep=keep)
         if fm is None:
-            return {"mapping": mapping, "filtering": "unknown"}
+            return "blocked"
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         listener.bind(("0.0.0.0", port))
         listener.listen(8)
         keep.append(listener)
-        accepted = threading.Thread(target=_drain_accepts, args=(listener,), daemon=True)
-        accepted.start()
+        threading.Thread(target=_drain_accepts, args=(listener,), daemon=True).start()
         if _ask(prober, {"op": "tcp_connect", "target": list(fm), "from": _other_ip(stun_ip)})["ok"]:
-            filtering = "endpoint_independent"
-        elif _ask(prober, {"op": "tcp_connect", "target": list(fm), "from": stun_ip})["ok"]:
-            filtering = "address_dependent"
-        else:
-            filtering = "address_port_dependent"
+            return "endpoint_independent"
+        if _ask(prober, {"op": "tcp_connect", "target": list(fm), "from": stun_ip})["ok"]:
+            return "address_dependent"
+        return "address_port_dependent"
     finally:
         for s in keep:
             s.close()
-    return {"mapping": mapping, "filtering": filtering}
 
 
 def _free_tcp_port() -> int:
@@ -261,11 +204,17 @@ def cmd_classify(args: argparse.Namespace) -> dict[str, Any]:
     if args.stun2:
         _OTHER[args.stun] = args.stun2  # known in the lab; over UDP-blocked paths it cannot be learned
     out: dict[str, Any] = {}
-    # UDP and TCP tests are independent: run them side by side (failing tests wait for timeouts).
-    t = threading.Thread(target=lambda: out.__setitem__("tcp", classify_tcp(args.stun, (host, int(port)))))
+    # The TCP filtering probe is independent of the engine's tests: run them side by side.
+    t = threading.Thread(
+        target=lambda: out.__setitem__("tcp_filtering", tcp_filtering(args.stun, (host, int(port))))
+    )
     t.start()
-    out["udp"] = classify_udp(args.stun)
+    out.update(classify_engine(args.stun))
     t.join()
+    if out["tcp"]["filtering"] != "blocked":
+        out["tcp"]["filtering"] = out.pop("tcp_filtering")
+    else:
+        out.pop("tcp_filtering")
     return out
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import signal
 import sys
@@ -18,6 +19,7 @@ from warpgate.names import NameClient, NameServer
 from warpgate.node import Node
 from warpgate.pipe import Pipe
 from warpgate.proto.address import TEXT_PREFIX, Address, parse
+from warpgate.proto.nat import shorthand
 from warpgate.race import auto_connect
 
 
@@ -186,6 +188,32 @@ async def cmd_address(args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_nat(args: argparse.Namespace) -> int:
+    """Start a node with the STUN server, print what its discovery found (RFC 4787 axes)."""
+    node = Node(
+        interfaces=args.interfaces,
+        families=("ipv4",),
+        port=args.port,
+        stun=args.stun,
+        discovery_timeout=args.timeout,
+    )
+    async with node:
+        found = node.nat
+        if found is None:
+            raise WarpgateError(f"no STUN server answered ({', '.join(args.stun)})")
+        if args.json:
+            print(json.dumps({"port": node.port, **found.as_dict()}))
+            return 0
+        print(f"node port  {node.port}")
+        print(f"udp        {shorthand(found.udp):30} {found.udp.name}")
+        print(f"tcp        {shorthand(found.tcp):30} (RFC 5780 has no TCP filtering test)")
+        for what, mapped in (("public udp", found.mapped_udp), ("public tcp", found.mapped_tcp)):
+            print(f"{what} {mapped[0]}:{mapped[1]}" if mapped else f"{what} -")
+        if found.other is None:
+            print("note       the server has no second address: mapping and filtering may be unknown")
+    return 0
+
+
 async def cmd_demo(args: argparse.Namespace) -> int:
     """Two nodes on loopback: race the plugins, echo a message, show every attempt."""
     async with Node(interfaces=["lo"]) as server, Node(interfaces=["lo"]) as client:
@@ -266,6 +294,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("plugins", help="list the registered traversal plugins")
     p.set_defaults(func=cmd_plugins)
+
+    p = sub.add_parser("nat", help="classify this host's NAT (RFC 5780 against a STUN server)")
+    p.add_argument(
+        "--stun", action="append", required=True, metavar="HOST[:PORT]", help="STUN server (repeatable)"
+    )
+    p.add_argument("-i", "--interface", action="append", dest="interfaces", metavar="NAME")
+    p.add_argument("-p", "--port", type=int, default=0, help="the node's port (default: any free one)")
+    p.add_argument("--timeout", type=float, default=3.0, help="seconds discovery may take")
+    p.add_argument("--json", action="store_true", help="one JSON object instead of the table")
+    p.set_defaults(func=cmd_nat)
 
     p = sub.add_parser("demo", help="two nodes on loopback connect, echo a message and show the race")
     p.set_defaults(func=cmd_demo)

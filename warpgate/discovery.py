@@ -29,6 +29,7 @@ async def discover(
     local: HostPort,
     tcp_port: int | None,
     limit: float = DEFAULT_LIMIT,
+    other: HostPort | None = None,
 ) -> Discovery:
     """Classify the NAT between ``local`` and ``server``; UDP socket 0 is ``sock`` (bound to ``local``).
 
@@ -37,7 +38,7 @@ async def discover(
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + limit
-    clf = Classifier(server, tcp=tcp_port is not None)
+    clf = Classifier(server, tcp=tcp_port is not None, other=other)
     sockets: dict[int, StunSocket] = {0: sock}
     fresh: list[UdpSocket] = []
     kept: list[socket.socket] = []
@@ -97,8 +98,13 @@ def local_ip_towards(dest: str) -> str:
         return str(s.getsockname()[0])
 
 
-async def classify(server: HostPort, *, limit: float = 5.0, tcp: bool = True) -> Discovery:
-    """Classify from fresh sockets (no node): what ``netsim verify`` runs inside each lab host."""
+async def classify(
+    server: HostPort, *, limit: float = 5.0, tcp: bool = True, other: HostPort | None = None
+) -> Discovery:
+    """Classify from fresh sockets (no node): what ``netsim verify`` runs inside each lab host.
+
+    ``other``: the server's second address, when known beforehand (through a UDP-blocked path
+    OTHER-ADDRESS cannot be learned over UDP)."""
     ip = local_ip_towards(server[0])
     sock = await UdpSocket.bind((ip, 0))
     holder = None
@@ -107,7 +113,9 @@ async def classify(server: HostPort, *, limit: float = 5.0, tcp: bool = True) ->
         if tcp:
             holder = reusable_tcp_socket((ip, 0))  # reserves a port, as a node's listener would
             tcp_port = holder.getsockname()[1]
-        return await discover(server, sock=sock, local=sock.local, tcp_port=tcp_port, limit=limit)
+        return await discover(
+            server, sock=sock, local=sock.local, tcp_port=tcp_port, limit=limit, other=other
+        )
     finally:
         sock.close()
         if holder is not None:

@@ -182,8 +182,13 @@ class Node:
                     return
                 log.info("node %s: no answer from STUN server %s:%d", self.node_id[:8], *server)
 
+        loopback = all(s[0].startswith("127.") for s in self.stun_servers)
         await asyncio.gather(
-            *(one(ep) for ep in self._udp if ":" not in ep.local[0] and not ep.local[0].startswith("127."))
+            *(
+                one(ep)
+                for ep in self._udp
+                if ":" not in ep.local[0] and ep.local[0].startswith("127.") == loopback
+            )
         )
         self._address = None
 

@@ -32,7 +32,7 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Literal
 
-from warpgate.proto.nat import Filtering, Mapping, NatBehaviour, PortAllocation
+from warpgate.proto.nat import Filtering, Mapping, NatBehaviour, PortAllocation, as_dict
 from warpgate.proto.timers import STUN, Backoff
 
 Addr = tuple[str, int]
@@ -81,6 +81,15 @@ class Discovery:
     mapped_tcp: Addr | None
     """The public endpoint of the node's TCP port (as seen by the primary server), when known."""
     other: Addr | None
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "udp": as_dict(self.udp),
+            "tcp": as_dict(self.tcp),
+            "mapped_udp": list(self.mapped_udp) if self.mapped_udp else None,
+            "mapped_tcp": list(self.mapped_tcp) if self.mapped_tcp else None,
+            "other": list(self.other) if self.other else None,
+        }
 
 
 @dataclass

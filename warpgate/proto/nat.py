@@ -81,6 +81,45 @@ class NatBehaviour:
         return f"{self.mapping.name.lower()}/{self.filtering.name.lower()}/{self.allocation.name.lower()}"
 
 
+def as_dict(b: NatBehaviour) -> dict[str, object]:
+    """The axes as lowercase names (JSON for ``warpgate nat --json`` and the lab's verifier)."""
+    return {
+        "mapping": b.mapping.name.lower(),
+        "filtering": b.filtering.name.lower(),
+        "allocation": b.allocation.name.lower(),
+        "delta": b.delta,
+        "name": b.name,
+    }
+
+
+_SHORT_MAPPING = {
+    Mapping.UNKNOWN: "?",
+    Mapping.NONE: "no-NAT",
+    Mapping.ENDPOINT_INDEPENDENT: "EIM",
+    Mapping.ADDRESS_DEPENDENT: "ADM",
+    Mapping.ADDRESS_PORT_DEPENDENT: "APDM",
+}
+_SHORT_FILTERING = {
+    Filtering.UNKNOWN: "?",
+    Filtering.ENDPOINT_INDEPENDENT: "EIF",
+    Filtering.ADDRESS_DEPENDENT: "ADF",
+    Filtering.ADDRESS_PORT_DEPENDENT: "APDF",
+}
+
+
+def shorthand(b: NatBehaviour, *, allocation: bool = True) -> str:
+    """RFC 4787 shorthand: ``EIM APDF preserving``, ``APDM APDF sequential+1``; ``blocked``."""
+    if b.filtering is Filtering.BLOCKED:
+        return "blocked"
+    text = f"{_SHORT_MAPPING[b.mapping]} {_SHORT_FILTERING[b.filtering]}"
+    if not allocation:
+        return text
+    alloc = b.allocation.name.lower()
+    if b.allocation is PortAllocation.SEQUENTIAL:
+        alloc += f"{b.delta:+d}"
+    return f"{text} {alloc}"
+
+
 _EI, _AD, _APD = Mapping.ENDPOINT_INDEPENDENT, Mapping.ADDRESS_DEPENDENT, Mapping.ADDRESS_PORT_DEPENDENT
 
 #: The profile names used by the lab, scenarios and reports, as RFC 4787 tuples.
