@@ -295,6 +295,7 @@ class SignalChannel:
                 try:
                     response = await handler(env.sender, msg["body"]) or {}
                 except WarpgateError as exc:
+                    self.stats["request_" + getattr(exc, "reason", "refused")] += 1
                     response = {"error": str(exc)}
                 except (KeyError, ValueError, TypeError) as exc:
                     response = {"error": f"bad request: {exc!r}"}
