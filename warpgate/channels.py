@@ -53,7 +53,7 @@ def _tcp_pipe(
     queue_size: int,
 ) -> Pipe:
     sock = writer.get_extra_info("socket")
-    if sock is not None:
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     pipe = Pipe(
         "tcp",
@@ -361,10 +361,27 @@ class UdpEndpoint(UdpSocket):
         """
         if peer in self._dialing:
             raise AttemptFailed(f"udp {peer[0]}:{peer[1]}: already dialling from this socket")
+        # One channel per path: the peer may have completed (or begun) its handshake towards us
+        # on this very path already (it started punching first).
+        existing = self.pipes.get(peer)
+        if (
+            existing is not None
+            and not existing.closed
+            and (existing.peer_key, existing.conn_id)
+            == (
+                expected_key,
+                conn_id,
+            )
+        ):
+            return existing
         init = handshake.Initiator(
             self.identity, expected_key, conn_id, purpose, os.urandom(handshake.NONCE_SIZE)
         )
         dial = _Dial(init, asyncio.get_running_loop().create_future())
+        resp = self._responders.get(peer)
+        if resp is not None and not resp.done and resp.hello is not None:
+            # We are answering this peer's HELLO on this path: that handshake is ours too.
+            dial.yielded = (resp.hello.key, resp.hello.conn_id) == (expected_key, conn_id)
         self._dialing[peer] = dial
 
         def send() -> None:

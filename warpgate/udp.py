@@ -23,7 +23,10 @@ S = TypeVar("S", bound="UdpSocket")
 
 
 def hostport(addr: Any) -> HostPort:
-    """``(host, port)`` from a socket address (IPv6 adds flowinfo and scope id)."""
+    """``(host, port)`` from a socket address (IPv6 adds flowinfo and scope id; a Unix socket has
+    no port: ``("", 0)``)."""
+    if not isinstance(addr, tuple):
+        return ("", 0)
     return (str(addr[0]), int(addr[1]))
 
 

@@ -5,7 +5,6 @@ import pytest
 from netsim.errors import ScenarioError
 from netsim.nat import PROFILES, RouterConfig, expected, ruleset
 from netsim.plan import build_plan, loss_table
-from netsim.probe import allocation
 from netsim.topology import INTERNET, PUBLIC_LANS, Impairment, Site, Topology, double_nat, two_sites
 from netsim.verify import parse_natdiscovery
 
@@ -95,16 +94,6 @@ def test_port_range_changes_expected_allocation():
         "symmetric-sequential",
         "udp-blocked",
     }
-
-
-def test_allocation_classifier():
-    assert allocation([(1, 1), (2, 2), (3, 3)])["allocation"] == "preserving"
-    assert allocation([(1, 40000), (2, 40001), (3, 40002), (4, 40003)]) == {
-        "allocation": "sequential",
-        "delta": 1,
-    }
-    assert allocation([(1, 40000), (2, 51234), (3, 2032)])["allocation"] == "random"
-    assert allocation([(1, 5)])["allocation"] == "unknown"
 
 
 def test_natdiscovery_parser():

@@ -1,0 +1,169 @@
+"""The RFC 5780 classifier against simulated NATs (every preset), with time and sockets faked."""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+import pytest
+
+from warpgate.proto.discovery import CHANGE_IP, CHANGE_PORT, Answer, Classifier, allocation
+from warpgate.proto.nat import PRESETS, Filtering, Mapping, NatBehaviour, PortAllocation
+
+S1, S2 = "203.0.113.10", "203.0.113.11"
+PRIMARY, OTHER = (S1, 3478), (S2, 3479)
+LOCAL_IP, PUBLIC_IP = "10.0.0.2", "198.51.100.7"
+
+
+class FakeNat:
+    """A NAT built from RFC 4787 axes: mapping table, allocation, filtering permissions."""
+
+    def __init__(self, b: NatBehaviour, seed: int = 0) -> None:
+        self.b = b
+        self.maps: dict[tuple, int] = {}
+        self.perms: set[tuple[int, str, int]] = set()
+        self.counter = itertools.count(40000, b.delta or 1)
+        self.rng = random.Random(seed)
+
+    def out(self, local_port: int, dest: tuple[str, int]) -> tuple[str, int]:
+        if self.b.mapping is Mapping.NONE:
+            self.perms.add((local_port, *dest))
+            return (LOCAL_IP, local_port)
+        key = {
+            Mapping.ENDPOINT_INDEPENDENT: (local_port,),
+            Mapping.ADDRESS_DEPENDENT: (local_port, dest[0]),
+            Mapping.ADDRESS_PORT_DEPENDENT: (local_port, dest),
+        }[self.b.mapping]
+        if key not in self.maps:
+            if self.b.allocation is PortAllocation.PRESERVING and local_port not in self.maps.values():
+                self.maps[key] = local_port
+            elif self.b.allocation is PortAllocation.SEQUENTIAL:
+                self.maps[key] = next(self.counter)
+            else:
+                self.maps[key] = self.rng.randrange(1024, 65536)
+        port = self.maps[key]
+        self.perms.add((port, *dest))
+        return (PUBLIC_IP, port)
+
+    def admits(self, port: int, src: tuple[str, int]) -> bool:
+        f = self.b.filtering
+        if f is Filtering.BLOCKED:
+            return False
+        if f is Filtering.ENDPOINT_INDEPENDENT:
+            return True
+        if f is Filtering.ADDRESS_DEPENDENT:
+            return any(p == port and ip == src[0] for p, ip, _ in self.perms)
+        return (port, *src) in self.perms
+
+
+def run(nat: FakeNat, *, other: bool = True, tcp_blocked: bool = False) -> Classifier:
+    clf = Classifier(PRIMARY, tcp=True)
+    ports = {0: 5000}
+    while not clf.done:
+        probes = clf.next_probes()
+        assert probes, "the classifier waits on nothing"
+        for p in probes:
+            local = 5000 if p.socket == 0 else ports.setdefault(p.socket, 6000 + p.socket)
+            if p.proto == "tcp" and tcp_blocked:
+                clf.handle(p.id, None)
+                continue
+            if p.proto == "udp" and nat.b.filtering is Filtering.BLOCKED:
+                clf.handle(p.id, None)
+                continue
+            mapped = nat.out(local, p.dest)
+            source = p.dest
+            if p.change == CHANGE_IP | CHANGE_PORT:
+                source = OTHER
+            elif p.change == CHANGE_PORT:
+                source = (p.dest[0], OTHER[1])
+            ok = p.proto == "tcp" or nat.admits(mapped[1], source)
+            clf.handle(
+                p.id, Answer(mapped, (LOCAL_IP, local), OTHER if other else None, 0.001) if ok else None
+            )
+    return clf
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_every_preset_is_classified_as_itself(name):
+    b = PRESETS[name]
+    found = run(FakeNat(b)).result()
+    if b.filtering is Filtering.BLOCKED:
+        assert found.udp.filtering is Filtering.BLOCKED
+        assert found.tcp.mapping is b.mapping  # TCP still passes and is classified
+        return
+    assert (found.udp.mapping, found.udp.filtering, found.udp.allocation) == (
+        b.mapping,
+        b.filtering,
+        b.allocation,
+    )
+    assert found.udp.delta == b.delta
+    assert found.udp.name == name
+    assert found.tcp.mapping is b.mapping
+    assert found.tcp.filtering is Filtering.UNKNOWN  # RFC 5780 has no TCP filtering test
+    assert found.mapped_udp is not None and found.other == OTHER
+
+
+def test_address_dependent_mapping_and_delta_two():
+    b = NatBehaviour(Mapping.ADDRESS_DEPENDENT, Filtering.ADDRESS_DEPENDENT, PortAllocation.SEQUENTIAL, 2)
+    found = run(FakeNat(b)).result()
+    assert (found.udp.mapping, found.udp.filtering) == (
+        Mapping.ADDRESS_DEPENDENT,
+        Filtering.ADDRESS_DEPENDENT,
+    )
+    assert (found.udp.allocation, found.udp.delta) == (PortAllocation.SEQUENTIAL, 2)
+
+
+def test_single_address_server_leaves_mapping_and_filtering_unknown():
+    found = run(FakeNat(PRESETS["port-restricted-cone"]), other=False).result()
+    assert found.udp.mapping is Mapping.UNKNOWN and found.udp.filtering is Filtering.UNKNOWN
+    assert found.udp.allocation is PortAllocation.PRESERVING  # still measurable with one address
+    assert found.other is None
+
+
+def test_no_translation_is_seen_even_with_a_single_address_server():
+    found = run(FakeNat(PRESETS["open"]), other=False).result()
+    assert found.udp.mapping is Mapping.NONE and found.tcp.mapping is Mapping.NONE
+
+
+def test_silent_server_means_blocked_and_unknown():
+    clf = Classifier(PRIMARY, tcp=True)
+    while not clf.done:
+        for p in clf.next_probes():
+            clf.handle(p.id, None)
+    found = clf.result()
+    assert found.udp.filtering is Filtering.BLOCKED and found.tcp.filtering is Filtering.BLOCKED
+    assert found.mapped_udp is None and found.mapped_tcp is None
+
+
+def test_allocation_starts_only_after_every_mapping_probe():
+    """Sequential allocators share one counter: samples interleaved with other new mappings
+    would not show a constant step."""
+    clf = Classifier(PRIMARY, tcp=True)
+    first = clf.next_probes()
+    assert {p.socket for p in first} == {0, 1, 2}
+    assert not any(p.socket >= 3 for p in first)
+
+
+def test_negative_tests_wait_a_few_round_trips_not_seconds():
+    clf = Classifier(PRIMARY, tcp=False)
+    for p in clf.next_probes():
+        clf.handle(p.id, Answer((PUBLIC_IP, 5000 + p.socket), (LOCAL_IP, 5000 + p.socket), OTHER, 0.0005))
+    tests = [p for p in clf.next_probes() if p.change]
+    assert len(tests) == 2
+    for t in tests:
+        total = sum(t.backoff.initial * t.backoff.factor**k for k in range(t.backoff.tries))
+        assert total < 0.2
+
+
+@pytest.mark.parametrize(
+    ("pairs", "want"),
+    [
+        ([(5000, 5000), (5001, 5001), (5002, 5002)], (PortAllocation.PRESERVING, 0)),
+        ([(5000, 40001), (5001, 40002), (5002, 40003)], (PortAllocation.SEQUENTIAL, 1)),
+        ([(5000, 40002), (5001, 40004), (5002, 40006)], (PortAllocation.SEQUENTIAL, 2)),
+        ([(5000, 40002), (5001, 11000), (5002, 60006)], (PortAllocation.RANDOM, 0)),
+        ([(5000, 5000)], (PortAllocation.UNKNOWN, 0)),
+    ],
+)
+def test_allocation(pairs, want):
+    assert allocation(pairs) == want
