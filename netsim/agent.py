@@ -33,6 +33,8 @@ from warpgate import plugins as registry
 from warpgate.errors import WarpgateError
 from warpgate.events import AttemptEvent
 from warpgate.pipe import Pipe
+from warpgate.proto.timers import Backoff
+from warpgate.retry import retransmit
 
 
 class Agent:
@@ -90,17 +92,38 @@ class Agent:
                 out["path"] = pipe.path
                 out["transport"] = pipe.proto
                 payload = os.urandom(int(req.get("payload", 1024)))
-                await pipe.send(payload)
-                echoed = await pipe.recv(timeout=float(req.get("timeout", 10)))
+                echoed = await echo(pipe, payload, float(req.get("timeout", 10)))
                 out["bytes_echoed"] = len(echoed) if echoed == payload else 0
                 out["ok"] = echoed == payload
                 if not out["ok"]:
                     out["error_class"], out["error"] = "EchoMismatch", "the echo differs from what was sent"
                 await pipe.close()
             except (WarpgateError, TimeoutError) as exc:
-                out["error_class"], out["error"] = type(exc).__name__, str(exc).splitlines()[0]
+                out["error_class"] = type(exc).__name__
+                out["error"] = (str(exc).splitlines() or [repr(exc)])[0]  # a TimeoutError has no message
         out["events"] = [{**asdict(e), "outcome": e.outcome.value} for e in events]
         return out
+
+
+class EchoTimeout(WarpgateError):
+    """Connected, but the payload's echo never came back (not the same as "could not connect")."""
+
+
+async def echo(pipe: Pipe, payload: bytes, limit: float) -> bytes:
+    """Send ``payload`` and wait for its echo; over UDP, resend on a schedule until ``limit``."""
+    policy = (
+        Backoff(initial=0.2, cap=1.0, limit=limit)
+        if pipe.proto == "udp"
+        else Backoff(initial=limit, tries=1, cap=limit)
+    )
+    answer = asyncio.ensure_future(pipe.recv())
+    try:
+        return await retransmit(policy, lambda: pipe.send(payload), answer)
+    except TimeoutError:
+        raise EchoTimeout(f"connected over {pipe.proto}, but no echo within {limit:.1f} s") from None
+    finally:
+        answer.cancel()
+        await asyncio.gather(answer, return_exceptions=True)
 
 
 def sabotage(name: str) -> None:

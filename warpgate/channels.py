@@ -285,6 +285,11 @@ class UdpEndpoint(UdpSocket):
             self.drops["unsolicited"] += 1
             return
         resp = self._responders.get(peer)
+        if resp is not None and isinstance(msg, handshake.Hello) and msg != resp.hello:
+            if not resp.done:
+                self.drops["handshake_busy"] += 1  # one handshake per path at a time
+                return
+            resp = None  # a new channel on a path whose last handshake is over
         if resp is None:
             resp = self._responders[peer] = handshake.Responder(
                 self.identity, os.urandom(handshake.NONCE_SIZE)

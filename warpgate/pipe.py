@@ -129,8 +129,7 @@ class Pipe:
         self._subs: dict[Sub, _Inbox] = {SUB_ALL: _Inbox(queue_size)}
         self._closed = False
         self._drain: Callable[[], object] | None = None
-        self.on_nominated: Callable[[Pipe], None] | None = None
-        """Set by the accepting side: called once when the dialling side picks this pipe."""
+        self._on_nominated: Callable[[Pipe], None] | None = None
         self.nominated = False
         self._nominate_ack: asyncio.Future[None] | None = None
         self._nominate_task: asyncio.Task[None] | None = None
@@ -141,6 +140,21 @@ class Pipe:
         state = "closed" if self._closed else "open"
         where = f"{self.remote[0]}:{self.remote[1]}"
         return f"<Pipe {self.proto} {self.plugin} peer={self.peer_id[:8]} {where} {state}>"
+
+    @property
+    def on_nominated(self) -> Callable[[Pipe], None] | None:
+        """Set by the accepting side: called once when the dialling side picks this pipe.
+
+        Set after the nomination already arrived (a punched channel can be nominated by the peer
+        before the local plugin has handed it on), it is called at once: no nomination is lost.
+        """
+        return self._on_nominated
+
+    @on_nominated.setter
+    def on_nominated(self, callback: Callable[[Pipe], None] | None) -> None:
+        self._on_nominated = callback
+        if callback is not None and self.nominated and not self._closed:
+            callback(self)
 
     # -- user API ----------------------------------------------------------------------------
 
@@ -257,8 +271,8 @@ class Pipe:
     def _mark_nominated(self) -> None:
         if not self.nominated:
             self.nominated = True
-            if self.on_nominated is not None:
-                self.on_nominated(self)
+            if self._on_nominated is not None:
+                self._on_nominated(self)
 
     def _on_udp_frame(self, kind: Kind, payload: bytes) -> None:
         if kind is Kind.DATA:

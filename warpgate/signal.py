@@ -20,6 +20,7 @@ import dataclasses
 import json
 import logging
 import os
+import socket
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
@@ -38,6 +39,9 @@ from warpgate.retry import retransmit
 log = logging.getLogger(__name__)
 
 TOPIC_PREFIX = "warpgate/v1/"
+NODELAY = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
+"""Broker sockets send at once: paho-mqtt leaves Nagle on, so a request's second small write would
+wait for the broker's delayed ACK (about 40 ms on Linux). Brokers should set ``set_tcp_nodelay``."""
 Handler = Callable[[Address, dict[str, Any]], Awaitable[dict[str, Any] | None]]
 
 
@@ -113,7 +117,12 @@ class BrokerLink:
                 continue
             try:
                 async with aiomqtt.Client(
-                    self.host, self.port, identifier=ident, timeout=3, keepalive=10
+                    self.host,
+                    self.port,
+                    identifier=ident,
+                    timeout=3,
+                    keepalive=10,
+                    socket_options=NODELAY,
                 ) as client:
                     await client.subscribe(topic_of(self.channel.identity.node_id), qos=1)
                     self.client = client

@@ -38,6 +38,22 @@ async def test_udp_punch_connects_and_reaches_accept(mosquitto_factory):
     assert_no_tasks()
 
 
+async def test_punch_again_on_the_same_path(mosquitto_factory):
+    """A finished handshake on a path must not block the next channel on it (new conn_id)."""
+    broker = mosquitto_factory()
+    async with (
+        Node(interfaces=["lo"], families=["ipv4"], brokers=[broker.url]) as a,
+        Node(interfaces=["lo"], families=["ipv4"], brokers=[broker.url]) as b,
+    ):
+        for i in range(3):
+            pipe, _ = await auto_connect(b, a.address, plugins=["udp_punch"], timeout=5)
+            incoming = await asyncio.wait_for(a.accept(), 5)
+            await pipe.send(b"%d" % i)
+            assert await incoming.recv(timeout=5) == b"%d" % i
+            await pipe.close()
+            await incoming.close()
+
+
 @pytest.mark.parametrize("swap", [False, True])
 async def test_udp_punch_works_whichever_key_is_greater(mosquitto_factory, swap):
     """The key order decides who answers on a crossed path; both orders must connect."""

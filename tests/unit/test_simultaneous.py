@@ -94,3 +94,23 @@ async def test_a_hello_from_another_key_does_not_take_over_a_dial():
     finally:
         e_a.close()
         e_b.close()
+
+
+async def test_a_nomination_that_arrives_before_the_callback_is_not_lost():
+    lo, hi = pair()
+    e_lo = await UdpEndpoint.bind(("127.0.0.1", 0), lo, None)
+    e_hi = await UdpEndpoint.bind(("127.0.0.1", 0), hi, lambda p, c: None)
+    try:
+        p_lo, p_hi = await asyncio.gather(
+            e_lo.connect(e_hi.local, expected_key=hi.public_key, conn_id=bytes(16), purpose="t"),
+            e_hi.connect(e_lo.local, expected_key=lo.public_key, conn_id=bytes(16), purpose="t"),
+        )
+        await p_lo.send(b"data counts as nomination")
+        assert await p_hi.recv(timeout=2) == b"data counts as nomination"
+        assert p_hi.nominated
+        chosen = []
+        p_hi.on_nominated = chosen.append  # set late, as a plugin handing the pipe on does
+        assert chosen == [p_hi]
+    finally:
+        e_lo.close()
+        e_hi.close()

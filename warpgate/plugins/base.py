@@ -234,7 +234,8 @@ class ResponderContext(Context):
 
     def offer(self, pipe: Pipe) -> None:
         """Hand ``pipe`` to the node: it reaches ``accept()`` once the caller nominates it."""
-        pipe.on_nominated = self._node.deliver
+        if pipe.on_nominated != self._node.deliver:  # idempotent: a pipe reaches accept() once
+            pipe.on_nominated = self._node.deliver
 
 
 def encode_reply(reply: Message | None) -> dict[str, Any]:
