@@ -301,11 +301,16 @@ class Node:
                 public_udp = mapped[1]
         elif found is not None and found.mapped_tcp is not None and found.mapped_tcp[0] != str(private4):
             public4 = ipaddress.IPv4Address(found.mapped_tcp[0])  # UDP blocked: TCP still shows it
+        public_tcp = None
+        if found is not None and found.mapped_tcp is not None and found.tcp.endpoint_independent_mapping:
+            # discovery's STUN over TCP from the listening port opened this mapping for everyone
+            public_tcp = found.mapped_tcp[1] if found.mapped_tcp[1] != self.port else None
         return Interface(
             private4=private4,
             public4=public4,
             private6=i.ipv6[0] if i.ipv6 else None,
             public_udp_port=public_udp,
+            public_tcp_port=public_tcp,
             nat=found.udp if found is not None else NatBehaviour(),
         )
 

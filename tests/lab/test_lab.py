@@ -3,6 +3,7 @@ impairments, and clean teardown even when a test raises. Needs root (CI runs as 
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -200,3 +201,52 @@ def test_upnp_and_natpmp_forward_through_miniupnpd():
             )
             assert listen.stdout.readline().strip() == f"through-{port}"
             listen.wait(10)
+
+
+def test_warpgate_nat_prints_every_label_and_agrees_with_verify():
+    """`warpgate nat` (a real node's discovery at start) inside each of the 8 profiles prints the
+    label's behaviour, and `netsim verify` measures the same: both run one classifier
+    (``warpgate.discovery``)."""
+    import inspect
+
+    from netsim import probe
+    from warpgate import discovery
+
+    assert "discovery.classify(" in inspect.getsource(probe.classify_engine)  # one classifier
+    assert discovery.classify.__module__ == "warpgate.discovery"
+    warpgate_cli = str(Path(PYTHON).parent / "warpgate")
+    profiles = list(PROFILES)
+    topo = verify.verification_topology(profiles, hairpin=False, lifetime=None)
+    with Lab(topo) as lab:
+        infra = services.start(lab, brokers=False, names=False)
+        checks = {(c.site, c.what): c for c in verify.check_sites(lab, infra, [Site(p, p) for p in profiles])}
+        printed = {}
+        for p in profiles:
+            host = lab.host(p)
+            out = lab.run(
+                host, [warpgate_cli, "nat", "--stun", infra.stun[0], "-i", f"{host.name}-eth0", "--json"]
+            )
+            printed[p] = json.loads(out.stdout)
+    for p in profiles:
+        label, got = PROFILES[p], printed[p]
+        want_udp = {
+            "mapping": label.udp.mapping,
+            "filtering": label.udp.filtering,
+            "allocation": label.udp.allocation,
+        }
+        if label.udp.filtering.name == "BLOCKED":
+            assert got["udp"]["filtering"] == "blocked", (p, got)
+            assert checks[(p, "udp")].measured == "blocked"
+        else:
+            assert {k: got["udp"][k] for k in want_udp} == {k: v.name.lower() for k, v in want_udp.items()}, (
+                p,
+                got,
+            )
+            assert got["udp"]["delta"] == label.udp.delta
+            assert checks[(p, "udp")].measured == verify.short(
+                got["udp"]["mapping"], got["udp"]["filtering"], got["udp"]["allocation"]
+            )
+        assert got["tcp"]["mapping"] == label.tcp.mapping.name.lower(), (p, got)
+        assert checks[(p, "tcp")].measured.split()[0] == verify.SHORT_MAPPING[got["tcp"]["mapping"]]
+        if label.translates:
+            assert got["mapped_udp"] is None or got["mapped_udp"][0] == topo.public_ip(p)

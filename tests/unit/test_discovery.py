@@ -162,6 +162,11 @@ def test_negative_tests_wait_a_few_round_trips_not_seconds():
         ([(5000, 40001), (5001, 40002), (5002, 40003)], (PortAllocation.SEQUENTIAL, 1)),
         ([(5000, 40002), (5001, 40004), (5002, 40006)], (PortAllocation.SEQUENTIAL, 2)),
         ([(5000, 40002), (5001, 11000), (5002, 60006)], (PortAllocation.RANDOM, 0)),
+        # another flow of the host took a port between two samples
+        ([(5000, 40001), (5001, 40002), (5002, 40004), (5003, 40005)], (PortAllocation.SEQUENTIAL, 1)),
+        ([(5000, 40002), (5001, 40006), (5002, 40008)], (PortAllocation.SEQUENTIAL, 2)),
+        ([(5000, 40010), (5001, 40009), (5002, 40008)], (PortAllocation.SEQUENTIAL, -1)),
+        ([(5000, 40001), (5001, 40002), (5002, 40000)], (PortAllocation.RANDOM, 0)),
         ([(5000, 5000)], (PortAllocation.UNKNOWN, 0)),
     ],
 )

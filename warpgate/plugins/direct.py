@@ -21,14 +21,19 @@ def reachable(target: Behaviours, source: Behaviours) -> bool:
     """Does a packet from anyone reach ``target``'s advertised endpoint (RFC 4787 §5)?
 
     Over UDP when it filters endpoint-independently (open, full cone: its STUN-learned mapping is
-    open to all) and the source's UDP is not blocked; over TCP only without translation and filter
-    (open): a NAT has no TCP mapping for a listening port until something leaves from it.
+    open to all) and the source's UDP is not blocked; over TCP when it filters endpoint-
+    independently and maps endpoint-independently or not at all: a NAT has no TCP mapping for a
+    listening port until something leaves from it, and discovery's STUN over TCP from the node's
+    port is that something (a full cone then forwards to the listener).
     """
     udp = (
         target.udp.filtering is Filtering.ENDPOINT_INDEPENDENT
         and source.udp.filtering is not Filtering.BLOCKED
     )
-    tcp = target.tcp.mapping is Mapping.NONE and target.tcp.filtering is Filtering.ENDPOINT_INDEPENDENT
+    tcp = target.tcp.filtering is Filtering.ENDPOINT_INDEPENDENT and target.tcp.mapping in (
+        Mapping.NONE,
+        Mapping.ENDPOINT_INDEPENDENT,
+    )
     return udp or tcp
 
 

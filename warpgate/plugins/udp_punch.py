@@ -17,7 +17,8 @@ A keeps the first authenticated channel and nominates it; B's copy reaches ``acc
 Nothing heard for ``SILENCE`` seconds after the answer ends the attempt early.
 
 Reach (``punchable``): both mappings predictable (endpoint-independent, or sequential with a
-measured delta), at least one endpoint-independent; or one side random-port symmetric and the
+measured delta), at least one endpoint-independent (two sequential address-dependent NATs defeat
+it: each probe takes a port the other side predicted); or one side random-port symmetric and the
 other an endpoint-independent NAT that lets in any port of the symmetric side's address (full or
 restricted cone). Neither side may block UDP.
 
@@ -73,9 +74,9 @@ def punchable(a: NatBehaviour, b: NatBehaviour) -> bool | None:
     if pa is None or pb is None or Filtering.UNKNOWN in (a.filtering, b.filtering):
         return None
     if pa and pb:
-        if a.endpoint_independent_mapping or b.endpoint_independent_mapping:
-            return True
-        return None  # both sequential and address-dependent: cross traffic at either NAT decides
+        # Both sequential and address-dependent: every probe one side sends to a predicted port
+        # takes the next port of its own NAT, which the other side predicted for something else.
+        return a.endpoint_independent_mapping or b.endpoint_independent_mapping
     if not pa and not pb:
         return False
     easy = a if pa else b

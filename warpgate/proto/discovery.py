@@ -29,6 +29,7 @@ measured on the same server, so a fast network is classified fast.
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -280,7 +281,13 @@ def allocation(pairs: list[tuple[int, int]]) -> tuple[PortAllocation, int]:
         return PortAllocation.UNKNOWN, 0
     if all(local == mapped for local, mapped in pairs):
         return PortAllocation.PRESERVING, 0
-    steps = {b[1] - a[1] for a, b in itertools.pairwise(pairs)}
-    if len(steps) == 1 and 0 < abs(step := next(iter(steps))) <= MAX_SEQUENTIAL_DELTA:
-        return PortAllocation.SEQUENTIAL, step
+    steps = [b[1] - a[1] for a, b in itertools.pairwise(pairs)]
+    # Other flows of this host (a broker connection, another plugin) may take ports from a
+    # sequential allocator between two samples: steps are then small multiples of the delta, all
+    # with one sign. A random allocator gives that by chance with odds of about (16/65536)^3.
+    if all(0 < s <= MAX_SEQUENTIAL_DELTA for s in steps) or all(
+        -MAX_SEQUENTIAL_DELTA <= s < 0 for s in steps
+    ):
+        delta = math.gcd(*steps)
+        return PortAllocation.SEQUENTIAL, delta if steps[0] > 0 else -delta
     return PortAllocation.RANDOM, 0

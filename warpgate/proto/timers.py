@@ -89,7 +89,7 @@ HANDSHAKE = Backoff(initial=0.1, cap=1.6, limit=30.0)
 """A UDP handshake: retransmit until answered; the attempt's deadline normally ends it first."""
 NOMINATE = Backoff(initial=0.05, tries=5)
 """A UDP nomination: five sends over about 1.5 s (DATA also counts as nomination on the far side)."""
-PUNCH = Backoff(initial=0.05, cap=0.4, limit=30.0)
+PUNCH = Backoff(initial=0.025, cap=0.4, limit=30.0)
 """Hole punching: the first packets are expected to die at the peer's NAT, so retry soon."""
 SIGNAL = Backoff(initial=0.25, cap=2.0, limit=5.0)
 """A signal-channel request: new message id each send, same request id (answered from a cache)."""
