@@ -25,6 +25,7 @@ import os
 import signal
 import sys
 import time
+import traceback
 from dataclasses import asdict
 from typing import Any
 
@@ -33,6 +34,7 @@ from warpgate import plugins as registry
 from warpgate.errors import WarpgateError
 from warpgate.events import AttemptEvent
 from warpgate.pipe import Pipe
+from warpgate.proto.nat import shorthand
 from warpgate.proto.timers import Backoff
 from warpgate.retry import retransmit
 
@@ -58,8 +60,14 @@ class Agent:
 
         node = self.node()
         node.on_pipe = echo
+        t0 = time.perf_counter()
         self.listener = await node.start()
-        return {"ok": True, "address": node.addr_text, "public": {k: list(v) for k, v in node.public.items()}}
+        return {
+            "ok": True,
+            "address": node.addr_text,
+            "public": {k: list(v) for k, v in node.public.items()},
+            **measured(node, t0),
+        }
 
     async def reset(self, req: dict[str, Any]) -> dict[str, Any]:
         if self.listener is not None:
@@ -77,7 +85,10 @@ class Agent:
             "error_class": "",
             "error": "",
         }
-        async with self.node() as node:
+        node = self.node()
+        started = time.perf_counter()
+        async with node:
+            out |= measured(node, started)
             t0 = time.perf_counter()
             try:
                 pipe, plugin = await auto_connect(
@@ -101,8 +112,20 @@ class Agent:
             except (WarpgateError, TimeoutError) as exc:
                 out["error_class"] = type(exc).__name__
                 out["error"] = (str(exc).splitlines() or [repr(exc)])[0]  # a TimeoutError has no message
+            if node.signal is not None and node.signal.min_rtt is not None:
+                out["signal_rtt_ms"] = round(node.signal.min_rtt * 1000, 3)
         out["events"] = [{**asdict(e), "outcome": e.outcome.value} for e in events]
         return out
+
+
+def measured(node: Node, started: float) -> dict[str, Any]:
+    """What a node measured while starting: its start-up time, its NAT, its STUN round trip."""
+    nat = node.nat
+    return {
+        "start_ms": round((time.perf_counter() - started) * 1000, 3),
+        "nat": shorthand(nat.udp) if nat is not None else None,
+        "stun_rtt_ms": None if nat is None or nat.rtt is None else round(nat.rtt * 1000, 3),
+    }
 
 
 class EchoTimeout(WarpgateError):
@@ -145,8 +168,21 @@ async def bounded(handler: Any, req: dict[str, Any]) -> dict[str, Any]:
     task = asyncio.ensure_future(handler(req))
     done, _ = await asyncio.wait([task], timeout=limit)
     if done:
-        result: dict[str, Any] = task.result()
-        return result
+        exc = task.exception()
+        if exc is None:
+            result: dict[str, Any] = task.result()
+            return result
+        # one trial's bug must not end the agent: it becomes this trial's recorded error
+        traceback.print_exception(exc, file=sys.stderr)
+        return {
+            "ok": False,
+            "winner": None,
+            "ms": None,
+            "bytes_echoed": 0,
+            "error_class": type(exc).__name__,
+            "error": (str(exc).splitlines() or [repr(exc)])[0],
+            "events": [],
+        }
     print(f"agent: {req.get('cmd')} still running after {limit:.0f} s; tasks:", file=sys.stderr, flush=True)
     for t in asyncio.all_tasks():
         t.print_stack(file=sys.stderr)

@@ -164,6 +164,10 @@ class SignalChannel:
         self.handlers: dict[str, Handler] = {}
         self.stats: Counter[str] = Counter()
         """``received``, ``accepted``, and one count per rejection reason (``replayed``, ...)."""
+        self.rtt: float | None = None
+        """Seconds from the first send of the last acknowledged request to its acknowledgement."""
+        self.min_rtt: float | None = None
+        """The smallest such round trip seen: the signalling path's floor (broker included)."""
         self.replay = ReplayCache()
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._responses: OrderedDict[tuple[str, str], dict[str, Any]] = OrderedDict()
@@ -245,12 +249,17 @@ class SignalChannel:
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[rid] = fut
         policy = dataclasses.replace(timers.SIGNAL, limit=timeout)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         try:
-            return await retransmit(
+            answer = await retransmit(
                 policy,
                 lambda: self._publish(dest, MsgType.REQUEST, {"kind": kind, "rid": rid, "body": body}),
                 fut,
             )
+            self.rtt = loop.time() - started
+            self.min_rtt = self.rtt if self.min_rtt is None else min(self.min_rtt, self.rtt)
+            return answer
         except TimeoutError:
             raise SignalTimeout(
                 f"{kind} to {dest.node_id[:12]} not acknowledged within {timeout:.1f} s"

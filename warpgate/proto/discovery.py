@@ -82,6 +82,8 @@ class Discovery:
     mapped_tcp: Addr | None
     """The public endpoint of the node's TCP port (as seen by the primary server), when known."""
     other: Addr | None
+    rtt: float | None = None
+    """Seconds for the first answered probe: the round trip to the STUN server."""
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -90,6 +92,7 @@ class Discovery:
             "mapped_udp": list(self.mapped_udp) if self.mapped_udp else None,
             "mapped_tcp": list(self.mapped_tcp) if self.mapped_tcp else None,
             "other": list(self.other) if self.other else None,
+            "rtt_ms": None if self.rtt is None else round(self.rtt * 1000, 3),
         }
 
 
@@ -259,6 +262,7 @@ class Classifier:
             udp_first.mapped if udp_first else None,
             tcp_first.mapped if tcp_first else None,
             self.other,
+            self._rtt,
         )
 
     def _filtering_verdict(self) -> Filtering:
