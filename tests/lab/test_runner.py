@@ -142,7 +142,9 @@ def test_capture_counts_what_each_trial_put_on_the_wire(tmp_path):
     assert direct["wire_b_signal_packets"] > 0  # reverse asked over MQTT at the same time
     rev = trials.loc["symmetric"]  # A dials back to B (full cone): reverse wins
     assert rev["winner"] == "reverse" and rev["wire_b_winner_packets"] > 0
-    assert rev["transport"] == "udp"  # a full cone passes UDP to its STUN mapping, not TCP
+    # discovery's STUN over TCP from B's listening port opened a TCP mapping in B's full cone, so
+    # the dial-back's stream gets through to B's listener (before, only UDP could)
+    assert rev["transport"] == "tcp"
     assert (tmp_path / "run" / "wire.csv").exists()
     assert "Wire cost" in (tmp_path / "run" / "report.md").read_text()
     assert len(cells) == 2
