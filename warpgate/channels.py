@@ -122,9 +122,16 @@ async def _tcp_respond_to(
     writer.write(frames.tcp_frame(Kind.HANDSHAKE, resp.receive(hello)))
     while not resp.done:
         writer.write(frames.tcp_frame(Kind.HANDSHAKE, resp.receive(await _read_handshake(reader))))
-    assert resp.hello is not None
     if resp.peer_key != expected_key:
         raise HandshakeError("reached the wrong peer: its key is not the one in the address")
+    return _responded(reader, writer, resp, queue_size)
+
+
+def _responded(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, resp: handshake.Responder, queue_size: int
+) -> Pipe:
+    """The pipe of a stream whose handshake we answered: the peer's key, conn_id and purpose."""
+    assert resp.hello is not None
     return _tcp_pipe(
         reader,
         writer,
@@ -184,16 +191,8 @@ async def tcp_respond(
         log.debug("incoming tcp %s dropped: %s", writer.get_extra_info("peername"), exc)
         writer.close()
         return
-    assert resp.hello is not None
-    pipe = _tcp_pipe(
-        reader,
-        writer,
-        peer_key=resp.peer_key,
-        conn_id=resp.hello.conn_id,
-        plugin=resp.hello.purpose,
-        queue_size=queue_size,
-    )
-    on_incoming(pipe, resp.hello.conn_id)
+    pipe = _responded(reader, writer, resp, queue_size)
+    on_incoming(pipe, pipe.conn_id)
 
 
 # -- UDP -------------------------------------------------------------------------------------

@@ -229,3 +229,43 @@ async def test_a_plugin_ignoring_cancellation_does_not_hang_the_race():
         assert "deaf reaped" not in log
     assert "deaf reaped" in log  # the node cancelled it again at stop and it ended
     assert_no_tasks()
+
+
+async def test_an_attempts_resources_are_released_when_the_race_ends(nodes, clean_registry):
+    a, b = nodes
+    released: list[str] = []
+
+    class Holds(Plugin):
+        name = "t_holds"
+
+        async def attempt(self, ctx):
+            ctx.resources.add(lambda: released.append("first"), "first")
+
+            async def second():
+                released.append("second")
+
+            ctx.resources.add(second, "second")
+            raise AttemptFailed("holds but fails")
+
+    register(Holds)
+    pipe, plugin = await auto_connect(b, a.address, plugins=["t_holds", "t_fast"])
+    assert plugin.name == "t_fast"
+    assert released == ["second", "first"]  # released in reverse order, coroutines awaited
+
+
+async def test_a_failing_release_does_not_stop_the_others():
+    from warpgate.resources import Resources
+
+    res = Resources("test")
+    out: list[str] = []
+    res.add(lambda: out.append("a"))
+    res.add(lambda: 1 / 0, "broken")
+    res.add(lambda: out.append("c"))
+    other = Resources("other")
+    other.add(lambda: out.append("moved"))
+    other.move_to(res)
+    assert len(other) == 0 and len(res) == 4
+    await res.aclose()
+    assert out == ["moved", "c", "a"]
+    with pytest.raises(RuntimeError):
+        res.add(lambda: None)

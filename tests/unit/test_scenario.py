@@ -72,7 +72,15 @@ def test_expect_overrides_must_name_cells_and_plugins():
 def test_theory_follows_the_axes():
     assert theory.expected("direct", "open", "symmetric") is True
     assert theory.expected("direct", "full-cone", "symmetric") is True
-    assert theory.expected("direct", "full-cone", "udp-blocked") is False  # only UDP reaches a full cone
+    # a full cone forwards TCP to the listener too: discovery's STUN over TCP opened the mapping
+    assert theory.expected("direct", "full-cone", "udp-blocked") is True
+    assert theory.expected("direct", "port-restricted-cone", "udp-blocked") is False
+    assert theory.expected("udp_punch", "port-restricted-cone", "port-restricted-cone") is True
+    assert theory.expected("udp_punch", "symmetric-sequential", "restricted-cone") is True  # prediction
+    assert theory.expected("udp_punch", "symmetric", "restricted-cone") is True  # peer-reflexive
+    assert theory.expected("udp_punch", "symmetric", "port-restricted-cone") is False
+    assert theory.expected("udp_punch", "symmetric-sequential", "symmetric-sequential") is False
+    assert theory.expected("udp_punch", "udp-blocked", "open") is False
     assert theory.expected("direct", "port-restricted-cone", "open") is False
     assert theory.expected("reverse", "port-restricted-cone", "open") is True
     assert theory.expected("direct", "firewall", "open") is False
