@@ -16,43 +16,11 @@ round trips) and the signalling round trip of the caller's acknowledged requests
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
-import tempfile
 import time
-from pathlib import Path
-from typing import Any
 
-from netsim import runner
-from netsim.scenario import Scenario
-from netsim.topology import Impairment
+from labrun import data_rtt, median, run, signal_rtt
 
 PROFILES = ["port-restricted-cone", "full-cone", "symmetric", "symmetric-sequential"]
-
-
-def trials(out: Path) -> list[dict[str, Any]]:
-    rows = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
-    return [r for r in rows if r["type"] == "trial"]
-
-
-def median(values: list[float]) -> float:
-    return statistics.median(values) if values else float("nan")
-
-
-def run(name: str, delay_ms: float, n: int, a: list[str], b: list[str], plugins: tuple[str, ...]) -> Path:
-    scenario = Scenario(
-        name=name,
-        a=tuple(a),
-        b=tuple(b),
-        plugins=plugins,
-        trials=n,
-        timeout=3.0,
-        mode="solo",
-        impairment=Impairment(delay_ms=delay_ms),
-    )
-    out = Path(tempfile.mkdtemp(prefix=f"wg-bench-{name}-"))
-    runner.run(scenario, out)
-    return out
 
 
 def main() -> int:
@@ -65,8 +33,7 @@ def main() -> int:
     print(f"# traversal benchmark, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
 
     # Start-up behind each NAT: every trial starts two fresh nodes (callee A, caller B).
-    out = run("startup", 0.0, args.trials, PROFILES, ["port-restricted-cone"], ("udp_punch",))
-    rows = trials(out)
+    rows = run("startup", PROFILES, ["port-restricted-cone"], ("udp_punch",), trials=args.trials)
     print("\n| NAT | node start-up, median / p90 (ms) | discovered | n |")
     print("|---|---|---|---|")
     for p in PROFILES:
@@ -76,28 +43,23 @@ def main() -> int:
         seen = sorted({str(r["a_nat"]) for r in mine})
         print(f"| {p} | {median(starts):.0f} / {p90:.0f} | {', '.join(seen)} | {len(starts)} |")
 
-    print(
-        "\n| one-way delay | udp_punch prc-prc, median ms | bound: signal + 2 data RTT (ms) | ratio | n |"
-    )
+    print("\n| one-way delay | udp_punch prc-prc, median ms | bound: signal + 2 data RTT (ms) | ratio | n |")
     print("|---|---|---|---|---|")
     for delay in (0.0, args.delay):
-        out = run(
+        rows = run(
             f"punch-{int(delay)}",
-            delay,
-            args.trials,
             ["port-restricted-cone"],
             ["port-restricted-cone"],
             ("udp_punch",),
+            trials=args.trials,
+            delay_ms=delay,
         )
-        ok = [r for r in trials(out) if r["outcome"] == "connected"]
+        ok = [r for r in rows if r["outcome"] == "connected"]
         ttc = median([r["ttc_ms"] for r in ok])
-        data_rtt = median(
-            [r["a_stun_rtt_ms"] + r["b_stun_rtt_ms"] for r in ok if r["a_stun_rtt_ms"] and r["b_stun_rtt_ms"]]
-        )
-        signal_rtt = median([r["signal_rtt_ms"] for r in ok if r["signal_rtt_ms"]])
-        bound = signal_rtt + 2 * data_rtt
+        data, signal = data_rtt(ok), signal_rtt(ok)
+        bound = signal + 2 * data
         print(
-            f"| {delay:.0f} ms | {ttc:.1f} | {bound:.1f} ({signal_rtt:.1f} + 2 x {data_rtt:.1f}) | "
+            f"| {delay:.0f} ms | {ttc:.1f} | {bound:.1f} ({signal:.1f} + 2 x {data:.1f}) | "
             f"{ttc / bound:.2f} | {len(ok)}/{args.trials} |"
         )
     return 0

@@ -239,6 +239,14 @@ class UdpEndpoint(UdpSocket):
                 dial.fut.set_exception(AttemptFailed("udp socket closed"))
         super().connection_lost(exc)
 
+    def error_received(self, exc: Exception) -> None:
+        # A connected socket (one dial) hears ICMP port unreachable: nobody listens there, so the
+        # dial fails now instead of retransmitting until the race's deadline.
+        if isinstance(exc, ConnectionRefusedError):
+            for peer in list(self._dialing):
+                self._fail_dial(peer, RemoteProtocolError("port unreachable (ICMP)"))
+        super().error_received(exc)
+
     def frame_received(self, data: bytes, peer: HostPort) -> None:
         try:
             kind, payload = frames.udp_parse(data)
@@ -419,7 +427,7 @@ async def udp_connect(
     """Dial from a fresh ephemeral socket that the pipe then owns."""
     family_local = ("::", 0) if ":" in host else ("0.0.0.0", 0)
     try:
-        ep = await UdpEndpoint.bind(family_local, identity, None, queue_size)
+        ep = await UdpEndpoint.bind(family_local, identity, None, queue_size, remote=(host, port))
     except OSError as exc:
         raise AttemptFailed(f"udp {host}:{port}: cannot bind: {exc.strerror}") from exc
     try:

@@ -40,14 +40,21 @@ class UdpSocket(asyncio.DatagramProtocol):
         self.drops: Counter[str] = Counter()
         """Datagrams dropped, by reason: ``unknown``, ``stun_unexpected``, ``channel_data``, ..."""
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.remote: HostPort | None = None
+        """The one peer of a connected socket (``bind(..., remote=)``), else None."""
 
     @classmethod
-    async def bind(cls: type[S], local: HostPort, *args: Any, **kwargs: Any) -> S:
+    async def bind(
+        cls: type[S], local: HostPort, *args: Any, remote: HostPort | None = None, **kwargs: Any
+    ) -> S:
+        """Bind to ``local``; with ``remote``, connect the socket to it, so that ICMP errors (port
+        unreachable) reach ``error_received`` instead of being lost."""
         loop = asyncio.get_running_loop()
         family = socket.AF_INET6 if ":" in local[0] else socket.AF_INET
         _, proto = await loop.create_datagram_endpoint(
-            lambda: cls(*args, **kwargs), local_addr=local, family=family
+            lambda: cls(*args, **kwargs), local_addr=local, remote_addr=remote, family=family
         )
+        proto.remote = remote
         return proto
 
     @property
@@ -81,7 +88,10 @@ class UdpSocket(asyncio.DatagramProtocol):
     def sendto(self, data: bytes, addr: HostPort) -> None:
         if self.transport is None or self.transport.is_closing():
             return
-        self.transport.sendto(data, addr)
+        if self.remote is not None:
+            self.transport.sendto(data)  # connected: the kernel knows where (IPv6 needs no 4-tuple)
+        else:
+            self.transport.sendto(data, addr)
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
         kind = demux.classify(data)

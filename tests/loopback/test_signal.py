@@ -216,3 +216,36 @@ async def test_garbage_and_oversized_rejected(pair):
     await expect_rejected(a, "malformed", lambda: publish_raw(b, a, b"\x01\x01garbage"))
     await expect_rejected(a, "too_large", lambda: publish_raw(b, a, b"\x01" * 20000))
     assert calls == []
+
+
+async def test_broker_sockets_send_at_once(mosquitto_factory):
+    """TCP_NODELAY on every broker connection: with Nagle on, a request's second small write waits
+    for the broker's delayed ACK (about 40 ms on Linux)."""
+    import socket
+
+    broker = mosquitto_factory()
+    async with Node(interfaces=["lo"], brokers=[broker.url]) as node:
+        links = list(node.signal.links.values())
+        assert links and all(link.client is not None for link in links)
+        for link in links:
+            sock = link.client._client.socket()  # paho's socket under aiomqtt
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+
+
+async def test_a_race_against_a_dead_peer_ends_as_soon_as_every_plugin_failed():
+    """TCP is refused and UDP gets ICMP port unreachable at once: no waiting for the deadline."""
+    import time
+
+    async with Node(interfaces=["lo"], families=["ipv4"]) as dead:
+        address = dead.address
+    async with Node(interfaces=["lo"], families=["ipv4"]) as node:
+        events = []
+        t0 = time.perf_counter()
+        with pytest.raises(ConnectError):
+            await auto_connect(node, address, timeout=10, on_event=events.append)
+        elapsed = time.perf_counter() - t0
+        last_failure = max(e.end_ms for e in events) / 1000
+        assert elapsed - last_failure < 1.0
+        assert elapsed < 2.0, events  # nothing waited for the 10 s deadline
+        direct = next(e for e in events if e.plugin == "direct")
+        assert direct.outcome is Outcome.FAILED and "unreachable" in direct.reason, direct.reason
