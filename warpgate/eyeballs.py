@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from functools import partial
@@ -10,11 +11,13 @@ from functools import partial
 from warpgate.errors import AttemptFailed
 from warpgate.pipe import Pipe
 from warpgate.proto.address import Address, Endpoint
+from warpgate.proto.nat import Filtering
 
 UDP_DELAY = 0.05
 """UDP candidates start this long after TCP ones, so a reachable peer gets a stream."""
 
 log = logging.getLogger(__name__)
+_FILTERS_SYNS = (Filtering.ADDRESS_DEPENDENT, Filtering.ADDRESS_PORT_DEPENDENT, Filtering.BLOCKED)
 
 
 async def first_success(starts: Iterable[tuple[float, Callable[[], Awaitable[Pipe]]]]) -> Pipe:
@@ -24,10 +27,23 @@ async def first_success(starts: Iterable[tuple[float, Callable[[], Awaitable[Pip
     raises ``AttemptFailed`` with every reason.
     """
 
+    hurry = asyncio.Event()  # RFC 8305 §5: when nothing is in flight any more, start the next now
+    in_flight = 0
+
     async def delayed(delay: float, factory: Callable[[], Awaitable[Pipe]]) -> Pipe:
+        nonlocal in_flight
         if delay > 0:
-            await asyncio.sleep(delay)  # a start offset, not synchronisation
-        return await factory()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):  # a start offset, cut short by a failure
+                    await hurry.wait()
+        in_flight += 1
+        try:
+            return await factory()
+        except AttemptFailed:
+            in_flight -= 1
+            if in_flight == 0:
+                hurry.set()
+            raise
 
     tasks = [asyncio.ensure_future(delayed(d, f)) for d, f in starts]
     if not tasks:
@@ -68,7 +84,13 @@ async def first_success(starts: Iterable[tuple[float, Callable[[], Awaitable[Pip
 async def happy_eyeballs(
     address: Address, dial: Callable[[Endpoint], Awaitable[Pipe]], *, udp_delay: float = UDP_DELAY
 ) -> Pipe:
-    """Dial every advertised endpoint of ``address``: TCP ones at once, UDP ones ``udp_delay`` later."""
+    """Dial every advertised endpoint of ``address``: TCP ones at once, UDP ones ``udp_delay`` later.
+
+    The delay only buys a stream the chance to win; a peer whose NAT filters unsolicited packets
+    (its address says so) drops a SYN as surely as a datagram, so UDP then starts at once too.
+    """
+    if any(i.nat.filtering in _FILTERS_SYNS for i in address.interfaces):
+        udp_delay = 0.0
     starts: list[tuple[float, Callable[[], Awaitable[Pipe]]]] = [
         (0.0, partial(dial, ep)) for ep in address.endpoints("tcp")
     ]

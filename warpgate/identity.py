@@ -6,6 +6,7 @@ address carries the public key itself, so a peer can check signatures without as
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import stat
@@ -27,8 +28,13 @@ def node_id_of(public_key: bytes) -> str:
     return hashlib.sha256(public_key).digest()[:16].hex()
 
 
+@functools.lru_cache(maxsize=1024)
 def load_public_key(public_key: bytes) -> ec.EllipticCurvePublicKey:
-    """Decode a compressed P-256 point; raises ``ValueError`` if it is not one."""
+    """Decode a compressed P-256 point; raises ``ValueError`` if it is not one.
+
+    Cached (bounded): a peer's key is decoded once, not for every address, envelope and handshake
+    (the decoding checks the point on the curve, which costs about as much as a signature check).
+    """
     if len(public_key) != PUBLIC_KEY_SIZE or public_key[0] not in (2, 3):
         raise ValueError("public key is not a compressed P-256 point")
     return ec.EllipticCurvePublicKey.from_encoded_point(_CURVE, public_key)
