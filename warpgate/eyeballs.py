@@ -27,8 +27,9 @@ async def first_success(starts: Iterable[tuple[float, Callable[[], Awaitable[Pip
     raises ``AttemptFailed`` with every reason.
     """
 
+    starts = list(starts)
     hurry = asyncio.Event()  # RFC 8305 §5: when nothing is in flight any more, start the next now
-    in_flight = 0
+    in_flight = sum(1 for d, _ in starts if d <= 0)
 
     async def delayed(delay: float, factory: Callable[[], Awaitable[Pipe]]) -> Pipe:
         nonlocal in_flight
@@ -36,7 +37,7 @@ async def first_success(starts: Iterable[tuple[float, Callable[[], Awaitable[Pip
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):  # a start offset, cut short by a failure
                     await hurry.wait()
-        in_flight += 1
+            in_flight += 1
         try:
             return await factory()
         except AttemptFailed:
