@@ -82,14 +82,16 @@ async def auto_connect(
     attempts: dict[asyncio.Task[Pipe], tuple[Plugin, float]] = {}
     contexts: list[AttemptContext] = []
     for plugin in [create(n) for n in names]:
-        ctx = AttemptContext(node, address, plugin.name, deadline)
+        ctx = AttemptContext(node, address, plugin.name, deadline, tuple(names))
         reason = plugin.applicable(ctx)
         if reason is not None:
             now = ms()
             emit(AttemptEvent(plugin.name, Outcome.NOT_APPLICABLE, now, now, reason))
             continue
         contexts.append(ctx)
-        attempts[loop.create_task(plugin.attempt(ctx), name=f"warpgate-{plugin.name}")] = (plugin, ms())
+        wait = plugin.head_start(ctx)
+        task = loop.create_task(_after(wait, plugin, ctx), name=f"warpgate-{plugin.name}")
+        attempts[task] = (plugin, ms())
 
     winner: tuple[Pipe, Plugin] | None = None
     pending = set(attempts)
@@ -164,6 +166,12 @@ async def auto_connect(
         raise ConnectError(f"could not connect to {address.node_id}: every plugin failed", events)
     winner[0].nominate()
     return winner
+
+
+async def _after(wait: float, plugin: Plugin, ctx: AttemptContext) -> Pipe:
+    if wait > 0:
+        await asyncio.sleep(wait)  # the plugin's head start for cheaper ones, not synchronisation
+    return await plugin.attempt(ctx)
 
 
 def _settle(

@@ -249,3 +249,28 @@ async def test_a_race_against_a_dead_peer_ends_as_soon_as_every_plugin_failed():
         assert elapsed < 2.0, events  # nothing waited for the 10 s deadline
         direct = next(e for e in events if e.plugin == "direct")
         assert direct.outcome is Outcome.FAILED and "unreachable" in direct.reason, direct.reason
+
+
+async def test_signalling_plugins_give_direct_a_head_start_to_a_reachable_peer(mosquitto_factory):
+    """The peer says it is reachable (EIM + EIF): direct wins before reverse and udp_punch start,
+    so neither seals a single envelope. Without that claim, they start at once."""
+    import dataclasses
+
+    from warpgate import PRESETS
+
+    broker = mosquitto_factory()
+    async with (
+        Node(interfaces=["lo"], families=["ipv4"], brokers=[broker.url]) as a,
+        Node(interfaces=["lo"], families=["ipv4"], brokers=[broker.url]) as b,
+    ):
+        iface = dataclasses.replace(a.address.interfaces[0], nat=PRESETS["full-cone"])
+        a.set_address(dataclasses.replace(a.address, interfaces=(iface,)))
+        events = []
+        pipe, plugin = await auto_connect(b, a.address, on_event=events.append)
+        assert plugin.name == "direct"
+        assert {e.plugin: e.outcome for e in events}["reverse"] is Outcome.CANCELLED
+        assert b.signal.stats["accepted"] == 0 and a.signal.stats["received"] == 0  # nothing was sent
+        await pipe.close()
+        solo_events = []
+        await auto_connect(b, a.address, plugins=["reverse"], on_event=solo_events.append)
+        assert solo_events[0].outcome is Outcome.CONNECTED  # no head start without direct racing

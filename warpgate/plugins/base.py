@@ -189,11 +189,28 @@ class AttemptContext(Context):
     request lands in this attempt (``expect``), not in ``accept()``.
     """
 
-    def __init__(self, node: Host, dest: Address, plugin: str, deadline: float) -> None:
+    def __init__(
+        self, node: Host, dest: Address, plugin: str, deadline: float, racing: tuple[str, ...] = ()
+    ) -> None:
         super().__init__(node, dest, plugin, os.urandom(16))
         self.dest = dest
         self.deadline = deadline
         """Loop time (``asyncio.get_running_loop().time()``) by which the attempt must be done."""
+        self.racing = racing
+        """The names of every plugin in this race (this one included)."""
+
+    def direct_head_start(self) -> float:
+        """Seconds a plugin that needs the peer's help waits when ``direct`` races and the peer's
+        address says it is reachable (endpoint-independent mapping and filtering): direct almost
+        surely wins then, and without envelopes to seal and open on both sides, it wins sooner.
+        About four round trips to our STUN server, within 10..100 ms; 0 when direct is not racing.
+        """
+        peer = self.peer_behaviour
+        if "direct" not in self.racing or not peer.reachable_unsolicited:
+            return 0.0
+        nat = self._node.nat
+        rtt = nat.rtt if nat is not None and nat.rtt is not None else 0.0
+        return min(max(4 * rtt, 0.01), 0.1)
 
     @property
     def remaining(self) -> float:
@@ -269,6 +286,13 @@ class Plugin(ABC):
     def applicable(self, ctx: AttemptContext) -> str | None:
         """None if the plugin can try; otherwise the reason it cannot (reported as not_applicable)."""
         return None
+
+    def head_start(self, ctx: AttemptContext) -> float:
+        """Seconds to wait before ``attempt`` starts, to let a cheaper plugin win first (default 0).
+
+        A plugin cancelled during its wait has spent nothing: no packet, no signal message.
+        """
+        return 0.0
 
     @abstractmethod
     async def attempt(self, ctx: AttemptContext) -> Pipe:

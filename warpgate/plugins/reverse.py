@@ -42,6 +42,9 @@ class Reverse(Plugin):
         self._dialing: dict[bytes, tuple[str, asyncio.Task[None]]] = {}
         """The callee's dial-backs in progress, by conn_id: (requester's node id, task)."""
 
+    def head_start(self, ctx: AttemptContext) -> float:
+        return ctx.direct_head_start()
+
     def applicable(self, ctx: AttemptContext) -> str | None:
         return ctx.signal_reason
 

@@ -197,6 +197,9 @@ class UdpPunch(Plugin):
     def reach(cls, caller: Behaviours, callee: Behaviours) -> bool | None:
         return punchable(caller.udp, callee.udp)
 
+    def head_start(self, ctx: AttemptContext) -> float:
+        return ctx.direct_head_start()
+
     def applicable(self, ctx: AttemptContext) -> str | None:
         if ctx.signal_reason is not None:
             return ctx.signal_reason
