@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections import Counter
 
 from labrun import data_rtt, median, run, signal_rtt
 
@@ -30,6 +31,9 @@ CELLS = [
     ("reverse from behind a NAT", "port-restricted-cone", "open", "reverse"),
     ("udp_punch, cone to cone", "port-restricted-cone", "port-restricted-cone", "udp_punch"),
 ]
+
+
+PLUGINS = ("direct", "reverse", "udp_punch")
 
 
 def bound(plugin: str, data: float, signal: float) -> float:
@@ -44,38 +48,32 @@ def main() -> int:
     parser.add_argument("--delay", type=float, default=20.0, help="one-way WAN delay of the second run (ms)")
     args = parser.parse_args()
     print(f"# latency benchmark, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {args.trials} trials")
-    print(
-        "\n| delay | cell | plugin | alone, median ms | race (winners) | data / signal RTT | bound | ratio |"
-    )
+    print("\n| delay | cell | plugin | alone, ms | race (winner; alone) | data/signal RTT | bound | ratio |")
     print("|---|---|---|---|---|---|---|---|")
     for delay in (0.0, args.delay):
         solo: dict[str, list[dict]] = {}
         race: dict[str, list[dict]] = {}
-        for label, a, b, plugin in CELLS:
-            solo[label] = run(f"solo-{plugin}", [a], [b], (plugin,), trials=args.trials, delay_ms=delay)
-            race[label] = run(
-                "race",
-                [a],
-                [b],
-                ("direct", "reverse", "udp_punch"),
-                trials=args.trials,
-                delay_ms=delay,
-                mode="race",
-            )
+        for label, a, b, _plugin in CELLS:
+            # every plugin alone in the cell (one lab; each trial runs each plugin on its own)
+            solo[label] = run("solo", [a], [b], PLUGINS, trials=args.trials, delay_ms=delay)
+            race[label] = run("race", [a], [b], PLUGINS, trials=args.trials, delay_ms=delay, mode="race")
         # the signalling floor: udp_punch always waits for its acknowledged offer
-        signal = signal_rtt([r for rows in solo.values() for r in rows])
+        signal = signal_rtt([r for rows in solo.values() for r in rows if r["run"] == "udp_punch"])
         for label, _a, _b, plugin in CELLS:
-            ok = [r for r in solo[label] if r["outcome"] == "connected"]
-            alone = median([r["ttc_ms"] for r in ok])
+            alone = {
+                p: median([r["ttc_ms"] for r in solo[label] if r["run"] == p and r["outcome"] == "connected"])
+                for p in PLUGINS
+            }
+            ok = [r for r in solo[label] if r["run"] == plugin and r["outcome"] == "connected"]
             won = [r for r in race[label] if r["outcome"] == "connected"]
             raced = median([r["ttc_ms"] for r in won])
-            winners = {r["winner"] for r in won}
+            top = Counter(r["winner"] for r in won).most_common(1)[0][0] if won else "-"
             data = data_rtt(ok)
             b = bound(plugin, data, signal)
             print(
-                f"| {delay:.0f} ms | {label} | {plugin} | {alone:.1f} ({len(ok)}/{len(solo[label])}) | "
-                f"{raced:.1f} ({', '.join(sorted(winners))}) | {data:.1f} / {signal:.1f} | {b:.1f} | "
-                f"{alone / b:.2f} |"
+                f"| {delay:.0f} ms | {label} | {plugin} | {alone[plugin]:.1f} ({len(ok)}/{args.trials}) | "
+                f"{raced:.1f} ({top}; {alone.get(top, float('nan')):.1f}) | {data:.1f} / {signal:.1f} | "
+                f"{b:.1f} | {alone[plugin] / b:.2f} |"
             )
     return 0
 

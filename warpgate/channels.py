@@ -272,6 +272,10 @@ class UdpEndpoint(UdpSocket):
         msg = handshake.decode(payload)
         if dial is not None:
             dial.heard = True
+            if msg.conn_id != dial.init.hello.conn_id:
+                # Another channel on this path (another plugin's dial riding a hole we punched):
+                # answered on its own, never mixed into our handshake.
+                dial = None
         if dial is not None and not dial.yielded:
             if not isinstance(msg, handshake.Hello):
                 reply = dial.init.receive(payload)

@@ -114,3 +114,31 @@ async def test_a_nomination_that_arrives_before_the_callback_is_not_lost():
     finally:
         e_lo.close()
         e_hi.close()
+
+
+async def test_another_channel_on_a_dialled_path_is_answered_apart():
+    """A HELLO with another conn_id from the address we dial (another plugin's dial that rides a
+    hole we punched) becomes its own incoming channel; our dial is left alone."""
+    lo, hi = pair()
+    incoming = []
+    e_dialer = await UdpEndpoint.bind(("127.0.0.1", 0), hi, lambda p, c: incoming.append((p, c)))
+    e_other = await UdpEndpoint.bind(("127.0.0.1", 0), lo, None)  # answers nothing, only dials
+    try:
+        punch = asyncio.ensure_future(
+            e_dialer.connect(e_other.local, expected_key=lo.public_key, conn_id=bytes(16), purpose="punch")
+        )
+        rider = await asyncio.wait_for(
+            e_other.connect(
+                e_dialer.local, expected_key=hi.public_key, conn_id=b"\x01" * 16, purpose="direct"
+            ),
+            5,
+        )
+        assert [c for _, c in incoming] == [b"\x01" * 16] and incoming[0][0].plugin == "direct"
+        assert not punch.done()  # untouched: it neither failed nor took the other channel
+        await rider.send(b"rides")
+        assert await incoming[0][0].recv(timeout=2) == b"rides"
+        punch.cancel()
+        await asyncio.gather(punch, return_exceptions=True)
+    finally:
+        e_dialer.close()
+        e_other.close()

@@ -24,7 +24,7 @@ from warpgate.plugins import register
 from warpgate.plugins.base import AttemptContext, Plugin, ResponderContext
 from warpgate.plugins.direct import reachable
 from warpgate.proto.messages import Message, ReverseCancel, ReverseConnect
-from warpgate.proto.nat import Behaviours
+from warpgate.proto.nat import Behaviours, Filtering
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,14 @@ class Reverse(Plugin):
         return ctx.direct_head_start()
 
     def applicable(self, ctx: AttemptContext) -> str | None:
-        return ctx.signal_reason
+        if ctx.signal_reason is not None:
+            return ctx.signal_reason
+        own = ctx.local_behaviour
+        if own.filtering in (Filtering.ADDRESS_DEPENDENT, Filtering.ADDRESS_PORT_DEPENDENT):
+            # Discovery measures UDP filtering only; a NAT that filters unsolicited datagrams
+            # drops unsolicited SYNs as well, so the peer's dial-back could not reach us.
+            return f"the peer cannot reach us: our NAT filters unsolicited packets ({own.name})"
+        return None
 
     @classmethod
     def reach(cls, caller: Behaviours, callee: Behaviours) -> bool | None:
