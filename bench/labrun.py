@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 import tempfile
@@ -11,6 +12,14 @@ from typing import Any
 from netsim import runner
 from netsim.scenario import Scenario
 from netsim.topology import Impairment
+
+
+def arguments(doc: str | None) -> argparse.Namespace:
+    """The options every lab benchmark takes: trials per row and the delayed run's one-way delay."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--trials", type=int, default=20)
+    parser.add_argument("--delay", type=float, default=20.0, help="one-way WAN delay of the second run (ms)")
+    return parser.parse_args()
 
 
 def run(

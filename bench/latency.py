@@ -18,11 +18,10 @@ every plugin <= 1.5x its bound.
 
 from __future__ import annotations
 
-import argparse
 import time
 from collections import Counter
 
-from labrun import data_rtt, median, run, signal_rtt
+from labrun import arguments, data_rtt, median, run, signal_rtt
 
 # (label, callee A, caller B, plugin): the plugin that must win the cell
 CELLS = [
@@ -41,12 +40,7 @@ def bound(plugin: str, data: float, signal: float) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--trials", type=int, default=20)
-    parser.add_argument("--delay", type=float, default=20.0, help="one-way WAN delay of the second run (ms)")
-    args = parser.parse_args()
+    args = arguments(__doc__)
     print(f"# latency benchmark, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {args.trials} trials")
     print("\n| delay | cell | plugin | alone, ms | race (winner; alone) | data/signal RTT | bound | ratio |")
     print("|---|---|---|---|---|---|---|---|")

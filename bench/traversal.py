@@ -15,21 +15,15 @@ round trips) and the signalling round trip of the caller's acknowledged requests
 
 from __future__ import annotations
 
-import argparse
 import time
 
-from labrun import data_rtt, median, run, signal_rtt
+from labrun import arguments, data_rtt, median, run, signal_rtt
 
 PROFILES = ["port-restricted-cone", "full-cone", "symmetric", "symmetric-sequential"]
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--trials", type=int, default=20)
-    parser.add_argument("--delay", type=float, default=20.0, help="one-way WAN delay of the second run (ms)")
-    args = parser.parse_args()
+    args = arguments(__doc__)
     print(f"# traversal benchmark, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
 
     # Start-up behind each NAT: every trial starts two fresh nodes (callee A, caller B).

@@ -109,12 +109,6 @@ def _recv_exact(s: socket.socket, n: int) -> bytes:
     return buf
 
 
-def local_ip_towards(dest: str) -> str:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.connect((dest, 9))
-        return str(s.getsockname()[0])
-
-
 def fresh_udp() -> socket.socket:
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind(("0.0.0.0", 0))

@@ -45,14 +45,17 @@ async def test_race_with_reverse_and_direct_cleans_up_both_sides(mosquitto_facto
         Node(interfaces=["lo"], brokers=[broker.url]) as a,
         Node(interfaces=["lo"], brokers=[broker.url]) as b,
     ):
-        pipe, plugin = await auto_connect(b, a.address)
-        incoming = await asyncio.wait_for(a.accept(), 5)
-        await pipe.send(b"x")
-        assert await incoming.recv(timeout=5) == b"x"
-        # Exactly one pipe reached A's user, whichever plugin won.
-        with pytest.raises(TimeoutError):
-            async with asyncio.timeout(0.3):
-                await a.accept()
+        for _ in range(3):  # again and again between the same two nodes: nothing left over
+            pipe, _plugin = await auto_connect(b, a.address)
+            incoming = await asyncio.wait_for(a.accept(), 5)
+            await pipe.send(b"x")
+            assert await incoming.recv(timeout=5) == b"x"
+            # Exactly one pipe reached A's user, whichever plugin won.
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.3):
+                    await a.accept()
+            await pipe.close()
+    assert_no_tasks()
 
 
 async def test_no_broker_fails_fast_and_direct_still_connects(mosquitto_factory):
