@@ -198,7 +198,8 @@ class UdpPunch(Plugin):
         return punchable(caller.udp, callee.udp)
 
     def head_start(self, ctx: AttemptContext) -> float:
-        return ctx.direct_head_start()
+        # behind direct when the peer is reachable, behind reverse when we are
+        return max(ctx.direct_head_start(), ctx.head_start_behind("reverse", ctx.local_behaviour))
 
     def applicable(self, ctx: AttemptContext) -> str | None:
         if ctx.signal_reason is not None:
