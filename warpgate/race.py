@@ -81,13 +81,18 @@ async def auto_connect(
 
     attempts: dict[asyncio.Task[Pipe], tuple[Plugin, float]] = {}
     contexts: list[AttemptContext] = []
+    candidates = []
     for plugin in [create(n) for n in names]:
-        ctx = AttemptContext(node, address, plugin.name, deadline, tuple(names))
+        ctx = AttemptContext(node, address, plugin.name, deadline)
         reason = plugin.applicable(ctx)
         if reason is not None:
             now = ms()
             emit(AttemptEvent(plugin.name, Outcome.NOT_APPLICABLE, now, now, reason))
             continue
+        candidates.append((plugin, ctx))
+    racing = tuple(plugin.name for plugin, _ in candidates)
+    for plugin, ctx in candidates:
+        ctx.racing = racing  # head starts count only plugins that really run
         contexts.append(ctx)
         wait = plugin.head_start(ctx)
         task = loop.create_task(_after(wait, plugin, ctx), name=f"warpgate-{plugin.name}")

@@ -197,7 +197,7 @@ class AttemptContext(Context):
         self.deadline = deadline
         """Loop time (``asyncio.get_running_loop().time()``) by which the attempt must be done."""
         self.racing = racing
-        """The names of every plugin in this race (this one included)."""
+        """The names of every applicable plugin in this race (this one included)."""
 
     def head_start_behind(self, cheaper: str, reachable: NatBehaviour) -> float:
         """Seconds to wait when ``cheaper`` races and ``reachable`` (the NAT it must get through)
