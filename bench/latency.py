@@ -49,7 +49,7 @@ def main() -> int:
         race: dict[str, list[dict]] = {}
         for label, a, b, _plugin in CELLS:
             # every plugin alone in the cell (one lab; each trial runs each plugin on its own)
-            solo[label] = run("solo", [a], [b], PLUGINS, trials=args.trials, delay_ms=delay)
+            solo[label] = run("solo", [a], [b], PLUGINS, trials=args.trials, delay_ms=delay, timeout=1.5)
             race[label] = run("race", [a], [b], PLUGINS, trials=args.trials, delay_ms=delay, mode="race")
         # the signalling floor: udp_punch always waits for its acknowledged offer
         signal = signal_rtt([r for rows in solo.values() for r in rows if r["run"] == "udp_punch"])
