@@ -33,7 +33,15 @@ from warpgate.errors import AttemptFailed, LocalProtocolError, WarpgateError
 from warpgate.identity import Identity
 from warpgate.proto import timers
 from warpgate.proto.address import Address
-from warpgate.proto.envelope import Envelope, MsgType, ReplayCache, SignalRejected, open_envelope, seal
+from warpgate.proto.envelope import (
+    Envelope,
+    MsgType,
+    ReplayCache,
+    SignalRejected,
+    check_json_depth,
+    open_envelope,
+    seal,
+)
 from warpgate.retry import retransmit
 
 log = logging.getLogger(__name__)
@@ -71,14 +79,15 @@ def _raise_if_cancelling() -> None:
 
 def parse_broker(url: str) -> tuple[str, int]:
     """``mqtt://host:port`` (port defaults to 1883) -> (host, port); raises ``LocalProtocolError``."""
-    parts = urlsplit(url)
-    if parts.scheme != "mqtt" or not parts.hostname:
-        raise LocalProtocolError(f"broker {url!r} is not mqtt://host[:port]")
     try:
+        parts = urlsplit(url)
+        host = parts.hostname
         port = parts.port or 1883
-    except ValueError:
-        raise LocalProtocolError(f"broker {url!r} has a bad port") from None
-    return parts.hostname, port
+    except ValueError:  # "mqtt://[bad": an unclosed IPv6 bracket, a port out of range, ...
+        raise LocalProtocolError(f"broker {url[:80]!r} is not mqtt://host[:port]") from None
+    if parts.scheme != "mqtt" or not host:
+        raise LocalProtocolError(f"broker {url[:80]!r} is not mqtt://host[:port]")
+    return host, port
 
 
 def topic_of(node_id: str) -> str:
@@ -133,7 +142,7 @@ class BrokerLink:
                     async for message in client.messages:
                         payload = message.payload
                         if isinstance(payload, bytes | bytearray):
-                            self.channel._on_raw(bytes(payload))
+                            self.channel.receive(bytes(payload))
             except aiomqtt.MqttError as exc:
                 self.last_error = str(exc) or type(exc).__name__
                 log.info("signal: broker %s: %s", self.url, self.last_error)
@@ -273,10 +282,20 @@ class SignalChannel:
 
     # -- receiving -------------------------------------------------------------------------------
 
+    def receive(self, data: bytes) -> None:
+        """One message from a broker. Nothing in it may end the broker link: whatever it raises is
+        counted (``stats["error"]``) and logged with its traceback, and the link reads on."""
+        try:
+            self._on_raw(data)
+        except Exception as exc:  # a bug reached by hostile input: counted, never fatal
+            self.stats["error"] += 1
+            log.error("signal: message dropped by an internal error", exc_info=exc)
+
     def _on_raw(self, data: bytes) -> None:
         self.stats["received"] += 1
         try:
             env = open_envelope(data, self.identity, now=self.clock(), replay=self.replay)
+            check_json_depth(env.payload)
             msg = json.loads(env.payload)
             if (
                 not isinstance(msg, dict)
@@ -316,7 +335,12 @@ class SignalChannel:
                     self.stats["request_" + getattr(exc, "reason", "refused")] += 1
                     response = {"error": str(exc)}
                 except (KeyError, ValueError, TypeError) as exc:
-                    response = {"error": f"bad request: {exc!r}"}
+                    self.stats["request_bad_request"] += 1
+                    response = {"error": f"bad request: {exc!r}"[:200]}
+                except Exception as exc:  # a handler's bug: the request is answered, the bug logged
+                    self.stats["request_handler_error"] += 1
+                    log.error("signal: handler for %s failed", msg["kind"], exc_info=exc)
+                    response = {"error": "internal error"}
             self._responses[key] = response
             while len(self._responses) > 10_000:
                 self._responses.popitem(last=False)

@@ -277,3 +277,48 @@ async def test_signalling_plugins_give_direct_a_head_start_to_a_reachable_peer(m
         solo_events = []
         await auto_connect(b, a.address, plugins=["reverse"], on_event=solo_events.append)
         assert solo_events[0].outcome is Outcome.CONNECTED  # no head start without direct racing
+
+
+async def test_deeply_nested_json_is_dropped_and_the_channel_lives_on(pair):
+    """A validly sealed payload nested 5,000 deep once raised RecursionError out of the broker link
+    (which then died for good): it is now refused before parsing, and the link keeps working."""
+    import time
+
+    a, b, c, calls = pair
+    deep = b"[" * 5000 + b"]" * 5000
+    env = seal(b.identity, b.address, a.address, MsgType.NOTICE, deep, now=time.time())
+    await expect_rejected(a, "too_deep", lambda: publish_raw(b, a, env))
+    assert a.signal.stats["error"] == 0
+    # the same link still delivers: a legitimate request is answered
+    assert await b.signal.request(a.address, "test.act", {"after": True}) == {}
+    assert calls == [(b.node_id, {"after": True})]
+
+
+async def test_a_handler_bug_is_answered_and_counted(pair):
+    a, b, c, calls = pair
+
+    async def broken(sender, body):
+        raise RuntimeError("bug in a handler")
+
+    a.signal.on("test.broken", broken)
+    answer = await b.signal.request(a.address, "test.broken", {})
+    assert answer == {"error": "internal error"} and a.signal.stats["request_handler_error"] == 1
+    assert await b.signal.request(a.address, "test.act", {"still": 1}) == {}
+
+
+async def test_a_sender_with_a_malformed_broker_hint_is_still_answered(mosquitto_factory):
+    """Broker hints come from the sender's address: "mqtt://[bad" once made every handler die."""
+    import dataclasses
+
+    broker = mosquitto_factory()
+    async with (
+        Node(interfaces=["lo"], brokers=[broker.url]) as a,
+        Node(interfaces=["lo"], brokers=[broker.url]) as b,
+    ):
+        a.signal.on("test.echo", lambda sender, body: _echo(body))
+        b.set_address(dataclasses.replace(b.address, brokers=(broker.url, "mqtt://[bad")))
+        assert await b.signal.request(a.address, "test.echo", {"x": 1}) == {"x": 1}
+
+
+async def _echo(body):
+    return body

@@ -37,6 +37,8 @@ from warpgate.proto.address import decode as decode_address
 
 VERSION = 1
 MAX_SIZE = 16 * 1024
+MAX_JSON_DEPTH = 16
+"""Signal payloads nest a few levels; deeper JSON is refused before the parser sees it."""
 MAX_AGE = 60.0
 """Seconds an envelope stays acceptable (either way: clocks differ); older ones are rejected."""
 _INFO = b"warpgate-signal-v1"
@@ -237,3 +239,26 @@ def _parse(data: bytes) -> _Parsed:
 
 def _key(shared: bytes, msg_id: bytes, eph_pub: bytes, recipient_key: bytes) -> bytes:
     return HKDF(hashes.SHA256(), 32, salt=msg_id, info=_INFO + eph_pub + recipient_key).derive(shared)
+
+
+def check_json_depth(text: bytes, limit: int = MAX_JSON_DEPTH) -> None:
+    """Refuse JSON nested deeper than ``limit`` (``SignalRejected("too_deep")``), scanning the bytes
+    once without parsing: Python's parser would recurse, and raise RecursionError, first."""
+    depth = 0
+    in_string = escaped = False
+    for byte in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            if depth > limit:
+                raise SignalRejected("too_deep", f"JSON nested deeper than {limit}")
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
