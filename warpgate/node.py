@@ -214,8 +214,12 @@ class Node:
         msg = mtype.from_body(body)  # MessageError: refused and counted by the signal channel
         conn_id = getattr(msg, "conn_id", b"")
         ctx = ResponderContext(self, sender, plugin.name, conn_id)
-        ctx.resources.move_to(self.resources)
-        return encode_reply(await plugin.respond(ctx, msg))
+        try:
+            return encode_reply(await plugin.respond(ctx, msg))
+        finally:
+            # What the response acquired (a lease, an allocation) lives until the node stops; moved
+            # after respond, so a release registered during it is not lost. Empty stacks add nothing.
+            ctx.resources.move_to(self.resources)
 
     async def _refresh_name(self) -> None:
         """Re-register well before the record expires (and whenever it may have changed)."""

@@ -65,7 +65,8 @@ class Context:
         self.plugin = plugin
         self.conn_id = conn_id
         self.resources = Resources(f"{plugin} {conn_id.hex()[:8]}")
-        """Released when the attempt (or the response) ends; see ``warpgate.resources``."""
+        """An attempt's are released when it ends; a response's are handed to the node when
+        ``respond`` returns and released at node stop. See ``warpgate.resources``."""
 
     # -- knowledge ---------------------------------------------------------------------------
 
