@@ -9,7 +9,14 @@ Control protocol: one JSON object per line on stdin, one answer per line on stdo
 - ``{"cmd": "connect", "address": ..., "plugins": [...] | null, "timeout": s, "payload": n}``: a fresh
   node calls ``auto_connect``, sends ``payload`` random bytes, checks the echo; answers
   ``{"ok", "winner", "ms", "bytes_echoed", "error_class", "error", "events": [...]}``.
+  With ``"pause": true`` (a scenario's mid-pipe fault), after the first echo the agent prints
+  ``{"paused": true}`` and waits for ``{"cmd": "resume"}`` while the runner breaks something; then
+  it checks the echo again over the same pipe and answers with ``"after_fault": {"ok", ...}``.
 - ``{"cmd": "reset"}``: stop the listening node. ``{"cmd": "quit"}``: stop and exit.
+
+Outcomes: ``connected`` (the payload came back), ``payload_failed`` (connected, but the echo did
+not come back within the deadline, or differed), ``failed`` (no pipe). An exception anywhere is
+this trial's recorded error, never the agent's end.
 
 The agent never imports lab state; the runner never imports engine state across namespaces.
 """
@@ -40,9 +47,10 @@ from warpgate.retry import retransmit
 
 
 class Agent:
-    def __init__(self, args: argparse.Namespace) -> None:
+    def __init__(self, args: argparse.Namespace, control: asyncio.StreamReader | None = None) -> None:
         self.args = args
         self.listener: Node | None = None
+        self.control = control
 
     def node(self) -> Node:
         a = self.args
@@ -79,6 +87,7 @@ class Agent:
         events: list[AttemptEvent] = []
         out: dict[str, Any] = {
             "ok": False,
+            "outcome": "failed",
             "winner": None,
             "ms": None,
             "bytes_echoed": 0,
@@ -102,20 +111,57 @@ class Agent:
                 out["winner"] = plugin.name
                 out["path"] = pipe.path
                 out["transport"] = pipe.proto
+                out["outcome"] = "payload_failed"  # until the echo proves the pipe carries data
+                limit = float(req.get("timeout", 10))
                 payload = os.urandom(int(req.get("payload", 1024)))
-                echoed = await echo(pipe, payload, float(req.get("timeout", 10)))
-                out["bytes_echoed"] = len(echoed) if echoed == payload else 0
-                out["ok"] = echoed == payload
-                if not out["ok"]:
-                    out["error_class"], out["error"] = "EchoMismatch", "the echo differs from what was sent"
+                out["bytes_echoed"] = await check_echo(pipe, payload, limit)
+                out["ok"] = True
+                out["outcome"] = "connected"
+                if req.get("pause"):
+                    out["after_fault"] = await self.after_fault(pipe, payload, limit)
                 await pipe.close()
             except (WarpgateError, TimeoutError) as exc:
-                out["error_class"] = type(exc).__name__
-                out["error"] = (str(exc).splitlines() or [repr(exc)])[0]  # a TimeoutError has no message
+                out["error_class"], out["error"] = describe(exc)
             if node.signal is not None and node.signal.min_rtt is not None:
                 out["signal_rtt_ms"] = round(node.signal.min_rtt * 1000, 3)
         out["events"] = [{**asdict(e), "outcome": e.outcome.value} for e in events]
         return out
+
+    async def after_fault(self, pipe: Pipe, payload: bytes, limit: float) -> dict[str, Any]:
+        """Tell the runner the pipe is up, wait while it breaks something, check the pipe again."""
+        assert self.control is not None
+        print(json.dumps({"paused": True}), flush=True)
+        line = await self.control.readline()
+        if json.loads(line or b"{}").get("cmd") != "resume":
+            raise AgentProtocolError(f"expected resume, got {line[:80]!r}")
+        t0 = time.perf_counter()
+        try:
+            await check_echo(pipe, payload, limit)
+        except (WarpgateError, TimeoutError) as exc:
+            error_class, error = describe(exc)
+            return {"ok": False, "error_class": error_class, "error": error}
+        return {"ok": True, "ms": round((time.perf_counter() - t0) * 1000, 3)}
+
+
+def describe(exc: BaseException) -> tuple[str, str]:
+    """An exception as a record's (class, message); the first line, or its repr when it has no
+    message (a bare ``TimeoutError``)."""
+    return type(exc).__name__, (str(exc).splitlines() or [repr(exc)])[0]
+
+
+class AgentProtocolError(WarpgateError):
+    """The runner sent what the control protocol does not allow here."""
+
+
+async def check_echo(pipe: Pipe, payload: bytes, limit: float) -> int:
+    echoed = await echo(pipe, payload, limit)
+    if echoed != payload:
+        raise EchoMismatch(f"the echo differs from what was sent ({len(echoed)} of {len(payload)} bytes)")
+    return len(echoed)
+
+
+class EchoMismatch(WarpgateError):
+    """Connected, but what came back is not what was sent."""
 
 
 def measured(node: Node, started: float) -> dict[str, Any]:
@@ -174,13 +220,15 @@ async def bounded(handler: Any, req: dict[str, Any]) -> dict[str, Any]:
             return result
         # one trial's bug must not end the agent: it becomes this trial's recorded error
         traceback.print_exception(exc, file=sys.stderr)
+        error_class, error = describe(exc)
         return {
             "ok": False,
+            "outcome": "error",
             "winner": None,
             "ms": None,
             "bytes_echoed": 0,
-            "error_class": type(exc).__name__,
-            "error": (str(exc).splitlines() or [repr(exc)])[0],
+            "error_class": error_class,
+            "error": error,
             "events": [],
         }
     print(f"agent: {req.get('cmd')} still running after {limit:.0f} s; tasks:", file=sys.stderr, flush=True)
@@ -190,6 +238,7 @@ async def bounded(handler: Any, req: dict[str, Any]) -> dict[str, Any]:
     await asyncio.gather(task, return_exceptions=True)
     return {
         "ok": False,
+        "outcome": "error",
         "winner": None,
         "ms": None,
         "bytes_echoed": 0,
@@ -200,10 +249,10 @@ async def bounded(handler: Any, req: dict[str, Any]) -> dict[str, Any]:
 
 
 async def serve(args: argparse.Namespace) -> None:
-    agent = Agent(args)
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    agent = Agent(args, reader)
     handlers = {"listen": agent.listen, "connect": agent.connect, "reset": agent.reset}
     print(json.dumps({"ready": True}), flush=True)
     try:

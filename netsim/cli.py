@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
+import signal
 import sys
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import FrameType
 
 from netsim.errors import NetsimError
+from netsim.lab import Interrupted, clean, tearing_down
 from netsim.nat import PROFILES
 from netsim.topology import READY, Topology
 
@@ -138,6 +144,13 @@ def cmd_run(args: argparse.Namespace) -> int:
             rate = f"success {ok / max(1, done):.0%}"
             bar.update(task, total=total, completed=done, rate=rate)
 
+        def started(stats: dict[str, object]) -> None:
+            print(
+                f"netsim: lab up and validated; {stats['trials']} trials (records: {out / runner.RECORDS})",
+                file=sys.stderr,
+                flush=True,
+            )
+
         runner.run(
             sc,
             out,
@@ -145,6 +158,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             resume=args.resume,
             shard=shard,
             progress=progress,
+            started=started,
             sabotage=args.sabotage,
         )
     html = report.write(out)
@@ -251,16 +265,54 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextlib.contextmanager
+def signals_tear_down() -> Iterator[None]:
+    """While inside: SIGINT, SIGTERM and SIGHUP tear the lab down (``Interrupted``); a second
+    signal forces it: every process carrying our marker is killed, our namespaces and links are
+    removed (``clean()``), and the process exits with 128 + the signal's number."""
+    hits: list[int] = []
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        hits.append(signum)
+        name = signal.Signals(signum).name
+        if len(hits) == 1:
+            print(
+                f"netsim: {name}: tearing the lab down (send it again to force)", file=sys.stderr, flush=True
+            )
+            if not tearing_down():
+                raise Interrupted(signum)
+            return  # a teardown is running: cutting it would leak what it has not stopped yet
+        print(f"netsim: {name} again: forcing the teardown", file=sys.stderr, flush=True)
+        for line in clean():
+            print(f"netsim: {line}", file=sys.stderr, flush=True)
+        os._exit(128 + signum)
+
+    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {sig: signal.signal(sig, handler) for sig in signals}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        rc: int = args.func(args)
+        with signals_tear_down():
+            rc: int = args.func(args)
     except NetsimError as exc:
         print(f"netsim: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("netsim: interrupted (the lab was torn down; --resume continues a run)", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        # SIGINT, SIGTERM or SIGHUP: every lab on the way down was torn down; 128 + the signal
+        signum = getattr(exc, "signum", signal.SIGINT)
+        print(
+            f"netsim: interrupted by {signal.Signals(signum).name} (the lab was torn down;"
+            " --resume continues a run)",
+            file=sys.stderr,
+        )
+        return 128 + signum
     return rc
 
 

@@ -37,6 +37,22 @@ from netsim.topology import Topology
 PYTHON = sys.executable
 MARKER = "WG_LAB"
 """Environment variable set in every process the lab starts: ``leftovers()`` finds them by it."""
+_tearing_down = 0
+"""Labs stopping right now: a first signal then lets the teardown finish instead of cutting it."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT, SIGTERM or SIGHUP: raised in the main thread and unwound like Ctrl-C, so every
+    ``with Lab`` and ``finally`` on the way tears down what it built."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def tearing_down() -> bool:
+    """Is a lab stopping right now (in this process)?"""
+    return _tearing_down > 0
 
 
 def mininet() -> Any:
@@ -55,8 +71,15 @@ def mininet() -> Any:
 
 
 class Lab:
-    def __init__(self, topology: Topology, *, workdir: str | os.PathLike[str] | None = None) -> None:
+    def __init__(
+        self, topology: Topology, *, workdir: str | os.PathLike[str] | None = None, impair: bool = True
+    ) -> None:
+        """``impair=False``: build the lab on a clean wire (relays forward without delay, no loss,
+        no rate limit) until ``impair()``; the runner validates its routers in between."""
         self.topology = topology
+        self.impair_at_start = impair
+        self.impaired = False
+        self.relays: list[Daemon] = []
         self.plan: Plan = build_plan(topology)
         self._own_workdir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="wglab-"))
@@ -86,7 +109,7 @@ class Lab:
             self.timings["configure"] = time.perf_counter() - t1
             for relay in self.plan.relays:
                 imp = relay.impairment
-                self.start_daemon(
+                daemon = self.start_daemon(
                     relay.host,
                     DaemonSpec(
                         name="delay",
@@ -100,10 +123,14 @@ class Lab:
                             str(imp.delay_ms),
                             "--jitter-ms",
                             str(imp.jitter_ms),
+                            "--hold",
                         ),
                         ready=r"delay relay",
                     ),
                 )
+                self.relays.append(daemon)
+            if self.impair_at_start:
+                self.impair()
         except BaseException:
             self.stop()
             raise
@@ -111,6 +138,14 @@ class Lab:
 
     def stop(self) -> None:
         """Stop processes and daemons by PID, then the Mininet hosts (their namespaces go with them)."""
+        global _tearing_down
+        _tearing_down += 1
+        try:
+            self._stop()
+        finally:
+            _tearing_down -= 1
+
+    def _stop(self) -> None:
         t0 = time.perf_counter()
         for proc in self.procs:
             if proc.poll() is None:
@@ -125,12 +160,23 @@ class Lab:
         for daemon in reversed(self.daemons):
             daemon.stop()
         self.daemons.clear()
+        self.relays.clear()
         if self.net is not None:
             self.net.stop()
             self.net = None
         if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
         self.timings["stop"] = time.perf_counter() - t0
+
+    def impair(self) -> None:
+        """Turn the topology's WAN impairments on: loss tables, rate limits, and the relays' delay
+        (SIGUSR2 ends their hold; no frame is lost on the way). Applied once."""
+        if self.impaired:
+            return
+        self.execute(self.plan.impairments)
+        for relay in self.relays:
+            os.kill(relay.pid, signal.SIGUSR2)
+        self.impaired = True
 
     def __enter__(self) -> Lab:
         return self.start()
@@ -223,9 +269,24 @@ class Lab:
         if PROFILES[profile].translates != PROFILES[old.profile].translates:
             raise NetsimError(f"{site}: cannot switch between public-LAN and NAT profiles in place; rebuild")
         cfg = replace(old, profile=profile)
-        self.execute(router_steps(r, cfg, self.topology.site(site).wan.loss))
+        loss = self.topology.site(site).wan.loss if self.impaired else 0.0
+        self.execute(router_steps(r, cfg, loss))  # its "flush ruleset" removes the loss table too
         self.plan.routers[r] = cfg
         self.flush_conntrack(site)
+
+    def stop_daemons(self, name: str) -> list[str]:
+        """Stop every daemon whose name starts with ``name`` (a fault scenario), by PID."""
+        stopped = []
+        for daemon in [d for d in self.daemons if d.spec.name.startswith(name)]:
+            daemon.stop()
+            self.daemons.remove(daemon)
+            stopped.append(f"{daemon.spec.name} (pid {daemon.pid})")
+        return stopped
+
+    def set_wan(self, site: str, *, up: bool) -> None:
+        """Take a router's WAN link down or up (a link-flap fault); conntrack state stays."""
+        r = self.topology.router(site)
+        self.run(r, ["ip", "link", "set", self.plan.routers[r].wan, "up" if up else "down"])
 
     def flush_conntrack(self, site: str | None = None) -> None:
         """Forget every mapping on one router (or all): a trial starts from clean state."""
@@ -264,7 +325,13 @@ def leftovers() -> list[str]:
     netns = Path("/run/netns")
     if netns.is_dir():
         found += [f"netns {p.name}" for p in netns.iterdir() if p.name.startswith("wg")]
+    found += [f"link {name}" for name in _root_links() if name.startswith("wg")]
     return found
+
+
+def _root_links() -> list[str]:
+    """Interface names in this (the root) namespace; no lab link may ever be among them."""
+    return [p.name for p in Path("/sys/class/net").iterdir()]
 
 
 def _netns_of(pid: str) -> str | None:
@@ -296,9 +363,7 @@ def clean() -> list[str]:
         if ns.startswith("wg"):
             subprocess.run(["ip", "netns", "del", ns], check=True)
             removed.append(f"deleted netns {ns}")
-    links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True, check=True).stdout
-    for line in links.splitlines():
-        name = line.split(":")[1].strip().split("@")[0]
+    for name in _root_links():
         if name.startswith("wg"):
             subprocess.run(["ip", "link", "del", name], check=True)
             removed.append(f"deleted link {name}")

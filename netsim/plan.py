@@ -56,6 +56,9 @@ class Plan:
     links: list[Link] = field(default_factory=list)
     steps: list[Step] = field(default_factory=list)
     relays: list[Relay] = field(default_factory=list)
+    impairments: list[Step] = field(default_factory=list)
+    """Loss tables and rate limits: applied by ``Lab.impair()`` after the routers are validated
+    (with the relays' delay), so self-validation measures the NAT and not the bad wire."""
     routers: dict[str, RouterConfig] = field(default_factory=dict)
     """Router host -> its NAT configuration (to re-apply or change a profile later)."""
     applied: list[dict[str, object]] = field(default_factory=list)
@@ -173,7 +176,9 @@ def build_plan(topo: Topology) -> Plan:
             allow_stun_from=(T.STUN_IP, T.STUN_IP2) if site.upnp else (),
         )
         plan.routers[r] = cfg
-        plan.steps += router_steps(r, cfg, site.wan.loss)
+        plan.steps += router_steps(r, cfg)
+        if site.wan.loss:
+            plan.impairments.append(Step(r, ("nft", "-f", "-"), loss_table(wan, site.wan.loss)))
         for i in range(site.hosts):
             h = topo.host(site.name, i)
             add_host(h)
@@ -197,7 +202,7 @@ def build_plan(topo: Topology) -> Plan:
             )
         if site.wan.rate_mbit:
             rate = f"{site.wan.rate_mbit}mbit"
-            plan.steps.append(
+            plan.impairments.append(
                 Step(
                     r,
                     (
@@ -215,7 +220,6 @@ def build_plan(topo: Topology) -> Plan:
                         "latency",
                         "100ms",
                     ),
-                    phase=2,
                 )
             )
 

@@ -48,29 +48,53 @@ def _order(values: Any) -> list[str]:
 
 
 def cell_table(trials: pd.DataFrame) -> pd.DataFrame:
-    """One row per cell (A, B, run): trials, success rate, expected, times, most frequent winner."""
-    t = trials.assign(ok=trials["outcome"] == "connected")
+    """One row per cell (A, B, run): trials, errors, success rate, expected, times, most frequent
+    winner. A trial whose agent crashed (outcome ``error``) is counted apart: it says nothing about
+    the NAT, so success and agreement are over the other trials. With a mid-pipe fault, ``survived``
+    is the share of connected trials whose pipe still carried the payload after it."""
+    t = trials.assign(ok=trials["outcome"] == "connected", error=trials["outcome"] == "error")
+    if "survived" not in t.columns:
+        t = t.assign(survived=None, survives_expected=None)
+    t = t.assign(
+        judged=~t["error"],
+        survived_f=pd.to_numeric(t["survived"], errors="coerce"),
+        survives_f=pd.to_numeric(t["survives_expected"], errors="coerce"),
+    )
     g = t.groupby(["a", "b", "run"], sort=False)
     cells = g.agg(
         trials=("ok", "size"),
-        success=("ok", "mean"),
+        errors=("error", "sum"),
+        hits=("ok", "sum"),
+        judged=("judged", "sum"),
+        payload_failed=("outcome", lambda s: int((s == "payload_failed").sum())),
         expected=("expected", "first"),
+        survived=("survived_f", "mean"),
+        survives_expected=("survives_f", "first"),
         median_ttc_ms=("ttc_ms", "median"),
         p90_ttc_ms=("ttc_ms", lambda s: s.quantile(0.9)),
         median_overhead_ms=("overhead_ms", "median"),
     ).reset_index()
+    cells["success"] = cells["hits"] / cells["judged"].where(cells["judged"] > 0)
     winners = t[t["ok"]].groupby(["a", "b", "run"])["winner"].agg(lambda s: s.value_counts().index[0])
     cells = cells.merge(winners.rename("winner").reset_index(), on=["a", "b", "run"], how="left")
 
     def verdict(row: pd.Series) -> str:
+        if row["judged"] == 0:
+            return "no data (every trial an agent error)"
         if row["expected"] is None or pd.isna(row["expected"]):
             return "no theory"
-        if bool(row["expected"]):
-            return "ok" if row["success"] == 1.0 else "MISMATCH (expected to connect)"
-        return "ok" if row["success"] == 0.0 else "MISMATCH (expected to fail)"
+        if bool(row["expected"]) and row["success"] != 1.0:
+            return "MISMATCH (expected to connect)"
+        if not bool(row["expected"]) and row["success"] != 0.0:
+            return "MISMATCH (expected to fail)"
+        if not pd.isna(row["survives_expected"]) and not pd.isna(row["survived"]):
+            want = float(row["survives_expected"])
+            if row["survived"] != want:
+                return f"MISMATCH (pipe expected to {'survive' if want else 'break'} the fault)"
+        return "ok"
 
     cells["agrees"] = cells.apply(verdict, axis=1)
-    return cells
+    return cells.drop(columns=["hits", "judged"])
 
 
 def plugin_table(attempts: pd.DataFrame, trials: pd.DataFrame) -> pd.DataFrame:
@@ -229,11 +253,14 @@ def write(run: Path) -> Path:
         (figdir / f"{name}.png").write_bytes(png)
     sc = meta.get("scenario", {})
     mismatches = cells[cells["agrees"].str.startswith("MISMATCH")]
+    connected = int((trials["outcome"] == "connected").sum())
+    judged = int((trials["outcome"] != "error").sum())
     summary = {
         "scenario": sc.get("name", "?"),
         "run": meta.get("run_id", "?"),
         "trials": len(trials),
-        "success": f"{(trials['outcome'] == 'connected').mean():.1%}",
+        "success": f"{connected / max(1, judged):.1%}",
+        "agent errors (not counted as failures)": int((trials["outcome"] == "error").sum()),
         "cells disagreeing with theory": len(mismatches),
         "median time to connect (ms)": _fmt(trials["ttc_ms"].median()),
         "median lab overhead per trial (ms)": _fmt(trials["overhead_ms"].median()),
@@ -241,7 +268,20 @@ def write(run: Path) -> Path:
         "impairments": json.dumps(meta.get("impairments", [])),
     }
     show = cells[
-        ["a", "b", "run", "trials", "success", "expected", "agrees", "winner", "median_ttc_ms", "p90_ttc_ms"]
+        [
+            "a",
+            "b",
+            "run",
+            "trials",
+            "errors",
+            "success",
+            "expected",
+            "agrees",
+            "winner",
+            "median_ttc_ms",
+            "p90_ttc_ms",
+        ]
+        + (["survived", "survives_expected"] if cells["survives_expected"].notna().any() else [])
     ]
     validation = pd.DataFrame(meta.get("validation", []))
     md = [f"# warpgate NAT matrix: {summary['scenario']}", "", sc.get("description", ""), ""]

@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from netsim import services, theory, verify
+from netsim import faults, services, theory, verify
 from netsim.capture import Capture, analyse, flatten
 from netsim.errors import NetsimError
 from netsim.lab import PYTHON, Lab, clean, leftovers
@@ -126,6 +126,15 @@ def shard_cells(cells: list[tuple[str, str]], shard: tuple[int, int]) -> list[tu
     return [c for i, c in enumerate(cells) if i % n == k - 1]
 
 
+class AgentDied(NetsimError):
+    """An agent exited, or stopped answering (then it is killed): its trial is recorded as an
+    ``error`` and the runner starts a new agent in its place."""
+
+    def __init__(self, site: str, message: str) -> None:
+        super().__init__(message)
+        self.site = site
+
+
 class AgentProc:
     """One agent process in a lab host, driven over JSON lines."""
 
@@ -151,34 +160,60 @@ class AgentProc:
         self.site = site
         self.log = open(lab.workdir / f"agent-{site}.log", "ab")  # noqa: SIM115  (closed in close())
         self.proc = lab.popen(host, argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log)
-        ready = self._read(30)
+        try:
+            ready = self.read(30)
+        except AgentDied as exc:
+            raise NetsimError(f"agent in {site} did not start: {exc}") from None
         if not ready.get("ready"):
             raise NetsimError(f"agent in {site} did not start: {ready}")
 
-    def _read(self, timeout: float) -> dict[str, Any]:
+    def read(self, timeout: float) -> dict[str, Any]:
         assert self.proc.stdout is not None
         readable, _, _ = select.select([self.proc.stdout], [], [], timeout)
         if not readable:
             if self.proc.poll() is None:
                 self.proc.send_signal(signal.SIGUSR1)  # faulthandler: its stacks go to the agent's log
-            raise NetsimError(
-                f"agent in {self.site} did not answer within {timeout:.0f} s; stacks in agent-{self.site}.log"
+            raise AgentDied(
+                self.site,
+                f"agent in {self.site} did not answer within {timeout:.0f} s;"
+                f" stacks in agent-{self.site}.log",
             )
         line = self.proc.stdout.readline()
         if not line:
-            raise NetsimError(
-                f"agent in {self.site} exited (code {self.proc.poll()}); see agent-{self.site}.log"
+            raise AgentDied(
+                self.site, f"agent in {self.site} exited (code {self.proc.wait()}); see agent-{self.site}.log"
             )
-        answer: dict[str, Any] = json.loads(line)
+        try:
+            answer: dict[str, Any] = json.loads(line)
+        except ValueError:
+            raise AgentDied(
+                self.site, f"agent in {self.site} wrote {line[:80]!r}, not a JSON answer"
+            ) from None
         return answer
 
-    def call(self, request: dict[str, Any], timeout: float = 60) -> dict[str, Any]:
+    def send(self, request: dict[str, Any]) -> None:
         assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps(request).encode() + b"\n")
-        self.proc.stdin.flush()
-        return self._read(timeout)
+        try:
+            self.proc.stdin.write(json.dumps(request).encode() + b"\n")
+            self.proc.stdin.flush()
+        except OSError as exc:  # BrokenPipeError: it is gone
+            raise AgentDied(
+                self.site, f"agent in {self.site} is gone ({exc.strerror}); see agent-{self.site}.log"
+            ) from None
 
-    def close(self) -> None:
+    def call(self, request: dict[str, Any], timeout: float = 60) -> dict[str, Any]:
+        self.send(request)
+        return self.read(timeout)
+
+    def kill(self) -> None:
+        """SIGKILL by PID (a fault scenario's crash, or an agent that stopped answering)."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(5)
+
+    def close(self, *, graceful: bool = True) -> None:
+        if not graceful:
+            self.kill()
         if self.proc.poll() is None and self.proc.stdin is not None:
             try:
                 self.proc.stdin.write(b'{"cmd": "quit"}\n')
@@ -226,8 +261,11 @@ def run(
     shard: tuple[int, int] = (1, 1),
     sabotage: str | None = None,
     progress: Callable[[dict[str, Any]], None] | None = None,
+    started: Callable[[dict[str, Any]], None] | None = None,
 ) -> Path:
-    """Run ``scenario`` into ``out``; returns ``out``. Raises ``NetsimError`` on a mislabelled router."""
+    """Run ``scenario`` into ``out``; returns ``out``. Raises ``NetsimError`` on a mislabelled router.
+
+    ``started(stats)`` is called once the lab is up and validated, before the first trial."""
     if trials is not None:
         scenario = replace(scenario, trials=trials)
     out.mkdir(parents=True, exist_ok=True)
@@ -257,9 +295,13 @@ def run(
         "trials": len(todo),
         "done": len(todo) - len(todo_left),
         "ok": 0,
+        "errors": 0,
+        "agent_restarts": 0,
         "t0": time.time(),
     }
-    with Lab(topo, workdir=out / "lab") as lab:
+    # Impairments wait until the routers are validated: a lossy, delayed wire must not decide
+    # whether a NAT is what its label says (self-validation measures the router, not the wire).
+    with Lab(topo, workdir=out / "lab", impair=False) as lab:
         t_setup = time.perf_counter()
         infra = services.start(lab)
         checks = verify.check_sites(lab, infra, list(topo.sites))
@@ -269,6 +311,7 @@ def run(
             | {
                 "impairment": asdict(scenario.impairment),
                 "expect": {f"{a}/{b}": sorted(v) for (a, b), v in scenario.expect.items()},
+                "fault": scenario.fault.as_dict() if scenario.fault else None,
             },
             "seed": scenario.seed,
             "shard": list(shard),
@@ -277,6 +320,7 @@ def run(
             "versions": _versions(),
             "infrastructure": infra.as_dict(),
             "validation": verify.as_records(checks),
+            "validated": "before impairments",
             "impairments": lab.plan.applied,
             "started": datetime.now(UTC).isoformat(),
             "setup_s": None,
@@ -288,27 +332,59 @@ def run(
                 "routers do not behave as labelled, refusing to run: "
                 + "; ".join(f"{c.site} {c.what}: expected {c.expected}, measured {c.measured}" for c in bad)
             )
-        agents = {s.name: AgentProc(lab, s.name, infra, sabotage) for s in topo.sites}
+        lab.impair()
+        fault = scenario.fault
+        if fault is not None and fault.when == faults.BEFORE:
+            meta["fault_applied"] = faults.before_trials(lab, fault)
+
+        def spawn(site: str) -> AgentProc:
+            return AgentProc(lab, site, infra, sabotage)
+
+        agents = {s.name: spawn(s.name) for s in topo.sites}
         meta["setup_s"] = round(time.perf_counter() - t_setup, 3)
         (out / META).write_text(json.dumps(meta, indent=2, default=str))
+        if started is not None:
+            started(stats)
         try:
             schedule_cells(
                 [c for batch in rounds(cells, scenario.seed) for c in batch],
-                lambda cell: _run_cell(scenario, lab, agents, recorder, run_id, cell, done, stats, progress),
+                lambda cell: _run_cell(
+                    scenario, lab, agents, spawn, recorder, run_id, cell, done, stats, progress
+                ),
                 workers=max(1, min(len(scenario.a), len(scenario.b))),
             )
-        finally:
+        except BaseException:
+            # interrupted, or a cell failed: agents stop at once (their trials are cut anyway)
+            for agent in agents.values():
+                agent.close(graceful=False)
+            raise
+        else:
             for agent in agents.values():
                 agent.close()
     meta["finished"] = datetime.now(UTC).isoformat()
+    meta["agent_restarts"] = stats["agent_restarts"]
     (out / META).write_text(json.dumps(meta, indent=2, default=str))
     return out
+
+
+def expected_outcome(scenario: Scenario, plugins: tuple[str, ...], cell: tuple[str, str]) -> bool | None:
+    """Should this run of the cell connect? The scenario's ``[expect]`` wins; else the theory, over
+    the plugins the scenario's fault leaves able to work."""
+    pa, pb = cell
+    exp = scenario.expect.get(cell)
+    if exp is not None:
+        return bool(exp) if scenario.mode == "race" else bool(plugins) and plugins[0] in exp
+    usable = faults.usable(scenario.fault, plugins)
+    if scenario.mode == "race":
+        return theory.expected_race(usable, pa, pb) if usable else False
+    return theory.expected(usable[0], pa, pb) if usable else False
 
 
 def _run_cell(
     scenario: Scenario,
     lab: Lab,
     agents: dict[str, AgentProc],
+    spawn: Callable[[str], AgentProc],
     recorder: Recorder,
     run_id: str,
     cell: tuple[str, str],
@@ -317,59 +393,54 @@ def _run_cell(
     progress: Callable[[dict[str, Any]], None] | None,
 ) -> None:
     pa, pb = cell
-    a, b = agents[site_a(pa)], agents[site_b(pb)]
+    sa, sb = site_a(pa), site_b(pb)
+    fault = scenario.fault
     for trial in range(scenario.trials):
         for plugins in scenario.runs():
             label = ",".join(plugins or ())
             if (pa, pb, trial, label) in done:
                 continue
             t0 = time.perf_counter()
-            lab.flush_conntrack(site_a(pa))
-            lab.flush_conntrack(site_b(pb))
+            lab.flush_conntrack(sa)
+            lab.flush_conntrack(sb)
             started = time.time()
             captures = []
             if scenario.capture:
                 stem = lab.workdir.parent / "captures" / f"{pa}__{pb}__{trial}__{label.replace(',', '+')}"
                 captures = [
-                    Capture(lab, site_a(pa), stem.with_suffix(".a.pcap")),
-                    Capture(lab, site_b(pb), stem.with_suffix(".b.pcap")),
+                    Capture(lab, sa, stem.with_suffix(".a.pcap")),
+                    Capture(lab, sb, stem.with_suffix(".b.pcap")),
                 ]
-            listen = a.call({"cmd": "listen"})
-            if not listen.get("ok"):
-                raise NetsimError(f"agent {a.site} could not listen: {listen}")
-            result = b.call(
-                {
-                    "cmd": "connect",
-                    "address": listen["address"],
-                    "plugins": list(plugins or []),
-                    "timeout": scenario.timeout,
-                    "payload": scenario.payload,
-                },
-                timeout=scenario.timeout * 2 + 30,
-            )
-            a.call({"cmd": "reset"})
+            mid_pipe = fault is not None and fault.when == faults.MID_PIPE and fault.hits(trial)
+            listen: dict[str, Any] = {}
+            try:
+                listen = agents[sa].call({"cmd": "listen"})
+                if not listen.get("ok"):
+                    result = {**listen, "ok": False, "outcome": "error", "events": []}
+                else:
+                    result = _connect(scenario, lab, agents, cell, plugins, listen["address"], mid_pipe)
+                agents[sa].call({"cmd": "reset"})
+            except AgentDied as exc:
+                result = {
+                    "ok": False,
+                    "outcome": "error",
+                    "error_class": "AgentDied",
+                    "error": str(exc),
+                    "events": [],
+                }
+                for site in (sa, sb):
+                    if agents[site].proc.poll() is not None or site == exc.site:
+                        agents[site].close(graceful=False)
+                        agents[site] = spawn(site)
+                        stats["agent_restarts"] += 1
             for cap in captures:
                 cap.stop()
             total_ms = (time.perf_counter() - t0) * 1000
             wire: dict[str, Any] = {}
             if captures:
                 # B dialled (or was dialled by) A's public endpoint: the winning flow's far end on B's WAN
-                wire |= flatten(
-                    "b", analyse(captures[1].path, _winner_remote(result), public_of(lab, site_a(pa)))
-                )
-                wire |= flatten("a", analyse(captures[0].path, None, public_of(lab, site_b(pb))))
-            if scenario.mode == "race":
-                exp = scenario.expect.get(cell)
-                expected = (
-                    bool(exp) if exp is not None else theory.expected_race(tuple(plugins or ()), pa, pb)
-                )
-            else:
-                exp = scenario.expect.get(cell)
-                expected = (
-                    (plugins[0] in exp)
-                    if exp is not None and plugins
-                    else theory.expected(plugins[0] if plugins else "", pa, pb)
-                )
+                wire |= flatten("b", analyse(captures[1].path, _winner_remote(result), public_of(lab, sa)))
+                wire |= flatten("a", analyse(captures[0].path, None, public_of(lab, sb)))
             key = {
                 "run_id": run_id,
                 "scenario": scenario.name,
@@ -380,11 +451,13 @@ def _run_cell(
                 "seed": scenario.seed,
                 "mode": scenario.mode,
             }
+            outcome = result.get("outcome") or ("connected" if result["ok"] else "failed")
+            after = result.get("after_fault")
             trial_rec = {
                 "type": "trial",
                 **key,
                 "plugins": label,
-                "outcome": "connected" if result["ok"] else "failed",
+                "outcome": outcome,
                 "winner": result.get("winner"),
                 "ttc_ms": result.get("ms"),
                 "path": result.get("path"),
@@ -392,7 +465,13 @@ def _run_cell(
                 "bytes_echoed": result.get("bytes_echoed", 0),
                 "error_class": result.get("error_class", ""),
                 "error": result.get("error", ""),
-                "expected": expected,
+                "expected": expected_outcome(scenario, tuple(plugins or ()), cell),
+                "fault": fault.what
+                if fault is not None and (fault.when == faults.BEFORE or mid_pipe)
+                else None,
+                "survived": None if after is None else bool(after["ok"]),
+                "survives_expected": fault.survives.get(cell) if mid_pipe and fault is not None else None,
+                "after_fault_error": "" if after is None else after.get("error", ""),
                 # what the nodes measured themselves: the floors benchmarks compare against
                 "a_nat": listen.get("nat"),
                 "b_nat": result.get("nat"),
@@ -412,9 +491,41 @@ def _run_cell(
             ]
             recorder.append([trial_rec, *attempts])
             stats["done"] += 1
-            stats["ok"] += int(result["ok"])
+            stats["ok"] += int(outcome == "connected")
+            stats["errors"] += int(outcome == "error")
             if progress is not None:
                 progress(stats)
+
+
+def _connect(
+    scenario: Scenario,
+    lab: Lab,
+    agents: dict[str, AgentProc],
+    cell: tuple[str, str],
+    plugins: tuple[str, ...] | None,
+    address: str,
+    mid_pipe: bool,
+) -> dict[str, Any]:
+    """B connects to A; with a mid-pipe fault, the fault strikes between the two payload checks."""
+    sa, sb = site_a(cell[0]), site_b(cell[1])
+    limit = scenario.timeout * 2 + 30
+    agents[sb].send(
+        {
+            "cmd": "connect",
+            "address": address,
+            "plugins": list(plugins or []),
+            "timeout": scenario.timeout,
+            "payload": scenario.payload,
+            "pause": mid_pipe,
+        }
+    )
+    answer = agents[sb].read(limit)
+    if answer.get("paused"):
+        assert scenario.fault is not None
+        faults.mid_pipe(lab, scenario.fault, {"a": agents[sa], "b": agents[sb]}, {"a": sa, "b": sb})
+        agents[sb].send({"cmd": "resume"})
+        answer = agents[sb].read(limit)
+    return answer
 
 
 def public_of(lab: Lab, site: str) -> str:

@@ -20,6 +20,10 @@ loss = 0.0
 
 [expect]                   # optional: override the theory for a cell ("A/B" = plugins that must connect)
 "symmetric/symmetric" = []
+
+[fault]                    # optional: break something during the run (see netsim/faults.py)
+what = "link-flap"
+when = "mid-pipe"
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from netsim.errors import ScenarioError
+from netsim.faults import SIDES, WHEN, Fault
 from netsim.nat import PROFILES
 from netsim.topology import Impairment
 
@@ -48,7 +53,9 @@ _TOP = {
     "impairment",
     "expect",
     "capture",
+    "fault",
 }
+_FAULT = {"what", "when", "sites", "down_s", "trials", "survives"}
 _MATRIX = {"a", "b"}
 _IMPAIRMENT = {"delay_ms", "jitter_ms", "loss", "rate_mbit"}
 
@@ -67,6 +74,7 @@ class Scenario:
     description: str = ""
     impairment: Impairment = field(default_factory=Impairment)
     expect: dict[tuple[str, str], frozenset[str]] = field(default_factory=dict)
+    fault: Fault | None = None
     capture: bool = False
     """Record each trial on both routers' WAN links (tcpdump) and count what went on the wire."""
     path: str = ""
@@ -171,6 +179,7 @@ def parse(text: str, path: str = "<scenario>") -> Scenario:
         if not isinstance(value, list) or not set(value) <= set(plugins):
             raise w.err(f'expect."{key}"', "must be a list of this scenario's plugins")
         expect[(pa, pb)] = frozenset(value)
+    fault = _fault(w, data.get("fault"), a, b, trials) if "fault" in data else None
     return Scenario(
         name=_get(w, data, "name", str, Path(path).stem),
         description=_get(w, data, "description", str, ""),
@@ -185,8 +194,46 @@ def parse(text: str, path: str = "<scenario>") -> Scenario:
         impairment=impairment,
         expect=expect,
         capture=_get(w, data, "capture", bool, False),
+        fault=fault,
         path=path,
     )
+
+
+def _fault(w: _Where, table: Any, a: tuple[str, ...], b: tuple[str, ...], trials: int) -> Fault:
+    if not isinstance(table, dict):
+        raise w.err("fault", "must be a table")
+    _check_keys(w, table, _FAULT, "fault.")
+    what = _get(w, table, "what", str, None, "fault.")
+    if what not in WHEN:
+        raise w.err("fault.what", f"must be one of {', '.join(WHEN)}")
+    when = _get(w, table, "when", str, WHEN[what][0], "fault.")
+    if when not in WHEN[what]:
+        raise w.err("fault.when", f"{what} happens {' or '.join(WHEN[what])}")
+    sites = _get(w, table, "sites", str, "both", "fault.")
+    if sites not in SIDES:
+        raise w.err("fault.sites", f"must be one of {', '.join(SIDES)}")
+    down_s = float(_get(w, table, "down_s", (int, float), 1.0, "fault."))
+    if not 0.05 <= down_s <= 60:
+        raise w.err("fault.down_s", "must be 0.05..60 seconds")
+    chosen = None
+    if "trials" in table:
+        chosen = table["trials"]
+        if not isinstance(chosen, list) or not all(
+            isinstance(t, int) and not isinstance(t, bool) and 0 <= t < trials for t in chosen
+        ):
+            raise w.err("fault.trials", f"must be a list of trial numbers in 0..{trials - 1}")
+        chosen = tuple(chosen)
+    survives: dict[tuple[str, str], bool] = {}
+    for key, value in _get(w, table, "survives", dict, {}, "fault.").items():
+        pa, sep, pb = key.partition("/")
+        if not sep or pa not in a or pb not in b:
+            raise w.err(f'fault.survives."{key}"', 'must be "A/B" with A from matrix.a and B from matrix.b')
+        if not isinstance(value, bool):
+            raise w.err(f'fault.survives."{key}"', f"must be true or false, got {value!r}")
+        survives[(pa, pb)] = value
+    if survives and when != "mid-pipe":
+        raise w.err("fault.survives", "only mid-pipe faults have a pipe to survive")
+    return Fault(what, when, sites, down_s, chosen, survives)
 
 
 def load(path: str | Path) -> Scenario:

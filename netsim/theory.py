@@ -36,3 +36,9 @@ def expected_race(names: tuple[str, ...], a: str, b: str) -> bool | None:
     if any(v is None for v in verdicts):
         return None
     return False
+
+
+def needs_signal(plugin: str) -> bool:
+    """Does ``plugin`` send signal messages (so cannot work without a broker)?"""
+    cls = plugins.available().get(plugin)
+    return cls is not None and bool(cls.messages)
