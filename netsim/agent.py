@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import faulthandler
 import json
+import logging
 import os
 import signal
 import sys
@@ -60,6 +61,7 @@ class Agent:
 
     async def listen(self, req: dict[str, Any]) -> dict[str, Any]:
         await self.reset(req)
+        logging.getLogger("netsim.agent").info("trial %s: listen", req.get("trial", "?"))
 
         async def echo(pipe: Pipe) -> None:
             with contextlib.suppress(WarpgateError):
@@ -96,6 +98,7 @@ class Agent:
         }
         node = self.node()
         started = time.perf_counter()
+        logging.getLogger("netsim.agent").info("trial %s: connect", req.get("trial", "?"))
         async with node:
             out |= measured(node, started)
             t0 = time.perf_counter()
@@ -273,6 +276,10 @@ async def serve(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     # the runner sends SIGUSR1 before it gives up on a silent agent: the stacks land in its log
     faulthandler.register(signal.SIGUSR1, all_threads=True)
+    # the engine's own account of each trial (why a plugin gave up) goes to agent-<site>.log
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s"
+    )
     parser = argparse.ArgumentParser(
         prog="python -m netsim.agent",
         description=__doc__,

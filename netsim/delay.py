@@ -75,6 +75,8 @@ def relay(if_a: str, if_b: str, delay: float, jitter: float, *, hold: bool = Fal
                     frame = s.recv(65535)
                 except BlockingIOError:
                     break
+                except OSError:  # ENETDOWN while a link-flap fault holds a cable out: read on
+                    break
                 wait = 0.0 if held else delay + (random.uniform(-jitter, jitter) if jitter else 0.0)
                 due = max(now + wait, last_due[s])
                 last_due[s] = due  # a direction never reorders

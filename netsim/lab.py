@@ -284,9 +284,11 @@ class Lab:
         return stopped
 
     def set_wan(self, site: str, *, up: bool) -> None:
-        """Take a router's WAN link down or up (a link-flap fault); conntrack state stays."""
-        r = self.topology.router(site)
-        self.run(r, ["ip", "link", "set", self.plan.routers[r].wan, "up" if up else "down"])
+        """Pull or plug a router's WAN cable (a link-flap fault): the far end of the link goes down,
+        so the router sees carrier loss and keeps its addresses, routes and conntrack state (an
+        administratively downed interface would lose its default route for good)."""
+        host, intf = self.plan.uplinks[self.topology.router(site)]
+        self.run(host, ["ip", "link", "set", intf, "up" if up else "down"])
 
     def flush_conntrack(self, site: str | None = None) -> None:
         """Forget every mapping on one router (or all): a trial starts from clean state."""

@@ -60,6 +60,10 @@ class Plan:
     """Loss tables and rate limits: applied by ``Lab.impair()`` after the routers are validated
     (with the relays' delay), so self-validation measures the NAT and not the bad wire."""
     routers: dict[str, RouterConfig] = field(default_factory=dict)
+    uplinks: dict[str, tuple[str, str]] = field(default_factory=dict)
+    """Router host -> (host, interface) of the far end of its WAN link: the hub's bridge port, or
+    its carrier's LAN port. Taking that end down is a carrier loss on the router (a link flap)
+    without touching the router's own routes."""
     """Router host -> its NAT configuration (to re-apply or change a profile later)."""
     applied: list[dict[str, object]] = field(default_factory=list)
     """Impairments, as the run metadata will report them."""
@@ -108,10 +112,11 @@ def build_plan(topo: Topology) -> Plan:
     add_host(T.HUB)
     batch(T.HUB, "link add wgi-br type bridge", "link set wgi-br up")
 
-    def hub_port(peer: str, peer_intf: str) -> None:
+    def hub_port(peer: str, peer_intf: str) -> str:
         port = f"wgi-{peer[2:]}"
         plan.links.append(Link(peer, peer_intf, T.HUB, port))
         batch(T.HUB, f"link set {port} master wgi-br", f"link set {port} up")
+        return port
 
     public_routes = [
         f"route add {topo.lan(s.name)} via {topo.wan_ip(s.name)}"
@@ -141,15 +146,17 @@ def build_plan(topo: Topology) -> Plan:
                 add_host(relay)
                 plan.links.append(Link(r, wan, relay, f"{relay}-a"))
                 hub_port(relay, f"{relay}-b")
+                plan.uplinks[r] = (relay, f"{relay}-a")
                 batch(relay, f"link set {relay}-a up", f"link set {relay}-b up")
                 plan.relays.append(Relay(relay, f"{relay}-a", f"{relay}-b", site.wan))
             else:
-                hub_port(r, wan)
+                plan.uplinks[r] = (T.HUB, hub_port(r, wan))
             prefix = T.INTERNET.prefixlen
             routes = [x for x in public_routes if f"via {topo.wan_ip(site.name)}" not in x]
         else:
             up = topo.router(site.upstream)
             plan.links.append(Link(r, wan, up, f"{up}-c{k}"))
+            plan.uplinks[r] = (up, f"{up}-c{k}")
             late.append((up, f"link set {up}-c{k} master {up}-br"))  # after the carrier made its bridge
             late.append((up, f"link set {up}-c{k} up"))
             prefix = topo.lan(site.upstream).prefixlen

@@ -90,7 +90,7 @@ def cell_table(trials: pd.DataFrame) -> pd.DataFrame:
         if not pd.isna(row["survives_expected"]) and not pd.isna(row["survived"]):
             want = float(row["survives_expected"])
             if row["survived"] != want:
-                return f"MISMATCH (pipe expected to {'survive' if want else 'break'} the fault)"
+                return f"MISMATCH (pipe expected to {'survive' if want else 'break under'} the fault)"
         return "ok"
 
     cells["agrees"] = cells.apply(verdict, axis=1)

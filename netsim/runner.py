@@ -345,16 +345,19 @@ def run(
         (out / META).write_text(json.dumps(meta, indent=2, default=str))
         if started is not None:
             started(stats)
+        abort = threading.Event()
         try:
             schedule_cells(
                 [c for batch in rounds(cells, scenario.seed) for c in batch],
                 lambda cell: _run_cell(
-                    scenario, lab, agents, spawn, recorder, run_id, cell, done, stats, progress
+                    scenario, lab, agents, spawn, recorder, run_id, cell, done, stats, progress, abort
                 ),
                 workers=max(1, min(len(scenario.a), len(scenario.b))),
             )
         except BaseException:
-            # interrupted, or a cell failed: agents stop at once (their trials are cut anyway)
+            # interrupted, or a cell failed: no cell starts another trial or restarts an agent, and
+            # the agents stop at once (their trials are cut anyway)
+            abort.set()
             for agent in agents.values():
                 agent.close(graceful=False)
             raise
@@ -391,6 +394,7 @@ def _run_cell(
     done: set[tuple[str, str, int, str]],
     stats: dict[str, Any],
     progress: Callable[[dict[str, Any]], None] | None,
+    abort: threading.Event,
 ) -> None:
     pa, pb = cell
     sa, sb = site_a(pa), site_b(pb)
@@ -400,6 +404,8 @@ def _run_cell(
             label = ",".join(plugins or ())
             if (pa, pb, trial, label) in done:
                 continue
+            if abort.is_set():
+                return
             t0 = time.perf_counter()
             lab.flush_conntrack(sa)
             lab.flush_conntrack(sb)
@@ -414,13 +420,15 @@ def _run_cell(
             mid_pipe = fault is not None and fault.when == faults.MID_PIPE and fault.hits(trial)
             listen: dict[str, Any] = {}
             try:
-                listen = agents[sa].call({"cmd": "listen"})
+                listen = agents[sa].call({"cmd": "listen", "trial": f"{pa}/{pb}#{trial}"})
                 if not listen.get("ok"):
                     result = {**listen, "ok": False, "outcome": "error", "events": []}
                 else:
                     result = _connect(scenario, lab, agents, cell, plugins, listen["address"], mid_pipe)
                 agents[sa].call({"cmd": "reset"})
             except AgentDied as exc:
+                if abort.is_set():
+                    raise  # the run is being torn down: this is no crash to record
                 result = {
                     "ok": False,
                     "outcome": "error",
@@ -517,6 +525,7 @@ def _connect(
             "timeout": scenario.timeout,
             "payload": scenario.payload,
             "pause": mid_pipe,
+            "trial": f"{cell[0]}/{cell[1]}",
         }
     )
     answer = agents[sb].read(limit)

@@ -94,9 +94,15 @@ class _Where:
         self.lines = text.splitlines()
 
     def err(self, key: str, message: str) -> ScenarioError:
-        leaf = key.split(".")[-1].strip('"')
+        table, _, leaf = key.rpartition(".")
+        leaf = leaf.strip('"')
+        if '"' in key:  # 'expect."a/b"': the table is what precedes the quoted leaf
+            table, leaf = key.split('."', 1)[0], key.split('."', 1)[1].rstrip('"')
         pattern = re.compile(rf'^\s*"?{re.escape(leaf)}"?\s*=|^\s*\[{re.escape(key)}\]')
-        line = next((i + 1 for i, text in enumerate(self.lines) if pattern.search(text)), None)
+        # a key inside a table is searched for after the table's header, not at the top
+        header = re.compile(rf"^\s*\[{re.escape(table)}\]") if table else None
+        start = next((i for i, text in enumerate(self.lines) if header and header.search(text)), 0)
+        line = next((i + 1 for i, text in enumerate(self.lines) if i >= start and pattern.search(text)), None)
         where = f"{self.path}:{line}" if line else self.path
         return ScenarioError(f"{where}: {key}: {message}")
 

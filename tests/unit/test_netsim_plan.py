@@ -110,3 +110,19 @@ def test_two_sites_plan_has_one_ruleset_per_router():
     nft = [s for s in plan.steps if s.argv[0] == "nft"]
     assert [s.host for s in nft] == ["wgr1", "wgr2"]
     assert all(s.phase == 1 for s in nft)
+
+
+def test_impairments_wait_for_validation_and_every_router_has_an_uplink():
+    """Loss and rate limits are not part of the build: Lab.impair() applies them after the routers
+    were validated on a clean wire; the relays start held (see netsim.delay --hold)."""
+    bad = Impairment(delay_ms=30, jitter_ms=5, loss=0.02, rate_mbit=10)
+    topo = Topology("t", (Site("a", "full-cone", wan=bad), Site("b", "open")))
+    plan = build_plan(topo)
+    assert not any("wgloss" in (s.stdin or "") or s.argv[0] == "tc" for s in plan.steps)
+    assert [(s.host, s.argv[0]) for s in plan.impairments] == [("wgr1", "nft"), ("wgr1", "tc")]
+    assert "wgloss" in (plan.impairments[0].stdin or "")
+    assert [r.host for r in plan.relays] == ["wgd1"]
+    # a link flap pulls the far end of each router's WAN cable: the relay's side, or the hub's port
+    assert plan.uplinks == {"wgr1": ("wgd1", "wgd1-a"), "wgr2": ("wgi", "wgi-r2")}
+    carrier = build_plan(double_nat())
+    assert carrier.uplinks["wgr2"] == ("wgr1", "wgr1-c2")

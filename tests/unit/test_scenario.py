@@ -134,3 +134,59 @@ def test_scheduler_raises_the_first_error():
 
     with pytest.raises(Exception, match="boom"):
         runner.schedule_cells([(a, b) for a in "ab" for b in "xy"], work, workers=2)
+
+
+FAULT = (
+    GOOD
+    + """
+[fault]
+what = "flush-conntrack"
+when = "mid-pipe"
+sites = "b"
+trials = [1]
+
+[fault.survives]
+"open/full-cone" = true
+"""
+)
+
+
+def test_fault_as_data():
+    sc = parse(FAULT, "t.toml")
+    assert sc.fault is not None and sc.fault.what == "flush-conntrack"
+    assert sc.fault.sides() == ("b",) and sc.fault.hits(1) and not sc.fault.hits(0)
+    assert sc.fault.survives == {("open", "full-cone"): True}
+    # the default "when" is the only moment the fault can happen
+    sc = parse(GOOD + '[fault]\nwhat = "stop-brokers"\n', "t.toml")
+    assert sc.fault is not None and sc.fault.when == "before-trials" and sc.fault.hits(5)
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        (('what = "flush-conntrack"', 'what = "earthquake"'), "t.toml:11: fault.what: must be one of"),
+        (('when = "mid-pipe"', 'when = "before-trials"'), "t.toml:12: fault.when: flush-conntrack happens"),
+        (('sites = "b"', 'sites = "c"'), "t.toml:13: fault.sites: must be one of"),
+        (("trials = [1]", "trials = [2]"), "t.toml:14: fault.trials: must be a list of trial"),
+        (('"open/full-cone" = true', '"open/open" = true'), 'fault.survives."open/open": must be "A/B"'),
+        (('"open/full-cone" = true', '"open/full-cone" = 1'), "must be true or false"),
+        (('sites = "b"', 'sites = "b"\nduration = 2'), "t.toml:14: fault.duration: unknown key"),
+    ],
+)
+def test_bad_faults_name_file_line_and_key(change, match):
+    with pytest.raises(ScenarioError, match=match.replace("(", r"\(").replace("[", r"\[")):
+        parse(FAULT.replace(*change), "t.toml")
+
+
+def test_a_stopped_broker_leaves_the_theory_only_plugins_without_signal_messages():
+    sc = parse(GOOD.replace('["direct", "reverse"]', '["direct", "reverse", "udp_punch"]'), "t.toml")
+    broken = parse(
+        GOOD.replace('["direct", "reverse"]', '["direct", "reverse", "udp_punch"]')
+        + '[fault]\nwhat = "stop-brokers"\n',
+        "t.toml",
+    )
+    # open callee: direct alone connects; symmetric callee <- full-cone caller: only signalling helps
+    assert runner.expected_outcome(broken, sc.plugins, ("open", "full-cone")) is True
+    assert runner.expected_outcome(sc, sc.plugins, ("symmetric", "full-cone")) is True
+    assert runner.expected_outcome(broken, sc.plugins, ("symmetric", "full-cone")) is False
+    assert theory.needs_signal("reverse") and not theory.needs_signal("direct")
