@@ -213,6 +213,19 @@ class SignalChannel:
     def connected(self) -> bool:
         return any(link.connected.is_set() for link in self.links.values())
 
+    def unreachable(self, dest: Address) -> str | None:
+        """Why no message can reach ``dest`` now, when that is known without trying: none of our
+        links is up and every broker ``dest`` lists has a link here that tried and failed. None
+        when a message may get through (or when only trying can tell)."""
+        if self.connected or not dest.brokers:
+            return None
+        links = [self.links.get(url) for url in dest.brokers]
+        if any(link is None or not link.tried.is_set() for link in links):
+            return None
+        return "no signal broker reachable: " + "; ".join(
+            f"{link.url} ({link.last_error})" for link in links if link is not None
+        )
+
     def on(self, kind: str, handler: Handler) -> None:
         """Answer requests (and notices) of ``kind``; the handler's dict is the ACK's response."""
         if kind in self.handlers:

@@ -45,8 +45,9 @@ def test_broker_down_direct_still_works_and_signalling_fails_fast(tmp_path):
     assert (cells["success"] == 0).any()
     for a in attempts(run):
         if a["plugin"] in ("reverse", "udp_punch"):
-            assert a["outcome"] == "failed" and "no signal broker reachable" in a["reason"], a
-            assert a["end_ms"] < 500, a  # at once, not at the deadline
+            # known at once (our links tried the brokers the peer lists): not even started
+            assert a["outcome"] == "not_applicable" and "no signal broker reachable" in a["reason"], a
+            assert a["end_ms"] < 50, a
     assert all(t["total_ms"] < (2.0 + 5.0) * 1000 for t in trials(run))
 
 

@@ -51,7 +51,7 @@ def test_a_signal_tears_the_lab_down(tmp_path, sig):
     assert proc.wait(120) == 128 + sig, rest
     assert f"interrupted by {sig.name}" in rest
     assert not leftovers()
-    assert (tmp_path / "run" / "records.jsonl").exists()  # the trials it finished are kept
+    assert (tmp_path / "run" / "meta.json").exists()  # the run can be resumed
 
 
 def test_a_second_signal_forces_the_teardown(tmp_path):

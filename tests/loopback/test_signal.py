@@ -68,8 +68,8 @@ async def test_no_broker_fails_fast_and_direct_still_connects(mosquitto_factory)
         t0 = loop.time()
         with pytest.raises(ConnectError, match="no signal broker reachable") as info:
             await auto_connect(b, a.address, plugins=["reverse"], timeout=10)
-        assert loop.time() - t0 < 1.0  # fails fast, not at the deadline
-        assert info.value.attempts[0].outcome is Outcome.FAILED
+        assert loop.time() - t0 < 0.1  # known without trying: not at the deadline, not after a try
+        assert info.value.attempts[0].outcome is Outcome.NOT_APPLICABLE
         pipe, plugin = await auto_connect(b, a.address)
         assert plugin.name == "direct"
 

@@ -200,6 +200,15 @@ class AttemptContext(Context):
         self.racing = racing
         """The names of every applicable plugin in this race (this one included)."""
 
+    @property
+    def signal_reason(self) -> str | None:
+        """None when a signal message may reach the peer; otherwise why not, known without trying
+        (no broker of ours is up, and every broker the peer lists has been tried and is down)."""
+        reason = super().signal_reason
+        if reason is None and self._node.signal is not None:
+            reason = self._node.signal.unreachable(self.dest)
+        return reason
+
     def head_start_behind(self, cheaper: str, reachable: NatBehaviour) -> float:
         """Seconds to wait when ``cheaper`` races and ``reachable`` (the NAT it must get through)
         lets anyone in (endpoint-independent mapping and filtering): ``cheaper`` almost surely wins
