@@ -9,6 +9,7 @@ import pytest
 
 from warpgate.proto.discovery import CHANGE_IP, CHANGE_PORT, Answer, Classifier, allocation
 from warpgate.proto.nat import PRESETS, Filtering, Mapping, NatBehaviour, PortAllocation
+from warpgate.proto.timers import Action
 
 S1, S2 = "203.0.113.10", "203.0.113.11"
 PRIMARY, OTHER = (S1, 3478), (S2, 3479)
@@ -144,15 +145,28 @@ def test_allocation_starts_only_after_every_mapping_probe():
     assert not any(p.socket >= 3 for p in first)
 
 
-def test_negative_tests_wait_a_few_round_trips_not_seconds():
+def give_up_after(backoff):
+    """Drive a schedule with no answer: (seconds until it gives up, sends made)."""
+    sched, now, sends = backoff.schedule(0.0), 0.0, 0
+    while (action := sched.handle_timer(now)) is not Action.GIVE_UP:
+        sends += action is Action.SEND
+        now = sched.get_timer()
+    return now, sends
+
+
+@pytest.mark.parametrize(("rtt", "most"), [(0.0005, 0.2), (0.065, 0.5)])
+def test_negative_tests_wait_a_few_round_trips_not_seconds(rtt, most):
+    """Three sends (a lost request or answer costs one of them), 7.5 round trips in all, at least
+    140 ms: behind a 30 ms each-way wire discovery ends well within its 1.5 s deadline."""
     clf = Classifier(PRIMARY, tcp=False)
     for p in clf.next_probes():
-        clf.handle(p.id, Answer((PUBLIC_IP, 5000 + p.socket), (LOCAL_IP, 5000 + p.socket), OTHER, 0.0005))
+        clf.handle(p.id, Answer((PUBLIC_IP, 5000 + p.socket), (LOCAL_IP, 5000 + p.socket), OTHER, rtt))
     tests = [p for p in clf.next_probes() if p.change]
     assert len(tests) == 2
     for t in tests:
-        total = sum(t.backoff.initial * t.backoff.factor**k for k in range(t.backoff.tries))
-        assert total < 0.2
+        total, sends = give_up_after(t.backoff)
+        assert sends == 3 and 0.14 <= total < most
+        assert total >= 7 * rtt
 
 
 @pytest.mark.parametrize(
