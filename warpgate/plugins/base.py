@@ -209,21 +209,32 @@ class AttemptContext(Context):
             reason = self._node.signal.unreachable(self.dest)
         return reason
 
-    def head_start_behind(self, cheaper: str, reachable: NatBehaviour) -> float:
-        """Seconds to wait when ``cheaper`` races and ``reachable`` (the NAT it must get through)
-        lets anyone in (endpoint-independent mapping and filtering): ``cheaper`` almost surely wins
-        then, and without more envelopes to seal and open on both sides it wins sooner. About four
-        round trips to our STUN server, within 10..100 ms; 0 when ``cheaper`` is not racing.
-        """
-        if cheaper not in self.racing or not reachable.reachable_unsolicited:
+    def likely(self, plugin: str) -> bool:
+        """Does ``plugin``'s own reach rule (``Plugin.reach``) say it joins us to this peer, from
+        what we know: our NAT as measured at start, the peer's from its address (UDP only)?"""
+        from warpgate import plugins  # the registry imports this module
+
+        cls = plugins.available().get(plugin)
+        if cls is None:
+            return False
+        nat = self._node.nat
+        ours = Behaviours(nat.udp, nat.tcp) if nat is not None else Behaviours()
+        return cls.reach(ours, Behaviours(udp=self.peer_behaviour)) is True
+
+    def head_start_behind(self, cheaper: str) -> float:
+        """Seconds to wait when ``cheaper`` races and its reach rule says it will connect: it
+        almost surely wins then, and without more envelopes and handshakes to compute on both sides
+        it wins sooner. About four round trips to our STUN server, within 10..100 ms; 0 when
+        ``cheaper`` is not racing or not likely to work here."""
+        if cheaper not in self.racing or not self.likely(cheaper):
             return 0.0
         nat = self._node.nat
         rtt = nat.rtt if nat is not None and nat.rtt is not None else 0.0
         return min(max(4 * rtt, 0.01), 0.1)
 
     def direct_head_start(self) -> float:
-        """The head start ``direct`` gets when the peer's address says it is reachable."""
-        return self.head_start_behind("direct", self.peer_behaviour)
+        """The head start ``direct`` gets when its rule says the peer is reachable."""
+        return self.head_start_behind("direct")
 
     @property
     def remaining(self) -> float:
