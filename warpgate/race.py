@@ -8,6 +8,7 @@ cancelled *and awaited*, any pipe a loser still produced is closed (which tells 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Sequence
 
@@ -91,12 +92,16 @@ async def auto_connect(
             continue
         candidates.append((plugin, ctx))
     racing = tuple(plugin.name for plugin, _ in candidates)
+    hurry = asyncio.Event()
+    """Set when every attempt still pending is in its head start: nothing left to wait for."""
+    waiting_until: dict[asyncio.Task[Pipe], float] = {}
     for plugin, ctx in candidates:
         ctx.racing = racing  # head starts count only plugins that really run
         contexts.append(ctx)
         wait = plugin.head_start(ctx)
-        task = loop.create_task(_after(wait, plugin, ctx), name=f"warpgate-{plugin.name}")
+        task = loop.create_task(_after(wait, plugin, ctx, hurry), name=f"warpgate-{plugin.name}")
         attempts[task] = (plugin, ms())
+        waiting_until[task] = loop.time() + wait
 
     winner: tuple[Pipe, Plugin] | None = None
     pending = set(attempts)
@@ -116,6 +121,8 @@ async def auto_connect(
                         winner = (result[1], plugin)
                     else:
                         await result[1].close()
+            if winner is None and pending and all(waiting_until[t] > loop.time() for t in pending):
+                hurry.set()  # the plugins they waited for have failed: waiting cannot pay off
     finally:
         why = "another plugin won" if winner else "deadline reached"
         for task in pending:
@@ -173,9 +180,12 @@ async def auto_connect(
     return winner
 
 
-async def _after(wait: float, plugin: Plugin, ctx: AttemptContext) -> Pipe:
-    if wait > 0:
-        await asyncio.sleep(wait)  # the plugin's head start for cheaper ones, not synchronisation
+async def _after(wait: float, plugin: Plugin, ctx: AttemptContext, hurry: asyncio.Event) -> Pipe:
+    """The plugin's head start for cheaper ones, cut short once they have all failed."""
+    if wait > 0 and not hurry.is_set():
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(wait):
+                await hurry.wait()
     return await plugin.attempt(ctx)
 
 

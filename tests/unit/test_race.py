@@ -269,3 +269,26 @@ async def test_a_failing_release_does_not_stop_the_others():
     assert out == ["moved", "c", "a"]
     with pytest.raises(RuntimeError):
         res.add(lambda: None)
+
+
+class Patient(Plugin):
+    """Waits a long head start behind whatever else races (a relay would)."""
+
+    name = "t_patient"
+
+    def head_start(self, ctx):
+        return 20.0
+
+    async def attempt(self, ctx):
+        return fake_pipe(ctx, self.name)
+
+
+async def test_a_head_start_ends_when_every_plugin_it_waited_for_has_failed(nodes):
+    register(Patient)
+    a, b = nodes
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    pipe, plugin = await auto_connect(b, a.address, plugins=["t_fails", "t_patient"], timeout=30)
+    assert plugin.name == "t_patient"
+    assert loop.time() - t0 < 5.0  # not its 20 s head start: t_fails failed at once
+    await pipe.close()
