@@ -56,7 +56,12 @@ class Agent:
     def node(self) -> Node:
         a = self.args
         return Node(
-            interfaces=[a.interface], families=["ipv4"], stun=a.stun, brokers=a.broker, names_server=a.names
+            interfaces=[a.interface],
+            families=["ipv4"],
+            stun=a.stun,
+            brokers=a.broker,
+            names_server=a.names,
+            turn=a.turn,
         )
 
     async def listen(self, req: dict[str, Any]) -> dict[str, Any]:
@@ -289,6 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stun", action="append", default=[])
     parser.add_argument("--broker", action="append", default=[])
     parser.add_argument("--names")
+    parser.add_argument("--turn", action="append", default=[], help="turn://user:pass@host:port")
     parser.add_argument("--sabotage", metavar="PLUGIN", help="make PLUGIN always fail (regression tests)")
     args = parser.parse_args(argv)
     if args.sabotage:

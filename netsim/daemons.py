@@ -167,10 +167,20 @@ connection_messages true
 
 
 def coturn(
-    ip: str, ip2: str, *, user: str = "wg", password: str = "wgpass", realm: str = "wg.test"
+    ip: str,
+    ip2: str,
+    *,
+    user: str = "wg",
+    password: str = "wgpass",
+    realm: str = "wg.test",
+    secret: str | None = None,
+    loopback_peers: bool = False,
 ) -> DaemonSpec:
     """STUN on two addresses and two ports (RFC 5780 tests need OTHER-ADDRESS) plus TURN with
-    long-term credentials (recipes §6.2)."""
+    long-term credentials (recipes §6.2): a static user, or with ``secret`` coturn's time-limited
+    REST credentials (``use-auth-secret``). ``loopback_peers``: relay to 127.0.0.0/8 (tests)."""
+    auth = f"use-auth-secret\nstatic-auth-secret={secret}" if secret else f"user={user}:{password}"
+    extra = "allow-loopback-peers\n" if loopback_peers else ""
     conf = f"""listening-ip={ip}
 listening-ip={ip2}
 relay-ip={ip}
@@ -180,8 +190,8 @@ min-port=49152
 max-port=49652
 realm={realm}
 lt-cred-mech
-user={user}:{password}
-fingerprint
+{auth}
+{extra}fingerprint
 no-tls
 no-dtls
 no-cli

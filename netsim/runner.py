@@ -155,6 +155,7 @@ class AgentProc:
         ]
         for b in infra.brokers:
             argv += ["--broker", b]
+        argv += ["--turn", infra.turn]
         if sabotage:
             argv += ["--sabotage", sabotage]
         self.site = site

@@ -36,7 +36,8 @@ class Infrastructure:
             "prober": self.prober,
             "brokers": list(self.brokers),
             "names": self.names,
-            "turn": self.turn,
+            # credentials never go into records or reports
+            "turn": "turn://***@" + self.turn.split("@", 1)[-1],
         }
 
 
@@ -69,5 +70,5 @@ def start(lab: Lab, *, brokers: bool = True, names: bool = True) -> Infrastructu
         prober=f"{T.STUN_IP}:{PROBER_PORT}",
         brokers=tuple(urls),
         names=f"{T.NAMES_IP}:{NAMES_PORT}",
-        turn=f"turn:{TURN_USER}:{TURN_PASSWORD}@{T.STUN_IP}:3478",
+        turn=f"turn://{TURN_USER}:{TURN_PASSWORD}@{T.STUN_IP}:3478",
     )

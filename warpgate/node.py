@@ -30,6 +30,7 @@ from warpgate.proto.nat import NatBehaviour
 from warpgate.resources import Resources
 from warpgate.signal import SignalChannel, parse_broker
 from warpgate.stun import parse_server
+from warpgate.turn import TurnServer
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,8 @@ class Node:
         names_ttl: int = DEFAULT_TTL,
         stun: Sequence[str] = (),
         discovery_timeout: float = discovery.DEFAULT_LIMIT,
+        turn: Sequence[str] = (),
+        relay_head_start: float = 1.0,
     ) -> None:
         if identity is not None and key_path is not None:
             raise LocalProtocolError("give identity or key_path, not both")
@@ -100,6 +103,14 @@ class Node:
         """STUN servers (``host[:port]``): at start the node classifies its NAT against the first
         that answers (RFC 5780; a server with two addresses gives every axis)."""
         self.discovery_timeout = discovery_timeout
+        self.turn_servers = [TurnServer.parse(url) for url in turn]
+        """TURN servers (``turn://user:pass@host:port?transport=udp|tcp``, or coturn's REST form
+        ``turn://name@host?secret=S``) for the ``turn`` plugin."""
+        if relay_head_start < 0:
+            raise LocalProtocolError("relay_head_start must be >= 0 seconds")
+        self.relay_head_start = relay_head_start
+        """Seconds a relay waits while another racing plugin's rule says it connects directly
+        (cut short when they all fail): a relayed pipe should not beat a direct one."""
         self.discovered: dict[str, Discovery] = {}
         """Local IPv4 -> what discovery found behind it (``warpgate.proto.discovery.Discovery``)."""
         self.public: dict[str, tuple[str, int]] = {}
@@ -411,6 +422,10 @@ class Node:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("node %s: background task failed", self.node_id[:8], exc_info=task.exception())
+
+    def incoming(self, pipe: Pipe, conn_id: bytes) -> None:
+        """An authenticated channel a peer opened towards us (on any socket or relay)."""
+        self._on_incoming(pipe, conn_id)
 
     def _on_incoming(self, pipe: Pipe, conn_id: bytes) -> None:
         self.track(pipe)

@@ -18,7 +18,7 @@ import asyncio
 import logging
 import re
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Literal
@@ -122,6 +122,8 @@ class Pipe:
         self.local = local
         self.remote = remote
         self.path = path
+        self.released: Callable[[], Awaitable[None]] | None = None
+        """Awaited at the end of ``close()``: what the transport frees on the way out (bounded)."""
         self.dropped = 0
         self._send_raw = send_raw
         self._close_raw = close_raw
@@ -201,8 +203,11 @@ class Pipe:
             return await inbox.get()
 
     async def close(self) -> None:
-        """Close the pipe and tell the peer. Idempotent."""
+        """Close the pipe and tell the peer. Idempotent (a second call still waits for the
+        transport to be released, e.g. after the peer closed first)."""
         if self._closed:
+            if self.released is not None:
+                await self.released()
             return
         try:
             frame = frames.tcp_frame(Kind.CLOSE) if self.proto == "tcp" else frames.udp_frame(Kind.CLOSE)
@@ -213,6 +218,8 @@ class Pipe:
         if self._reader_task is not None and self._reader_task is not asyncio.current_task():
             self._reader_task.cancel()
             await asyncio.gather(self._reader_task, return_exceptions=True)
+        if self.released is not None:
+            await self.released()  # e.g. a relay's allocation deleted on the server
 
     async def __aenter__(self) -> Pipe:
         return self

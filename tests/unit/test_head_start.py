@@ -8,14 +8,17 @@ import pytest
 from warpgate import PRESETS, Address, Identity, Interface
 from warpgate.plugins.base import AttemptContext
 from warpgate.plugins.reverse import Reverse
+from warpgate.plugins.turn import Turn
 from warpgate.plugins.udp_punch import UdpPunch
 from warpgate.proto.discovery import Discovery
 
-RACE = ("direct", "reverse", "udp_punch")
+RACE = ("direct", "reverse", "udp_punch", "turn")
 
 
 class Host:
     """Only what head starts read: the NAT this node measured at start."""
+
+    relay_head_start = 1.0
 
     def __init__(self, profile, rtt=0.002):
         nat = PRESETS[profile]
@@ -59,3 +62,17 @@ def test_no_head_start_behind_a_plugin_that_does_not_race():
 def test_head_starts_scale_with_the_round_trip_within_bounds():
     assert Reverse().head_start(ctx("open", "port-restricted-cone", rtt=0.02)) == pytest.approx(0.08)
     assert Reverse().head_start(ctx("open", "port-restricted-cone", rtt=0.5)) == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize(
+    ("caller", "callee", "wait"),
+    [
+        ("port-restricted-cone", "port-restricted-cone", 1.0),  # udp_punch's rule says it connects
+        ("open", "symmetric", 1.0),  # reverse's rule does: the callee dials back to an open caller
+        ("symmetric", "symmetric", 0.0),  # no rule but the relay's: it starts at once
+        ("udp-blocked", "port-restricted-cone", 0.0),
+    ],
+)
+def test_a_relay_waits_while_another_plugin_is_likely_to_connect(caller, callee, wait):
+    assert Turn().head_start(ctx(caller, callee)) == wait
+    assert Turn().head_start(ctx(caller, callee, racing=("turn",))) == 0.0

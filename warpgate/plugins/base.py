@@ -11,12 +11,13 @@ resources with a lifecycle. It never reaches into ``Node``; only these contexts 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Coroutine
 from typing import Any, ClassVar, Literal, Protocol
 
-from warpgate import channels
+from warpgate import channels, turn
 from warpgate.channels import UdpEndpoint
 from warpgate.errors import AttemptFailed, LocalProtocolError
 from warpgate.identity import Identity
@@ -25,10 +26,11 @@ from warpgate.proto import messages, timers
 from warpgate.proto.address import Address, Endpoint
 from warpgate.proto.discovery import Discovery
 from warpgate.proto.messages import Message
-from warpgate.proto.nat import Behaviours, NatBehaviour
+from warpgate.proto.nat import Behaviours, Filtering, NatBehaviour
 from warpgate.resources import Resources
 from warpgate.signal import SignalChannel
 from warpgate.stun import StunError, udp_binding
+from warpgate.turn import RelayEndpoint, TurnServer
 from warpgate.udp import UdpSocket
 
 When = Literal["authenticated", "nominated"]
@@ -42,6 +44,8 @@ class Host(Protocol):
     signal: SignalChannel | None
     resources: Resources
     stun_servers: list[HostPort]
+    turn_servers: list[TurnServer]
+    relay_head_start: float
 
     @property
     def nat(self) -> Discovery | None: ...
@@ -50,6 +54,7 @@ class Host(Protocol):
     @property
     def udp_endpoints(self) -> list[UdpEndpoint]: ...
     def track(self, pipe: Pipe) -> None: ...
+    def incoming(self, pipe: Pipe, conn_id: bytes) -> None: ...
     def deliver(self, pipe: Pipe) -> None: ...
     def expect(self, conn_id: bytes, when: When = "nominated") -> asyncio.Future[Pipe]: ...
     def watch(self, conn_id: bytes, callback: Callable[[Pipe], None]) -> Callable[[], None]: ...
@@ -165,6 +170,33 @@ class Context:
         ep = self.udp_socket("ipv6" if ":" in peer[0] else "ipv4")
         return ep is not None and ep.heard(peer)
 
+    # -- relays (RFC 8656) ---------------------------------------------------------------------
+
+    @property
+    def turn_servers(self) -> list[TurnServer]:
+        """The node's TURN servers (``Node(turn=[...])``); their credentials never leave them."""
+        return list(self._node.turn_servers)
+
+    async def allocate_relay(self) -> RelayEndpoint:
+        """A relayed address on the node's first TURN server: over UDP, or over TCP to the server
+        when discovery found our UDP blocked. Released when this context's resources are, unless
+        a pipe uses it then (its allocation is deleted when that pipe closes)."""
+        servers = self.turn_servers
+        if not servers:
+            raise AttemptFailed("no TURN server configured (Node(turn=[...]))")
+        server = servers[0]
+        if server.transport == "udp" and self.local_behaviour.filtering is Filtering.BLOCKED:
+            server = dataclasses.replace(server, transport="tcp")
+        relay = await turn.allocate(server, self._node.identity, self._node.incoming, self._node.queue_size)
+        self.resources.add(lambda: turn.release_unused(relay), "turn allocation")
+        return relay
+
+    async def dial_relayed(self, relay: RelayEndpoint, peer: HostPort) -> Pipe:
+        """Dial ``peer`` (a relayed address) through our allocation; simultaneous open resolves."""
+        auth = self._auth()
+        auth.pop("queue_size")
+        return self._own(await relay.connect(peer, backoff=timers.PUNCH, **auth))
+
     async def authenticate_stream(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> Pipe:
         """Authenticate a stream a plugin opened by its own means (a relay, a punched socket)."""
         return self._own(await channels.tcp_initiate(reader, writer, self._node.identity, **self._auth()))
@@ -208,6 +240,11 @@ class AttemptContext(Context):
         if reason is None and self._node.signal is not None:
             reason = self._node.signal.unreachable(self.dest)
         return reason
+
+    @property
+    def relay_head_start(self) -> float:
+        """Seconds a relay waits behind plugins likely to connect directly (``Node(...)``)."""
+        return self._node.relay_head_start
 
     def likely(self, plugin: str) -> bool:
         """Does ``plugin``'s own reach rule (``Plugin.reach``) say it joins us to this peer, from

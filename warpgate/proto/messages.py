@@ -180,3 +180,32 @@ class PunchCancel(Message):
 
     kind: ClassVar[str] = "udp_punch.cancel"
     conn_id: bytes
+
+
+@message
+@dataclass(frozen=True, slots=True)
+class RelayOffer(Message):
+    """Caller -> callee: my relayed address (a TURN allocation); relay yours and dial mine."""
+
+    kind: ClassVar[str] = "turn.offer"
+    conn_id: bytes
+    relayed: tuple[Candidate, ...]
+
+
+@message
+@dataclass(frozen=True, slots=True)
+class RelayAnswer(Message):
+    """Callee -> caller (the offer's acknowledgement): my relayed address; I am dialling yours."""
+
+    kind: ClassVar[str] = "turn.answer"
+    conn_id: bytes
+    relayed: tuple[Candidate, ...]
+
+
+@message
+@dataclass(frozen=True, slots=True)
+class RelayCancel(Message):
+    """Caller -> callee: the race is decided; release the allocation made for ``conn_id``."""
+
+    kind: ClassVar[str] = "turn.cancel"
+    conn_id: bytes

@@ -1,0 +1,253 @@
+"""TURN relays (RFC 8656) through aioice's client: an allocation that carries pipes.
+
+    server = TurnServer.parse("turn://user:pass@203.0.113.10:3478?transport=udp")
+    relay = await allocate(server, identity, on_incoming)     # RelayEndpoint
+    relay.relayed                                             # ("203.0.113.10", 49160)
+
+aioice's client (``aioice.turn``) does the protocol: the long-term credential dance (401, realm,
+nonce, RFC 8489 §9.2), channel bindings (which install the permissions, RFC 8656 §12) on the first
+datagram to a peer, allocation refreshes before expiry, and the deletion (a Refresh with lifetime
+0) on close. A ``RelayEndpoint`` is a ``UdpEndpoint`` whose datagrams go through the allocation
+instead of a socket: handshakes, simultaneous open and pipes work over it unchanged. When the
+last pipe it made closes, it deletes the allocation, so nothing stays allocated on the server.
+
+Credentials: static (``turn://user:pass@host``) or coturn's time-limited REST credentials
+(``turn://name@host?secret=S``: ``use-auth-secret``; the username is ``expiry:name`` and the
+password ``base64(HMAC-SHA1(S, username))``). They never appear in ``repr``, logs or errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import hmac
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from aioice import stun
+from aioice.turn import create_turn_endpoint
+
+from warpgate.channels import IncomingHandler, UdpEndpoint
+from warpgate.errors import AttemptFailed, LocalProtocolError
+from warpgate.identity import Identity
+from warpgate.pipe import Pipe
+from warpgate.udp import HostPort
+
+log = logging.getLogger(__name__)
+
+ALLOCATE_TIMEOUT = 1.0
+"""An allocation that has not succeeded within this long is given up: the server is unreachable."""
+REST_TTL = 24 * 3600
+"""Lifetime of a REST username we make (seconds)."""
+LIFETIME = 600
+"""Requested allocation lifetime (RFC 8656 §7.2: the server may shorten it); refreshed at 5/6."""
+
+
+class TurnError(AttemptFailed):
+    """The relay could not be used; the reason starts with ``turn:`` and names no credential."""
+
+
+@dataclass(frozen=True)
+class TurnServer:
+    host: str
+    port: int = 3478
+    transport: Literal["udp", "tcp"] = "udp"
+    username: str = field(default="", repr=False)
+    password: str = field(default="", repr=False)
+    secret: str = field(default="", repr=False)
+    """coturn's ``static-auth-secret``: credentials are made per allocation (REST API)."""
+
+    @classmethod
+    def parse(cls, url: str) -> TurnServer:
+        """``turn://user:pass@host[:port][?transport=udp|tcp]`` or ``turn://name@host?secret=S``."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("turn", "turns") or not parts.hostname:
+            raise LocalProtocolError(f"not a turn:// URL: {cls._safe(url)}")
+        if parts.scheme == "turns":
+            raise LocalProtocolError("turns:// (TLS to the server) is not supported yet; use turn://")
+        query = parse_qs(parts.query)
+        transport = query.get("transport", ["udp"])[0]
+        if transport not in ("udp", "tcp"):
+            raise LocalProtocolError(f"transport={transport!r}: udp or tcp")
+        try:
+            port = parts.port or 3478
+        except ValueError:
+            raise LocalProtocolError(f"bad port in {cls._safe(url)}") from None
+        secret = query.get("secret", [""])[0]
+        user = unquote(parts.username or "")
+        password = unquote(parts.password or "")
+        if not user or not (password or secret):
+            raise LocalProtocolError(f"{cls._safe(url)}: needs user:password@ or name@...?secret=")
+        return cls(parts.hostname, port, transport, user, password, secret)  # type: ignore[arg-type]
+
+    @staticmethod
+    def _safe(url: str) -> str:
+        parts = urlsplit(url)
+        host = parts.hostname or "?"
+        return f"{parts.scheme}://***@{host}"
+
+    def credentials(self, now: float | None = None) -> tuple[str, str]:
+        """(username, password) for one allocation; REST ones expire ``REST_TTL`` from ``now``."""
+        if not self.secret:
+            return self.username, self.password
+        username = f"{int((now if now is not None else time.time()) + REST_TTL)}:{self.username}"
+        digest = hmac.new(self.secret.encode(), username.encode(), hashlib.sha1).digest()
+        return username, base64.b64encode(digest).decode()
+
+    def __str__(self) -> str:
+        return f"turn://{self.host}:{self.port}?transport={self.transport}"
+
+
+class RelayEndpoint(UdpEndpoint):
+    """A ``UdpEndpoint`` over a TURN allocation; ``relayed`` is the address peers send to."""
+
+    def __init__(self, identity: Identity, on_incoming: IncomingHandler | None, queue_size: int) -> None:
+        super().__init__(identity, on_incoming, queue_size)
+        self.server: TurnServer | None = None
+        self._made = 0
+
+    @property
+    def relayed(self) -> HostPort:
+        return self.local  # the transport's "sockname" is the relayed address
+
+    def _make_pipe(self, peer: HostPort, peer_key: bytes, conn_id: bytes, purpose: str) -> Pipe:
+        pipe = super()._make_pipe(peer, peer_key, conn_id, purpose)
+        pipe.path = "relayed"
+        self._made += 1
+        close_raw = pipe._close_raw
+
+        def release() -> None:
+            close_raw()
+            if not self.pipes:  # the allocation's last pipe: nothing stays allocated
+                self.close()
+
+        pipe._close_raw = release
+        pipe.released = self._wait_released
+        return pipe
+
+    async def _wait_released(self) -> None:
+        """Once the last pipe closed: until the server acknowledged the deletion (bounded)."""
+        if not self.pipes:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(ALLOCATE_TIMEOUT):
+                    await asyncio.shield(self.closed)
+
+    def error_received(self, exc: Exception) -> None:
+        # a send through the relay failed (a channel binding was refused, the server went away)
+        log.info("turn %s: %s", self.server, _reason(exc))
+        for peer in list(self._dialing):
+            self._fail_dial(peer, TurnError(f"turn: {_reason(exc)}"))
+
+
+class _Transport(asyncio.DatagramTransport):
+    """aioice's ``TurnTransport`` as a datagram transport (it has no ``is_closing``)."""
+
+    def __init__(self, inner: Any) -> None:
+        super().__init__()
+        self._inner = inner
+        self._closing = False
+
+    def sendto(self, data: Any, addr: Any = None) -> None:
+        if not self._closing:
+            self._inner.sendto(data, addr)
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def close(self) -> None:
+        if not self._closing:
+            self._closing = True
+            self._inner.close()  # deletes the allocation, then closes the socket
+
+    def abort(self) -> None:
+        self.close()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._inner.get_extra_info(name, default)
+
+
+class _Receiver(asyncio.DatagramProtocol):
+    """What aioice delivers to: relayed datagrams, send errors, the end of the allocation."""
+
+    def __init__(self, endpoint: RelayEndpoint) -> None:
+        self.endpoint = endpoint
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.endpoint.connection_made(_Transport(transport))
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.endpoint.datagram_received(data, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        self.endpoint.error_received(exc)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.endpoint.connection_lost(exc)
+
+
+async def allocate(
+    server: TurnServer,
+    identity: Identity,
+    on_incoming: IncomingHandler | None = None,
+    queue_size: int = 1024,
+    *,
+    timeout: float = ALLOCATE_TIMEOUT,
+) -> RelayEndpoint:
+    """Allocate a relayed address on ``server``; ``TurnError`` says why not (never a credential)."""
+    endpoint = RelayEndpoint(identity, on_incoming, queue_size)
+    endpoint.server = server
+    username, password = server.credentials()
+    try:
+        async with asyncio.timeout(timeout):
+            await create_turn_endpoint(
+                lambda: _Receiver(endpoint),
+                (server.host, server.port),
+                username,
+                password,
+                lifetime=LIFETIME,
+                transport=server.transport,
+            )
+    except TimeoutError:
+        raise TurnError(f"turn: server unreachable ({server}: no answer within {timeout:.1f} s)") from None
+    except stun.TransactionFailed as exc:
+        raise TurnError(f"turn: {server} refused the allocation: {_error_code(exc)}") from None
+    except stun.TransactionTimeout:
+        raise TurnError(f"turn: server unreachable ({server}: no answer)") from None
+    except (OSError, ConnectionError) as exc:
+        raise TurnError(f"turn: server unreachable ({server}: {_reason(exc)})") from None
+    log.info("turn: allocated %s:%d on %s", *endpoint.relayed, server)
+    return endpoint
+
+
+async def release(endpoint: RelayEndpoint) -> None:
+    """Delete the allocation now (idempotent) and wait until its socket is closed."""
+    endpoint.close()
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(ALLOCATE_TIMEOUT):
+            await asyncio.shield(endpoint.closed)
+
+
+async def release_unused(endpoint: RelayEndpoint) -> None:
+    """Release unless a pipe still uses the allocation (then closing that pipe releases it)."""
+    if not endpoint.pipes:
+        await release(endpoint)
+
+
+def _error_code(exc: stun.TransactionFailed) -> str:
+    code = exc.response.attributes.get("ERROR-CODE")
+    if not code:
+        return "an error without a code"
+    number, text = code[0], str(code[1])[:80]
+    hint = {401: " (wrong credentials)", 437: " (allocation mismatch)", 486: " (allocation quota reached)"}
+    return f"{number} {text}{hint.get(number, '')}"
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
