@@ -52,10 +52,15 @@ def test_broker_down_direct_still_works_and_signalling_fails_fast(tmp_path):
 
 
 def test_stun_down_nodes_start_and_public_sites_still_connect(tmp_path):
+    """coturn is the lab's STUN and TURN server: the relay fails too, at once and saying why."""
     run = tmp_path / "run"
     assert_scenario(SCENARIOS / "fault-stun.toml", run, trials=1)
     for t in trials(run):
         assert t["b_start_ms"] is not None and t["b_start_ms"] < 3000, t  # start-up never stalls
+    relay = [a for a in attempts(run) if a["plugin"] == "turn" and a["outcome"] == "failed"]
+    assert relay, "the relay-only cell tried the relay"
+    for a in relay:
+        assert "turn: server unreachable" in a["reason"] and a["end_ms"] - a["start_ms"] < 1500, a
 
 
 def test_conntrack_flush_mid_pipe(tmp_path):

@@ -185,7 +185,13 @@ class Context:
         if not servers:
             raise AttemptFailed("no TURN server configured (Node(turn=[...]))")
         server = servers[0]
-        if server.transport == "udp" and self.local_behaviour.filtering is Filtering.BLOCKED:
+        nat = self._node.nat
+        # UDP blocked: discovery said so, or no STUN answer came over UDP while one came over TCP
+        # (a node's discovery deadline may end before the verdict "blocked" is reached)
+        udp_dead = self.local_behaviour.filtering is Filtering.BLOCKED or (
+            nat is not None and nat.mapped_udp is None and nat.mapped_tcp is not None
+        )
+        if server.transport == "udp" and udp_dead:
             server = dataclasses.replace(server, transport="tcp")
         relay = await turn.allocate(server, self._node.identity, self._node.incoming, self._node.queue_size)
         self.resources.add(lambda: turn.release_unused(relay), "turn allocation")
