@@ -198,12 +198,39 @@ async def allocate(
     *,
     timeout: float = ALLOCATE_TIMEOUT,
 ) -> RelayEndpoint:
-    """Allocate a relayed address on ``server``; ``TurnError`` says why not (never a credential)."""
+    """Allocate a relayed address on ``server``; ``TurnError`` says why not (never a credential).
+
+    A 437 (Allocation Mismatch: the server still holds an allocation on this 5-tuple, from an
+    earlier socket that had the same port) is retried once from a fresh socket, as RFC 8656 §7.2
+    advises."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    for attempt in range(2):
+        try:
+            return await _allocate(server, identity, on_incoming, queue_size, deadline)
+        except _Mismatch as exc:
+            if attempt == 1:
+                raise TurnError(f"turn: {server} refused the allocation: {exc}") from None
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+class _Mismatch(Exception):
+    """437 from the server: try another 5-tuple."""
+
+
+async def _allocate(
+    server: TurnServer,
+    identity: Identity,
+    on_incoming: IncomingHandler | None,
+    queue_size: int,
+    deadline: float,
+) -> RelayEndpoint:
     endpoint = RelayEndpoint(identity, on_incoming, queue_size)
     endpoint.server = server
     username, password = server.credentials()
+    timeout = max(0.0, deadline - asyncio.get_running_loop().time())
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout_at(deadline):
             await create_turn_endpoint(
                 lambda: _Receiver(endpoint),
                 (server.host, server.port),
@@ -215,6 +242,8 @@ async def allocate(
     except TimeoutError:
         raise TurnError(f"turn: server unreachable ({server}: no answer within {timeout:.1f} s)") from None
     except stun.TransactionFailed as exc:
+        if _code(exc) == 437:
+            raise _Mismatch(_error_code(exc)) from None
         raise TurnError(f"turn: {server} refused the allocation: {_error_code(exc)}") from None
     except stun.TransactionTimeout:
         raise TurnError(f"turn: server unreachable ({server}: no answer)") from None
@@ -236,6 +265,11 @@ async def release_unused(endpoint: RelayEndpoint) -> None:
     """Release unless a pipe still uses the allocation (then closing that pipe releases it)."""
     if not endpoint.pipes:
         await release(endpoint)
+
+
+def _code(exc: stun.TransactionFailed) -> int | None:
+    code = exc.response.attributes.get("ERROR-CODE")
+    return int(code[0]) if code else None
 
 
 def _error_code(exc: stun.TransactionFailed) -> str:
