@@ -55,7 +55,9 @@ def cell_table(trials: pd.DataFrame) -> pd.DataFrame:
     t = trials.assign(ok=trials["outcome"] == "connected", error=trials["outcome"] == "error")
     if "survived" not in t.columns:
         t = t.assign(survived=None, survives_expected=None)
+    relayed = t["path"] == "relayed" if "path" in t.columns else pd.Series(False, index=t.index)
     t = t.assign(
+        relayed_f=(relayed & t["ok"]).astype(float),
         judged=~t["error"],
         survived_f=pd.to_numeric(t["survived"], errors="coerce"),
         survives_f=pd.to_numeric(t["survives_expected"], errors="coerce"),
@@ -69,12 +71,15 @@ def cell_table(trials: pd.DataFrame) -> pd.DataFrame:
         payload_failed=("outcome", lambda s: int((s == "payload_failed").sum())),
         expected=("expected", "first"),
         survived=("survived_f", "mean"),
+        relayed_hits=("relayed_f", "sum"),
         survives_expected=("survives_f", "first"),
         median_ttc_ms=("ttc_ms", "median"),
         p90_ttc_ms=("ttc_ms", lambda s: s.quantile(0.9)),
         median_overhead_ms=("overhead_ms", "median"),
     ).reset_index()
     cells["success"] = cells["hits"] / cells["judged"].where(cells["judged"] > 0)
+    cells["relayed"] = cells["relayed_hits"] / cells["hits"].where(cells["hits"] > 0)
+    """Share of the cell's connections that went through a relay (TURN)."""
     winners = t[t["ok"]].groupby(["a", "b", "run"])["winner"].agg(lambda s: s.value_counts().index[0])
     cells = cells.merge(winners.rename("winner").reset_index(), on=["a", "b", "run"], how="left")
 
@@ -94,7 +99,7 @@ def cell_table(trials: pd.DataFrame) -> pd.DataFrame:
         return "ok"
 
     cells["agrees"] = cells.apply(verdict, axis=1)
-    return cells.drop(columns=["hits", "judged"])
+    return cells.drop(columns=["hits", "judged", "relayed_hits"])
 
 
 def plugin_table(attempts: pd.DataFrame, trials: pd.DataFrame) -> pd.DataFrame:
@@ -278,6 +283,7 @@ def write(run: Path) -> Path:
             "expected",
             "agrees",
             "winner",
+            "relayed",
             "median_ttc_ms",
             "p90_ttc_ms",
         ]

@@ -46,6 +46,10 @@ REST_TTL = 24 * 3600
 """Lifetime of a REST username we make (seconds)."""
 LIFETIME = 600
 """Requested allocation lifetime (RFC 8656 §7.2: the server may shorten it); refreshed at 5/6."""
+CHANNEL_REFRESH = 240
+"""Seconds after which a send re-binds its channel. A binding refreshes the permission, which
+lives 300 s (RFC 8656 §9), so a side that keeps sending keeps its permission (aioice's default,
+500 s, would let it lapse for 200 s of every 500)."""
 
 
 class TurnError(AttemptFailed):
@@ -237,6 +241,7 @@ async def _allocate(
                 username,
                 password,
                 lifetime=LIFETIME,
+                channel_refresh_time=CHANNEL_REFRESH,
                 transport=server.transport,
             )
     except TimeoutError:
