@@ -84,14 +84,17 @@ def router_steps(host: str, cfg: RouterConfig, loss: float = 0.0, phase: int = 1
 
 
 def loss_table(intf: str, loss: float) -> str:
-    """Random loss on one interface, both directions: nft's equivalent of ``-m statistic --mode random``."""
+    """Random loss of IP packets on one interface, both directions: nft's equivalent of
+    ``-m statistic --mode random``. ARP passes: a WAN's loss is its packets', and a lost ARP
+    exchange fails the neighbour entry for seconds (every packet then errors, a burst no real
+    path shows)."""
     threshold = round(loss * 1_000_000)
     chains = []
     for hook in ("ingress", "egress"):
         chains.append(
             f"  chain {hook} {{\n"
             f'    type filter hook {hook} device "{intf}" priority -500; policy accept;\n'
-            f"    numgen random mod 1000000 < {threshold} drop\n"
+            f"    meta protocol {{ ip, ip6 }} numgen random mod 1000000 < {threshold} drop\n"
             "  }"
         )
     return "table netdev wgloss {\n" + "\n".join(chains) + "\n}"

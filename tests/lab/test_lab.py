@@ -118,8 +118,7 @@ def test_delay_within_ten_percent():
 def test_loss_is_applied():
     topo = Topology("loss", (Site("a", "port-restricted-cone", wan=Impairment(loss=0.3)), Site("b", "open")))
     with Lab(topo) as lab:
-        # the path is up once one echo comes back (right after a lab is built, the first pings
-        # can all vanish while neighbours resolve; seen after a large lab's teardown)
+        # the path is up once one echo comes back (ARP is not dropped, so neighbours resolve)
         lab.run(lab.host("a"), ["ping", "-c", "1", "-i", "0.05", "-w", "10", "-q", lab.ip("b")])
         out = lab.run(
             lab.host("a"), ["ping", "-c", "200", "-i", "0.005", "-W", "0.5", "-q", lab.ip("b")], check=False

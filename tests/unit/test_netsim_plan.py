@@ -78,6 +78,7 @@ def test_rulesets_follow_the_recipes():
     assert "wgnat" not in ruleset(RouterConfig("open", "w", "l", "1.2.3.4"))
     assert "timeout 7s" in ruleset(RouterConfig("full-cone", "w", "l", "1.2.3.4", mapping_lifetime=7))
     assert "numgen random mod 1000000 < 250000 drop" in loss_table("w", 0.25)
+    assert "meta protocol { ip, ip6 }" in loss_table("w", 0.25)  # ARP passes: no neighbour failures
 
 
 def test_port_range_changes_expected_allocation():
