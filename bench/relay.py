@@ -21,47 +21,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine import _UdpBench  # noqa: F401  (registers bench_udp: a direct UDP pipe)
+from engine import _UdpBench, throughput_between  # noqa: F401  (_UdpBench registers bench_udp)
 
 from netsim.daemons import Daemon, coturn, mosquitto
 from tests.daemons import free_port
 from warpgate import Node, auto_connect
 
 PASSWORD = "bench-pass"
-
-
-async def throughput(a: Node, b: Node, plugin: str, total: int, chunk: int = 1200) -> tuple[float, float]:
-    """MB/s delivered and the share lost, sender and receiver in this process."""
-    accepted = asyncio.ensure_future(a.accept())
-    pipe, _ = await auto_connect(b, a.address, plugins=[plugin])
-    peer = await accepted
-    marker = b"end"
-
-    async def receive() -> int:
-        got = 0
-        while True:
-            try:
-                data = await peer.recv(timeout=2)
-            except TimeoutError:
-                return got
-            if data == marker:
-                return got
-            got += len(data)
-
-    receiver = asyncio.ensure_future(receive())
-    payload = b"x" * chunk
-    count = total // chunk
-    t0 = time.perf_counter()
-    for _ in range(count):
-        await pipe.send(payload)
-        await asyncio.sleep(0)  # one process plays both ends: let the receiver (and the relay's sends) run
-    for _ in range(3):
-        await pipe.send(marker)
-    got = await receiver
-    elapsed = time.perf_counter() - t0
-    await pipe.close()
-    await peer.close()
-    return got / elapsed / 1e6, 1 - got / (count * chunk)
 
 
 async def main() -> None:
@@ -96,8 +62,8 @@ async def main() -> None:
                 theirs = await accepted  # nominated: the callee has it before we close
                 await pipe.close()
                 await theirs.close()
-            direct, direct_loss = await throughput(a, b, "bench_udp", total)
-            relayed, relayed_loss = await throughput(a, b, "turn", total)
+            direct, direct_loss = await throughput_between(a, b, "bench_udp", total, 1200, pace=True)
+            relayed, relayed_loss = await throughput_between(a, b, "turn", total, 1200, pace=True)
     finally:
         broker.stop()
         turn.stop()

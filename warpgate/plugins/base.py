@@ -11,10 +11,11 @@ resources with a lifecycle. It never reaches into ``Node``; only these contexts 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, ClassVar, Literal, Protocol
 
 from warpgate import channels, turn
@@ -315,6 +316,22 @@ class ResponderContext(Context):
     def __init__(self, node: Host, sender: Address, plugin: str, conn_id: bytes) -> None:
         super().__init__(node, sender, plugin, conn_id)
         self.sender = sender
+
+    @contextlib.contextmanager
+    def arrival(self) -> Iterator[asyncio.Future[Pipe]]:
+        """While inside: a future set to the first authenticated channel the caller completes
+        towards us for this ``conn_id`` (so the callee can stop dialling its own)."""
+        reached: asyncio.Future[Pipe] = asyncio.get_running_loop().create_future()
+
+        def arrived(pipe: Pipe) -> None:
+            if not reached.done():
+                reached.set_result(pipe)
+
+        unwatch = self.watch(arrived)
+        try:
+            yield reached
+        finally:
+            unwatch()
 
     def offer(self, pipe: Pipe) -> None:
         """Hand ``pipe`` to the node: it reaches ``accept()`` once the caller nominates it."""

@@ -33,6 +33,7 @@ from warpgate.errors import AttemptFailed
 from warpgate.pipe import Pipe
 from warpgate.plugins import register
 from warpgate.plugins.base import AttemptContext, Plugin, ResponderContext
+from warpgate.plugins.sessions import Sessions
 from warpgate.proto.messages import Candidate, Message, MessageError, RelayAnswer, RelayCancel, RelayOffer
 from warpgate.proto.nat import Behaviours
 from warpgate.turn import RelayEndpoint, release_unused
@@ -53,7 +54,7 @@ class Turn(Plugin):
     messages = (RelayOffer, RelayCancel)
 
     def __init__(self) -> None:
-        self._sessions: dict[bytes, tuple[str, asyncio.Task[None]]] = {}
+        self._sessions = Sessions(MAX_SESSIONS, "relayed offers")
 
     @classmethod
     def reach(cls, caller: Behaviours, callee: Behaviours) -> bool | None:
@@ -94,51 +95,36 @@ class Turn(Plugin):
 
     async def respond(self, ctx: ResponderContext, msg: Message) -> Message | None:
         if isinstance(msg, RelayCancel):
-            entry = self._sessions.get(msg.conn_id)
-            if entry is not None and entry[0] == ctx.sender.node_id:  # only the offerer may cancel
-                entry[1].cancel()
+            self._sessions.cancel(ctx, msg.conn_id)
             return None
         assert isinstance(msg, RelayOffer)
         if len(msg.relayed) != 1:
             raise MessageError("malformed", "a relay offer carries exactly one relayed address")
         if msg.conn_id in self._sessions:
             raise MessageError("replayed", "this offer is being answered")
-        if len(self._sessions) >= MAX_SESSIONS:
-            raise MessageError("busy", f"{MAX_SESSIONS} relayed offers in progress")
+        self._sessions.admit()
         relay = await ctx.allocate_relay()
-        task = ctx.spawn(self._dial_back(ctx, relay, msg.relayed))
-        self._sessions[msg.conn_id] = (ctx.sender.node_id, task)
-        task.add_done_callback(lambda _: self._sessions.pop(msg.conn_id, None))
+        self._sessions.start(ctx, self._dial_back(ctx, relay, msg.relayed))
         return RelayAnswer(msg.conn_id, (Candidate(*relay.relayed),))
 
     async def _dial_back(
         self, ctx: ResponderContext, relay: RelayEndpoint, peer: tuple[Candidate, ...]
     ) -> None:
-        loop = asyncio.get_running_loop()
-        reached: asyncio.Future[Pipe] = loop.create_future()
-
-        def arrived(pipe: Pipe) -> None:
-            if not reached.done():
-                reached.set_result(pipe)
-
-        unwatch = ctx.watch(arrived)
-        try:
-            async with asyncio.timeout(RESPONDER_LIMIT):
-                pipe = await _dial(ctx, relay, peer, reached)
-        except (AttemptFailed, TimeoutError, asyncio.CancelledError) as exc:
-            log.info("turn: no relayed path to %s: %r", ctx.sender.node_id[:12], exc)
-            await release_unused(relay)
-            if isinstance(exc, asyncio.CancelledError):
-                raise
-            return
-        finally:
-            unwatch()
+        with ctx.arrival() as reached:
+            try:
+                async with asyncio.timeout(RESPONDER_LIMIT):
+                    pipe = await _dial(ctx, relay, peer, reached)
+            except (AttemptFailed, TimeoutError, asyncio.CancelledError) as exc:
+                log.info("turn: no relayed path to %s: %r", ctx.sender.node_id[:12], exc)
+                await release_unused(relay)
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                return
         if not reached.done() or reached.result() is not pipe:
             ctx.offer(pipe)  # reaches accept() once the caller nominates it
 
     async def stop(self) -> None:
-        for _, task in self._sessions.values():
-            task.cancel()
+        self._sessions.stop()
 
 
 async def _dial(

@@ -37,6 +37,7 @@ from warpgate.errors import AttemptFailed
 from warpgate.pipe import Pipe
 from warpgate.plugins import register
 from warpgate.plugins.base import AttemptContext, Context, Plugin, ResponderContext
+from warpgate.plugins.sessions import Sessions
 from warpgate.proto.address import Address
 from warpgate.proto.messages import Candidate, Message, MessageError, PunchAnswer, PunchCancel, PunchOffer
 from warpgate.proto.nat import Behaviours, Filtering, Mapping, NatBehaviour, PortAllocation
@@ -190,7 +191,7 @@ class UdpPunch(Plugin):
     messages = (PunchOffer, PunchCancel)
 
     def __init__(self) -> None:
-        self._sessions: dict[bytes, tuple[str, asyncio.Task[None]]] = {}
+        self._sessions = Sessions(MAX_SESSIONS, "punches")
         self._seen: OrderedDict[tuple[str, bytes], None] = OrderedDict()
 
     @classmethod
@@ -237,51 +238,37 @@ class UdpPunch(Plugin):
 
     async def respond(self, ctx: ResponderContext, msg: Message) -> Message | None:
         if isinstance(msg, PunchCancel):
-            entry = self._sessions.get(msg.conn_id)
-            if entry is not None and entry[0] == ctx.sender.node_id:  # only the offerer may cancel
-                entry[1].cancel()
+            self._sessions.cancel(ctx, msg.conn_id)
             return None
         assert isinstance(msg, PunchOffer)
         check_candidates(ctx.sender, msg.public, msg.private)
         key = (ctx.sender.node_id, msg.conn_id)
         if key in self._seen:
             raise MessageError("replayed", "this offer was answered before")
-        if len(self._sessions) >= MAX_SESSIONS:
-            raise MessageError("busy", f"{MAX_SESSIONS} punches in progress")
+        self._sessions.admit()
         self._seen[key] = None
         while len(self._seen) > SEEN:
             self._seen.popitem(last=False)
         public, private = await gather(ctx)
         dial_to = targets(msg.public, msg.private, public)
-        task = ctx.spawn(self._punch_back(ctx, dial_to))
-        self._sessions[msg.conn_id] = (ctx.sender.node_id, task)
-        task.add_done_callback(lambda _: self._sessions.pop(msg.conn_id, None))
+        self._sessions.start(ctx, self._punch_back(ctx, dial_to))
         return PunchAnswer(msg.conn_id, public, private)
 
     async def _punch_back(self, ctx: ResponderContext, dial_to: list[Candidate]) -> None:
         """B's side: punch until a channel for this offer is authenticated, either way round."""
-        loop = asyncio.get_running_loop()
-        reached: asyncio.Future[Pipe] = loop.create_future()
-
-        def arrived(pipe: Pipe) -> None:
-            if not reached.done():
-                reached.set_result(pipe)
-
-        unwatch = ctx.watch(arrived)  # the caller completed a handshake towards us: stop dialling
-        try:
-            async with asyncio.timeout(RESPONDER_LIMIT):
-                pipe = await punch(ctx, dial_to, reached)
-        except (AttemptFailed, TimeoutError) as exc:
-            log.info("udp_punch: no path to %s: %s", ctx.sender.node_id[:12], exc)
-            return
-        finally:
-            unwatch()
+        # the caller may complete a handshake towards us first: then we stop dialling
+        with ctx.arrival() as reached:
+            try:
+                async with asyncio.timeout(RESPONDER_LIMIT):
+                    pipe = await punch(ctx, dial_to, reached)
+            except (AttemptFailed, TimeoutError) as exc:
+                log.info("udp_punch: no path to %s: %s", ctx.sender.node_id[:12], exc)
+                return
         if not reached.done() or reached.result() is not pipe:
             ctx.offer(pipe)  # reaches accept() once the caller nominates it
 
     async def stop(self) -> None:
-        for _, task in self._sessions.values():
-            task.cancel()
+        self._sessions.stop()
 
 
 async def _cancel(ctx: AttemptContext) -> None:

@@ -1,0 +1,51 @@
+"""The callee's side of offer-based plugins: the work it runs for each offer in progress.
+
+``udp_punch`` and ``turn`` answer an offer and keep working for it in the background (punching,
+dialling through a relay). ``Sessions`` holds that work by ``conn_id``: at most ``limit`` at once
+(more offers are refused as ``busy``), cancelled only by the peer that made the offer, and all of
+it at the plugin's ``stop``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from typing import Any
+
+from warpgate.plugins.base import ResponderContext
+from warpgate.proto.messages import MessageError
+
+
+class Sessions:
+    def __init__(self, limit: int, what: str) -> None:
+        self.limit = limit
+        self.what = what
+        self._tasks: dict[bytes, tuple[str, asyncio.Task[None]]] = {}
+
+    def __contains__(self, conn_id: bytes) -> bool:
+        return conn_id in self._tasks
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    def admit(self) -> None:
+        """Refuse a new offer while ``limit`` are in progress."""
+        if len(self._tasks) >= self.limit:
+            raise MessageError("busy", f"{self.limit} {self.what} in progress")
+
+    def start(self, ctx: ResponderContext, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run ``coro`` for the offer ``ctx.conn_id`` (a task owned by the node)."""
+        conn_id = ctx.conn_id
+        task = ctx.spawn(coro)
+        self._tasks[conn_id] = (ctx.sender.node_id, task)
+        task.add_done_callback(lambda _: self._tasks.pop(conn_id, None))
+        return task
+
+    def cancel(self, ctx: ResponderContext, conn_id: bytes) -> None:
+        entry = self._tasks.get(conn_id)
+        if entry is not None and entry[0] == ctx.sender.node_id:  # only the offerer may cancel
+            entry[1].cancel()
+
+    def stop(self) -> None:
+        for _, task in self._tasks.values():
+            task.cancel()
