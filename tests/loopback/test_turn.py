@@ -124,3 +124,30 @@ def test_turn_urls_are_checked():
     for bad in ("http://u:p@h", "turn://h", "turn://u:p@h?transport=sctp", "turns://u:p@h"):
         with pytest.raises(LocalProtocolError):
             TurnServer.parse(bad)
+
+
+async def test_hostile_relay_offers_are_refused_and_bounded(coturn, mosquitto_factory, monkeypatch):
+    """Each offer makes the callee allocate on its server: a stranger may hold at most
+    MAX_SESSIONS allocations at once (then ``busy``), never two for one offer, and an offer naming
+    several relayed addresses is malformed."""
+    from warpgate.plugins import turn as turn_plugin
+    from warpgate.proto.messages import Candidate, RelayOffer
+
+    monkeypatch.setattr(turn_plugin, "MAX_SESSIONS", 2)
+    broker = mosquitto_factory()
+    url = f"turn://wg:{PASSWORD}@127.0.0.1:3478"
+    async with node(broker, [url]) as victim, node(broker, []) as attacker:
+        nowhere = Candidate("127.0.0.1", 9)  # nobody answers there: each dial-back keeps going
+
+        async def offer(conn_id, relayed=(nowhere,)):
+            body = RelayOffer(conn_id, relayed).to_body()
+            return await attacker.signal.request(victim.address, RelayOffer.kind, body)
+
+        two = await offer(bytes(16), (nowhere, Candidate("127.0.0.1", 10)))
+        assert "malformed" in two["error"] and victim.signal.stats["request_malformed"] == 1
+        assert "reply" in await offer(bytes([1]) * 16)
+        again = await offer(bytes([1]) * 16)  # the same offer while it is being answered
+        assert "replayed" in again["error"]
+        assert "reply" in await offer(bytes([2]) * 16)
+        third = await offer(bytes([3]) * 16)
+        assert "busy" in third["error"] and victim.signal.stats["request_busy"] == 1
