@@ -10,6 +10,7 @@ No readiness sleeps, no ``pkill``.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
@@ -175,12 +176,27 @@ def coturn(
     realm: str = "wg.test",
     secret: str | None = None,
     loopback_peers: bool = False,
+    user_quota: int | None = None,
+    cli_password: str | None = None,
+    tls: tuple[str, str] | None = None,
 ) -> DaemonSpec:
     """STUN on two addresses and two ports (RFC 5780 tests need OTHER-ADDRESS) plus TURN with
     long-term credentials (recipes §6.2): a static user, or with ``secret`` coturn's time-limited
-    REST credentials (``use-auth-secret``). ``loopback_peers``: relay to 127.0.0.0/8 (tests)."""
+    REST credentials (``use-auth-secret``). ``loopback_peers``: relay to 127.0.0.0/8 (tests).
+    ``user_quota``: concurrent allocations per user (486 beyond). ``cli_password``: coturn's admin
+    CLI on ``ip``:5766 (``coturn_allocations`` reads the allocations from it). ``tls``: (cert,
+    key) PEM files for TURN over TLS on port 5349."""
     auth = f"use-auth-secret\nstatic-auth-secret={secret}" if secret else f"user={user}:{password}"
     extra = "allow-loopback-peers\n" if loopback_peers else ""
+    if user_quota is not None:
+        extra += f"user-quota={user_quota}\n"
+    extra += (
+        f"cli-ip={ip}\ncli-port={CLI_PORT}\ncli-password={cli_password}\n" if cli_password else "no-cli\n"
+    )
+    if tls is not None:
+        extra += f"tls-listening-port=5349\ncert={tls[0]}\npkey={tls[1]}\n"
+    else:
+        extra += "no-tls\n"
     conf = f"""listening-ip={ip}
 listening-ip={ip2}
 relay-ip={ip}
@@ -192,9 +208,7 @@ realm={realm}
 lt-cred-mech
 {auth}
 {extra}fingerprint
-no-tls
 no-dtls
-no-cli
 userdb={{dir}}/turndb.sqlite
 pidfile={{dir}}/turnserver.pid
 log-file=stdout
@@ -208,6 +222,41 @@ simple-log
         ready=r"Total General servers|IO method \(general relay thread\)|turn server id=",
         timeout=15,
     )
+
+
+CLI_PORT = 5766
+
+
+async def coturn_allocations(ip: str, password: str, *, timeout: float = 2.0) -> list[int]:
+    """Seconds left of each TURN session coturn holds now, from its admin CLI (``ps``). A deleted
+    allocation (Refresh with lifetime 0) stays listed until coturn's next sweep, about a second,
+    with at most 1 s left; a live one shows the rest of its lifetime. Our own daemon on a trusted
+    address; still read with a size bound."""
+
+    async def until_prompt(reader: asyncio.StreamReader) -> bytes:
+        got = b""
+        while not got.endswith((b"> ", b"password: \r\n")):
+            chunk = await reader.read(4096)
+            if not chunk or len(got) > 1 << 20:
+                raise DaemonError(f"coturn CLI on {ip}: ended or said too much: {got[-200:]!r}")
+            got += chunk
+        return got
+
+    async with asyncio.timeout(timeout):
+        reader, writer = await asyncio.open_connection(ip, CLI_PORT)
+        try:
+            await until_prompt(reader)
+            writer.write(password.encode() + b"\r\n")
+            await until_prompt(reader)
+            writer.write(b"ps\r\n")
+            text = (await until_prompt(reader)).decode(errors="replace")
+        finally:
+            writer.close()
+    total = re.search(r"Total sessions: (\d+)", text)
+    left = [int(n) for n in re.findall(r"expiring in (-?\d+) secs", text)]
+    if total is None or int(total.group(1)) != len(left):
+        raise DaemonError(f"coturn CLI on {ip}: cannot read the sessions from {text[-300:]!r}")
+    return left
 
 
 def prober(python: str, ips: list[str], port: int = 7100) -> DaemonSpec:

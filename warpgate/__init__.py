@@ -28,6 +28,7 @@ from warpgate.pipe import SUB_ALL, Pipe, Sub
 from warpgate.plugins import AttemptContext, Plugin, ResponderContext, register
 from warpgate.proto.address import Address, Endpoint, Interface
 from warpgate.proto.nat import PRESETS, Filtering, Mapping, NatBehaviour, PortAllocation
+from warpgate.proto.timers import Liveness
 from warpgate.race import auto_connect
 
 __version__ = "0.1.0"
@@ -46,6 +47,7 @@ __all__ = [
     "HandshakeError",
     "Identity",
     "Interface",
+    "Liveness",
     "Mapping",
     "NatBehaviour",
     "Node",

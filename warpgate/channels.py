@@ -233,11 +233,15 @@ class UdpEndpoint(UdpSocket):
 
     def connection_lost(self, exc: Exception | None) -> None:
         for pipe in list(self.pipes.values()):
-            pipe._shutdown()
+            pipe._shutdown(self.lost_reason(exc))
         for dial in self._dialing.values():
             if not dial.fut.done():
                 dial.fut.set_exception(AttemptFailed("udp socket closed"))
         super().connection_lost(exc)
+
+    def lost_reason(self, exc: Exception | None) -> str:
+        """Why this endpoint's pipes closed when the endpoint did."""
+        return "the udp socket closed" + (f" ({exc})" if exc else "")
 
     def error_received(self, exc: Exception) -> None:
         # A connected socket (one dial) hears ICMP port unreachable: nobody listens there, so the
@@ -317,7 +321,7 @@ class UdpEndpoint(UdpSocket):
             if old.peer_key != resp.peer_key:
                 self.drops["path_taken"] += 1
                 return
-            old._shutdown()
+            old._shutdown("replaced by a new channel from the same peer")
         new = self._make_pipe(peer, resp.peer_key, resp.hello.conn_id, resp.hello.purpose)
         if dial is not None and dial.yielded:
             if not dial.fut.done():
@@ -412,7 +416,7 @@ class UdpEndpoint(UdpSocket):
             raise AttemptFailed(f"udp {peer[0]}:{peer[1]}: {exc}") from exc
         except BaseException:
             if dial.fut.done() and not dial.fut.cancelled() and dial.fut.exception() is None:
-                dial.fut.result()._shutdown()  # made in the same wake-up as our cancellation
+                dial.fut.result()._shutdown("dial cancelled")  # made in the same wake-up as our cancellation
             raise
         finally:
             del self._dialing[peer]

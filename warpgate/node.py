@@ -22,6 +22,7 @@ from warpgate.interfaces import LocalInterface, list_interfaces
 from warpgate.names import DEFAULT_TTL, NameClient
 from warpgate.pipe import Pipe
 from warpgate.plugins.base import Plugin, ResponderContext, When, encode_reply
+from warpgate.proto import timers
 from warpgate.proto.address import Address, Interface
 from warpgate.proto.discovery import Discovery
 from warpgate.proto.messages import Message
@@ -69,6 +70,7 @@ class Node:
         discovery_timeout: float = discovery.DEFAULT_LIMIT,
         turn: Sequence[str] = (),
         relay_head_start: float = 1.0,
+        keepalive: timers.Liveness | None = timers.LIVENESS,
     ) -> None:
         if identity is not None and key_path is not None:
             raise LocalProtocolError("give identity or key_path, not both")
@@ -78,6 +80,8 @@ class Node:
         self.families = tuple(families)
         self.brokers = tuple(brokers)
         self.queue_size = queue_size
+        self.keepalive = keepalive
+        """Pipes ping a silent peer and close when it stays silent (``timers.Liveness``; None: never)."""
         self.on_pipe = on_pipe
         self.port = 0
         self.local_interfaces: list[LocalInterface] = []
@@ -382,8 +386,10 @@ class Node:
         return stop
 
     def track(self, pipe: Pipe) -> None:
-        """Own ``pipe``: it is closed when the node stops."""
+        """Own ``pipe``: it is closed when the node stops, or when its peer falls silent."""
         self._pipes.add(pipe)
+        if self.keepalive is not None:
+            pipe.keep_alive(self.keepalive)
         previous = pipe.on_closed
 
         def closed(p: Pipe) -> None:

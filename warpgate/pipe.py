@@ -27,6 +27,7 @@ from warpgate.errors import PipeClosed, RemoteProtocolError
 from warpgate.identity import node_id_of
 from warpgate.proto import frames, timers
 from warpgate.proto.frames import Kind
+from warpgate.proto.timers import Action, Liveness
 from warpgate.retry import retransmit
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ class _Inbox:
         self.items: deque[bytes] = deque()
         self.maxsize = maxsize
         self.closed = False
+        self.reason = "pipe closed"
         self._readable: asyncio.Future[None] | None = None
         self._writable: asyncio.Future[None] | None = None
 
@@ -84,15 +86,16 @@ class _Inbox:
     async def get(self) -> bytes:
         while not self.items:
             if self.closed:
-                raise PipeClosed("pipe closed")
+                raise PipeClosed(self.reason)
             self._readable = asyncio.get_running_loop().create_future()
             await self._readable
         item = self.items.popleft()
         self._wake("_writable")
         return item
 
-    def close(self) -> None:
+    def close(self, reason: str) -> None:
         self.closed = True
+        self.reason = reason
         self._wake("_readable")
         self._wake("_writable")
 
@@ -136,6 +139,10 @@ class Pipe:
         self._nominate_ack: asyncio.Future[None] | None = None
         self._nominate_task: asyncio.Task[None] | None = None
         self._reader_task: asyncio.Task[None] | None = None
+        self._watch_task: asyncio.Task[None] | None = None
+        self._heard = 0  # frames received; the liveness watch compares it between wake-ups
+        self.close_reason: str | None = None
+        """Why the pipe closed: by us, by the peer, a silent peer, a lost transport."""
         self.on_closed: Callable[[Pipe], None] | None = None
 
     def __repr__(self) -> str:
@@ -168,13 +175,13 @@ class Pipe:
         if sub not in self._subs:
             self._subs[sub] = _Inbox(self._queue_size)
             if self._closed:
-                self._subs[sub].close()
+                self._subs[sub].close(self._closed_message())
         return sub
 
     def unsubscribe(self, sub: Sub) -> None:
         inbox = self._subs.pop(sub, None)
         if inbox is not None:
-            inbox.close()
+            inbox.close("unsubscribed")
 
     async def send(self, data: bytes) -> None:
         """Send one message; the peer's ``recv`` returns exactly these bytes."""
@@ -195,7 +202,8 @@ class Pipe:
 
     async def recv(self, sub: Sub = SUB_ALL, timeout: float | None = None) -> bytes:
         """Next message of ``sub`` (subscribed on first use). ``TimeoutError`` after ``timeout`` s;
-        ``PipeClosed`` once the pipe is closed and the inbox is empty."""
+        ``PipeClosed`` (saying why) once the pipe is closed and the inbox is empty; a silent
+        peer closes the pipe (``keep_alive``), so without a timeout this still never hangs."""
         inbox = self._subs.get(sub) or self._subs[self.subscribe(sub)]
         if timeout is None:
             return await inbox.get()
@@ -206,6 +214,8 @@ class Pipe:
         """Close the pipe and tell the peer. Idempotent (a second call still waits for the
         transport to be released, e.g. after the peer closed first)."""
         if self._closed:
+            if self._watch_task is not None and self._watch_task is not asyncio.current_task():
+                await asyncio.gather(self._watch_task, return_exceptions=True)
             if self.released is not None:
                 await self.released()
             return
@@ -214,10 +224,11 @@ class Pipe:
             self._send_raw(frame)
         except OSError as exc:
             log.debug("close frame not sent on %r: %s", self, exc)
-        self._shutdown()
-        if self._reader_task is not None and self._reader_task is not asyncio.current_task():
-            self._reader_task.cancel()
-            await asyncio.gather(self._reader_task, return_exceptions=True)
+        self._shutdown("closed by us")
+        for task in (self._reader_task, self._watch_task):
+            if task is not None and task is not asyncio.current_task():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         if self.released is not None:
             await self.released()  # e.g. a relay's allocation deleted on the server
 
@@ -230,6 +241,34 @@ class Pipe:
         await self.close()
 
     # -- plumbing used by the node and plugins ----------------------------------------------
+
+    def keep_alive(self, policy: Liveness) -> None:
+        """Ping the peer when it is silent; close the pipe when it stays silent (``Liveness``)."""
+        if self._watch_task is None and not self._closed:
+            self._watch_task = asyncio.get_running_loop().create_task(self._watch(policy))
+
+    async def _watch(self, policy: Liveness) -> None:
+        loop = asyncio.get_running_loop()
+        watch = policy.watch(loop.time())
+        seen = self._heard
+        ping = frames.tcp_frame(Kind.PING) if self.proto == "tcp" else frames.udp_frame(Kind.PING)
+        while not self._closed:
+            await asyncio.sleep(max(0.0, watch.get_timer() - loop.time()))
+            now = loop.time()
+            if self._heard != seen:  # heard since the last wake-up (counted, not timed, per frame)
+                seen = self._heard
+                watch.heard(now)
+            action = watch.handle_timer(now)
+            if action is Action.SEND:
+                try:
+                    self._send_raw(ping)
+                except OSError as exc:
+                    log.debug("%r: ping not sent: %s", self, exc)
+            elif action is Action.GIVE_UP:
+                via = "the relay or the peer" if self.path == "relayed" else "the peer"
+                log.info("%r: closing, %s was silent for %.0f s", self, via, policy.dead)
+                self._shutdown(f"{via} was silent for {policy.dead:.0f} s")
+                return
 
     def nominate(self) -> None:
         """Tell the peer this is the pipe we chose (it then reaches the peer's ``accept()``).
@@ -267,7 +306,11 @@ class Pipe:
 
     def _on_control(self, kind: Kind) -> None:
         if kind is Kind.CLOSE:
-            self._shutdown()
+            self._shutdown("closed by the peer")
+        elif kind is Kind.PING:
+            self._send_raw(
+                frames.tcp_frame(Kind.PONG) if self.proto == "tcp" else frames.udp_frame(Kind.PONG)
+            )
         elif kind is Kind.NOMINATE:
             if self.proto == "udp":
                 self._send_raw(frames.udp_frame(Kind.NOMINATE_ACK))
@@ -282,6 +325,7 @@ class Pipe:
                 self._on_nominated(self)
 
     def _on_udp_frame(self, kind: Kind, payload: bytes) -> None:
+        self._heard += 1
         if kind is Kind.DATA:
             self._mark_nominated()
             self._deliver_now(payload)
@@ -293,6 +337,7 @@ class Pipe:
             while True:
                 kind, size = frames.tcp_header(await reader.readexactly(frames.HEADER_SIZE))
                 payload = await reader.readexactly(size) if size else b""
+                self._heard += 1
                 if kind is Kind.DATA:
                     self._mark_nominated()
                     await self._deliver(payload)
@@ -304,19 +349,27 @@ class Pipe:
                         return
         except (asyncio.IncompleteReadError, ConnectionError) as exc:
             log.debug("%r: connection ended: %s", self, exc)
+            self._shutdown("the connection ended")
         except RemoteProtocolError as exc:
             log.warning("%r: closing, peer broke the protocol: %s", self, exc)
+            self._shutdown(f"the peer broke the protocol: {exc}")
         finally:
-            self._shutdown()
+            self._shutdown("the connection ended")
 
-    def _shutdown(self) -> None:
+    def _closed_message(self) -> str:
+        return f"pipe closed: {self.close_reason}" if self.close_reason else "pipe closed"
+
+    def _shutdown(self, reason: str) -> None:
         if self._closed:
             return
         self._closed = True
+        self.close_reason = reason
         if self._nominate_task is not None:
             self._nominate_task.cancel()
+        if self._watch_task is not None and self._watch_task is not asyncio.current_task():
+            self._watch_task.cancel()
         for inbox in self._subs.values():
-            inbox.close()
+            inbox.close(self._closed_message())
         self._close_raw()
         if self.on_closed is not None:
             self.on_closed(self)

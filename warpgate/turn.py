@@ -10,6 +10,11 @@ datagram to a peer, allocation refreshes before expiry, and the deletion (a Refr
 0) on close. A ``RelayEndpoint`` is a ``UdpEndpoint`` whose datagrams go through the allocation
 instead of a socket: handshakes, simultaneous open and pipes work over it unchanged. When the
 last pipe it made closes, it deletes the allocation, so nothing stays allocated on the server.
+A pipe's keepalive (``timers.Liveness``) keeps the channel binding and permission fresh on both
+sides, and closes the pipe with a reason when the relay dies.
+
+Transports to the server: UDP, TCP (``?transport=tcp``, for networks that block UDP) and TLS
+(``turns://``, RFC 8656 §3.1).
 
 Credentials: static (``turn://user:pass@host``) or coturn's time-limited REST credentials
 (``turn://name@host?secret=S``: ``use-auth-secret``; the username is ``expiry:name`` and the
@@ -24,6 +29,7 @@ import contextlib
 import hashlib
 import hmac
 import logging
+import ssl
 import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -65,21 +71,28 @@ class TurnServer:
     password: str = field(default="", repr=False)
     secret: str = field(default="", repr=False)
     """coturn's ``static-auth-secret``: credentials are made per allocation (REST API)."""
+    tls: bool = False
+    """``turns://``: TLS over TCP to the server (RFC 8656 §3.1), verified against ``ca`` or the
+    system's trust store."""
+    ca: str = ""
+    """A CA file (PEM) to verify a ``turns://`` server with, instead of the system's store."""
 
     @classmethod
     def parse(cls, url: str) -> TurnServer:
-        """``turn://user:pass@host[:port][?transport=udp|tcp]`` or ``turn://name@host?secret=S``."""
+        """``turn://user:pass@host[:port][?transport=udp|tcp]``, ``turn://name@host?secret=S``, or
+        ``turns://user:pass@host[:5349][?ca=FILE]`` (TLS; the transport is TCP)."""
         parts = urlsplit(url)
         if parts.scheme not in ("turn", "turns") or not parts.hostname:
             raise LocalProtocolError(f"not a turn:// URL: {cls._safe(url)}")
-        if parts.scheme == "turns":
-            raise LocalProtocolError("turns:// (TLS to the server) is not supported yet; use turn://")
         query = parse_qs(parts.query)
-        transport = query.get("transport", ["udp"])[0]
+        tls = parts.scheme == "turns"
+        transport = query.get("transport", ["tcp" if tls else "udp"])[0]
         if transport not in ("udp", "tcp"):
             raise LocalProtocolError(f"transport={transport!r}: udp or tcp")
+        if tls and transport != "tcp":
+            raise LocalProtocolError("turns:// runs over TCP (DTLS to the server is not supported)")
         try:
-            port = parts.port or 3478
+            port = parts.port or (5349 if tls else 3478)
         except ValueError:
             raise LocalProtocolError(f"bad port in {cls._safe(url)}") from None
         secret = query.get("secret", [""])[0]
@@ -87,7 +100,8 @@ class TurnServer:
         password = unquote(parts.password or "")
         if not user or not (password or secret):
             raise LocalProtocolError(f"{cls._safe(url)}: needs user:password@ or name@...?secret=")
-        return cls(parts.hostname, port, transport, user, password, secret)  # type: ignore[arg-type]
+        ca = query.get("ca", [""])[0]
+        return cls(parts.hostname, port, transport, user, password, secret, tls, ca)  # type: ignore[arg-type]
 
     @staticmethod
     def _safe(url: str) -> str:
@@ -104,7 +118,17 @@ class TurnServer:
         return username, base64.b64encode(digest).decode()
 
     def __str__(self) -> str:
+        if self.tls:
+            return f"turns://{self.host}:{self.port}"
         return f"turn://{self.host}:{self.port}?transport={self.transport}"
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if not self.tls:
+            return None
+        try:
+            return ssl.create_default_context(cafile=self.ca or None)
+        except (OSError, ssl.SSLError) as exc:
+            raise TurnError(f"turn: cannot load the CA file for {self}: {_reason(exc)}") from None
 
 
 class RelayEndpoint(UdpEndpoint):
@@ -137,9 +161,13 @@ class RelayEndpoint(UdpEndpoint):
     async def _wait_released(self) -> None:
         """Once the last pipe closed: until the server acknowledged the deletion (bounded)."""
         if not self.pipes:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(ALLOCATE_TIMEOUT):
-                    await asyncio.shield(self.closed)
+            await _closed_within(self, ALLOCATE_TIMEOUT)
+
+    def lost_reason(self, exc: Exception | None) -> str:
+        # aioice ends the allocation when a refresh fails; over TCP, when the server hangs up
+        if exc is not None:
+            return f"turn: lost the connection to the server ({_reason(exc)})"
+        return "turn: the allocation ended (the server closed the connection or stopped answering refreshes)"
 
     def error_received(self, exc: Exception) -> None:
         # a send through the relay failed (a channel binding was refused, the server went away)
@@ -169,7 +197,14 @@ class _Transport(asyncio.DatagramTransport):
             self._inner.close()  # deletes the allocation, then closes the socket
 
     def abort(self) -> None:
+        """Stop waiting for the server to acknowledge the deletion: it is gone, and it frees the
+        allocation itself when the lifetime ends (RFC 8656 §6). Without this, aioice retransmits
+        the deletion to a dead server for about 40 s. (aioice keeps the deletion task private;
+        pyproject pins the minor version for that reason.)"""
         self.close()
+        task = getattr(self._inner, "_TurnTransport__close_task", None)
+        if task is not None and not task.done():
+            task.cancel()  # aioice's delete() closes the socket in its ``finally``
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return self._inner.get_extra_info(name, default)
@@ -243,6 +278,7 @@ async def _allocate(
                 lifetime=LIFETIME,
                 channel_refresh_time=CHANNEL_REFRESH,
                 transport=server.transport,
+                ssl=server.ssl_context(),
             )
     except TimeoutError:
         raise TurnError(f"turn: server unreachable ({server}: no answer within {timeout:.1f} s)") from None
@@ -252,6 +288,9 @@ async def _allocate(
         raise TurnError(f"turn: {server} refused the allocation: {_error_code(exc)}") from None
     except stun.TransactionTimeout:
         raise TurnError(f"turn: server unreachable ({server}: no answer)") from None
+    except ssl.SSLError as exc:  # before OSError, its base: a TLS failure is not unreachability
+        detail = getattr(exc, "verify_message", "") or exc.reason or type(exc).__name__
+        raise TurnError(f"turn: TLS to {server} failed: {detail}") from None
     except (OSError, ConnectionError) as exc:
         raise TurnError(f"turn: server unreachable ({server}: {_reason(exc)})") from None
     log.info("turn: allocated %s:%d on %s", *endpoint.relayed, server)
@@ -261,9 +300,22 @@ async def _allocate(
 async def release(endpoint: RelayEndpoint) -> None:
     """Delete the allocation now (idempotent) and wait until its socket is closed."""
     endpoint.close()
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(ALLOCATE_TIMEOUT):
+    await _closed_within(endpoint, ALLOCATE_TIMEOUT)
+
+
+async def _closed_within(endpoint: RelayEndpoint, timeout: float) -> None:
+    """Wait (bounded) for the server to acknowledge the deletion; then give up on it."""
+    try:
+        async with asyncio.timeout(timeout):
             await asyncio.shield(endpoint.closed)
+    except TimeoutError:
+        log.info("turn %s: deletion not acknowledged within %.1f s; abandoned", endpoint.server, timeout)
+        transport = endpoint.transport
+        if transport is not None:
+            transport.abort()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await asyncio.shield(endpoint.closed)
 
 
 async def release_unused(endpoint: RelayEndpoint) -> None:
@@ -283,7 +335,10 @@ def _error_code(exc: stun.TransactionFailed) -> str:
         return "an error without a code"
     number, text = code[0], str(code[1])[:80]
     hint = {401: " (wrong credentials)", 437: " (allocation mismatch)", 486: " (allocation quota reached)"}
-    return f"{number} {text}{hint.get(number, '')}"
+    extra = hint.get(number, "")
+    if extra and extra.strip(" ()").lower() in text.lower():
+        extra = ""  # the server said it already
+    return f"{number} {text}{extra}"
 
 
 def _reason(exc: BaseException) -> str:

@@ -1,24 +1,32 @@
-"""The ``turn`` plugin against a real coturn on loopback: relayed pipes over UDP and TCP to the
-server, nothing left allocated after close, clear reasons for a dead server and bad credentials,
-coturn's REST credentials, and credentials in no error or log."""
+"""The ``turn`` plugin against a real coturn on loopback: relayed pipes over UDP, TCP and TLS to
+the server, nothing left allocated after close (coturn's own session count), clear reasons for a
+dead server, bad credentials, a full quota and a relay that dies mid-pipe, coturn's REST
+credentials, and credentials in no error or log."""
 
 import asyncio
+import ipaddress
 import logging
+import re
 
 import pytest
 
+from netsim.daemons import coturn_allocations
 from warpgate import ConnectError, Node, Outcome, auto_connect
-from warpgate.errors import LocalProtocolError
-from warpgate.turn import TurnServer
+from warpgate.errors import LocalProtocolError, PipeClosed
+from warpgate.identity import Identity
+from warpgate.proto.timers import Liveness
+from warpgate.turn import TurnError, TurnServer, allocate, release
 
 PASSWORD = "s3cret-pass"
+CLI = "cli-pass"
 
 
 def start_coturn(tmp_path, **kw):
     from netsim.daemons import Daemon, coturn
 
     daemon = Daemon(
-        coturn("127.0.0.1", "127.0.0.2", password=PASSWORD, loopback_peers=True, **kw), tmp_path / "coturn"
+        coturn("127.0.0.1", "127.0.0.2", password=PASSWORD, loopback_peers=True, cli_password=CLI, **kw),
+        tmp_path / "coturn",
     )
     daemon.start()
     return daemon
@@ -30,6 +38,11 @@ def coturn(tmp_path):
     yield daemon
     daemon.stop()
     assert not daemon.running
+
+
+async def gone() -> bool:
+    """coturn holds no live allocation: each one left is deleted, waiting for its sweep (<= 1 s)."""
+    return all(left <= 1 for left in await coturn_allocations("127.0.0.1", CLI))
 
 
 def node(broker, turn, **kw):
@@ -49,17 +62,147 @@ async def test_a_relayed_pipe_carries_data_and_its_allocations_end_with_it(
         pipe, plugin = await auto_connect(b, a.address, plugins=["turn"], timeout=5, on_event=events.append)
         assert plugin.name == "turn" and pipe.path == "relayed" and events[0].path == "relayed"
         theirs = await accepted
+        live = await coturn_allocations("127.0.0.1", CLI)
+        assert len(live) == 2 and min(live) > 500  # one allocation per side, of 600 s
         await pipe.send(b"through the relay")
         assert await theirs.recv() == b"through the relay"
         await theirs.send(b"x" * 1000)
         assert await pipe.recv() == b"x" * 1000
         await pipe.close()
         await theirs.close()
-        # both relays deleted their allocation when their pipe closed: the server acknowledged a
-        # Refresh with lifetime 0 for each (RFC 8656 §7.3), before the nodes stopped
+        # both relays deleted their allocation when their pipe closed (a Refresh with lifetime 0,
+        # RFC 8656 §7.3), before the nodes stopped: the server acknowledged each, and holds none
         created = [r for r in caplog.records if r.getMessage().startswith("TURN allocation created")]
         deleted = [r for r in caplog.records if r.getMessage().startswith("TURN allocation deleted")]
         assert len(created) == 2 and len(deleted) == 2
+        assert await gone(), "coturn still holds a live allocation"
+
+
+@pytest.mark.parametrize(
+    ("transport", "reason"),
+    [
+        ("udp", "the relay or the peer was silent for 1 s"),
+        ("tcp", "turn: (lost the connection to the server|the allocation ended)"),
+    ],
+)
+async def test_a_relay_that_dies_mid_pipe_closes_the_pipe_with_a_reason(
+    tmp_path, mosquitto_factory, transport, reason
+):
+    """coturn stops under a live relayed pipe: over UDP nothing tells the nodes, so the pipe's
+    keepalive finds the silence; over TCP the server's connection ends. Either way ``recv``
+    raises with the reason instead of hanging, and the nodes stop without waiting for the dead
+    server to acknowledge a deletion."""
+    daemon = start_coturn(tmp_path)
+    try:
+        broker = mosquitto_factory()
+        url = f"turn://wg:{PASSWORD}@127.0.0.1:3478?transport={transport}"
+        quick = Liveness(idle=0.2, interval=0.1, dead=1.0)
+        async with node(broker, [url], keepalive=quick) as a, node(broker, [url], keepalive=quick) as b:
+            accepted = asyncio.ensure_future(a.accept())
+            pipe, _ = await auto_connect(b, a.address, plugins=["turn"], timeout=5)
+            theirs = await accepted
+            await pipe.send(b"before")
+            assert await theirs.recv() == b"before"
+            daemon.stop()
+            loop = asyncio.get_running_loop()
+            t0 = loop.time()
+            for end in (pipe, theirs):
+                with pytest.raises(PipeClosed, match=reason):
+                    await end.recv(timeout=5)  # a TimeoutError here would be the hang
+            assert loop.time() - t0 < 3
+            assert re.search(reason, pipe.close_reason or "")
+            t1 = loop.time()
+        assert loop.time() - t1 < 4  # stopping waits at most a second per allocation
+    finally:
+        daemon.stop()
+
+
+async def test_an_idle_relayed_pipe_stays_open(coturn, mosquitto_factory):
+    """Keepalives keep a silent pipe (and its channel bindings) alive well past the dead time."""
+    broker = mosquitto_factory()
+    url = f"turn://wg:{PASSWORD}@127.0.0.1:3478"
+    quick = Liveness(idle=0.1, interval=0.05, dead=0.5)
+    async with node(broker, [url], keepalive=quick) as a, node(broker, [url], keepalive=quick) as b:
+        accepted = asyncio.ensure_future(a.accept())
+        pipe, _ = await auto_connect(b, a.address, plugins=["turn"], timeout=5)
+        theirs = await accepted
+        with pytest.raises(TimeoutError):
+            await theirs.recv(timeout=2.0)  # the behaviour under test: four dead times of silence
+        assert not pipe.closed and not theirs.closed
+        await pipe.send(b"still here")
+        assert await theirs.recv(timeout=1) == b"still here"
+
+
+async def test_a_full_quota_is_a_clear_486(tmp_path):
+    daemon = start_coturn(tmp_path, user_quota=1)
+    try:
+        server = TurnServer.parse(f"turn://wg:{PASSWORD}@127.0.0.1:3478")
+        first = await allocate(server, Identity.generate())
+        try:
+            with pytest.raises(TurnError, match="(?i)486 .*allocation quota reached"):
+                await allocate(server, Identity.generate())
+        finally:
+            await release(first)
+        assert await gone(), "coturn still holds a live allocation"
+    finally:
+        daemon.stop()
+
+
+def tls_files(tmp_path):
+    """A self-signed certificate for 127.0.0.1 (its own CA), and its key."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "warpgate test turn")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "turn-cert.pem", tmp_path / "turn-key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return str(cert_path), str(key_path)
+
+
+async def test_turns_relays_over_tls_and_refuses_an_unknown_certificate(tmp_path, mosquitto_factory):
+    cert, key = tls_files(tmp_path)
+    daemon = start_coturn(tmp_path, tls=(cert, key))
+    try:
+        broker = mosquitto_factory()
+        url = f"turns://wg:{PASSWORD}@127.0.0.1:5349?ca={cert}"
+        async with node(broker, [url]) as a, node(broker, [url]) as b:
+            accepted = asyncio.ensure_future(a.accept())
+            pipe, _ = await auto_connect(b, a.address, plugins=["turn"], timeout=5)
+            theirs = await accepted
+            await pipe.send(b"over tls")
+            assert await theirs.recv(timeout=2) == b"over tls"
+            await pipe.close()
+            await theirs.close()
+        untrusted = f"turns://wg:{PASSWORD}@127.0.0.1:5349"  # the system's store does not know it
+        with pytest.raises(TurnError, match="TLS to turns://127.0.0.1:5349 failed: .*certificate"):
+            await allocate(TurnServer.parse(untrusted), Identity.generate())
+    finally:
+        daemon.stop()
 
 
 async def test_a_dead_server_is_a_clear_reason_within_a_second(mosquitto_factory):
@@ -121,7 +264,15 @@ def test_turn_urls_are_checked():
     assert (s.host, s.port, s.transport) == ("203.0.113.10", 3478, "tcp")
     assert s.credentials() == ("alice", "hunter2")
     assert "hunter2" not in repr(s) and "hunter2" not in str(s)
-    for bad in ("http://u:p@h", "turn://h", "turn://u:p@h?transport=sctp", "turns://u:p@h"):
+    t = TurnServer.parse("turns://alice:hunter2@turn.example?ca=/etc/ca.pem")
+    assert (t.port, t.transport, t.tls, t.ca, str(t)) == (
+        5349,
+        "tcp",
+        True,
+        "/etc/ca.pem",
+        "turns://turn.example:5349",
+    )
+    for bad in ("http://u:p@h", "turn://h", "turn://u:p@h?transport=sctp", "turns://u:p@h?transport=udp"):
         with pytest.raises(LocalProtocolError):
             TurnServer.parse(bad)
 

@@ -53,3 +53,22 @@ def test_hurry_sends_now_without_growing_the_interval():
 def test_bad_policies_are_refused(kwargs):
     with pytest.raises(LocalProtocolError):
         Backoff(**kwargs)
+
+
+def test_liveness_pings_a_silent_peer_then_gives_up():
+    from warpgate.proto.timers import Liveness
+
+    watch = Liveness(idle=5.0, interval=1.0, dead=15.0).watch(100.0)
+    assert watch.get_timer() == 105.0 and watch.handle_timer(104.9) is Action.WAIT
+    assert watch.handle_timer(105.0) is Action.SEND  # silent for idle: ping
+    assert watch.get_timer() == 106.0 and watch.handle_timer(105.5) is Action.WAIT
+    assert watch.handle_timer(106.0) is Action.SEND  # still silent: again after interval
+    watch.heard(106.2)  # the pong
+    assert watch.get_timer() == 111.2 and watch.handle_timer(107.0) is Action.WAIT
+    sends = [t for t in range(112, 121) if watch.handle_timer(float(t)) is Action.SEND]
+    assert sends == list(range(112, 121))  # one ping a second while silent
+    assert watch.handle_timer(121.2) is Action.GIVE_UP  # dead: 15 s after the last thing heard
+    with pytest.raises(LocalProtocolError):
+        Liveness(idle=5.0, interval=6.0, dead=15.0)
+    with pytest.raises(LocalProtocolError):
+        Liveness(idle=5.0, interval=1.0, dead=5.0)

@@ -22,6 +22,8 @@ class Kind(enum.IntEnum):
     CLOSE = 0xD2
     NOMINATE = 0xD3  #: the initiator picked this pipe (RFC 8445 §8 calls this nomination)
     NOMINATE_ACK = 0xD4
+    PING = 0xD5  #: are you there? (the pipe was silent for a while; answered with PONG)
+    PONG = 0xD6
 
 
 def tcp_header_for(kind: Kind, size: int) -> bytes:

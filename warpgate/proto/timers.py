@@ -81,6 +81,57 @@ class Schedule:
         self._next = min(self._next, now)
 
 
+@dataclass(frozen=True, slots=True)
+class Liveness:
+    """Keepalive of an open pipe: after ``idle`` s without hearing the peer, ping it every
+    ``interval`` s; after ``dead`` s of silence the pipe is dead and closes with that reason.
+
+    The pings also keep what the path holds open: NAT and firewall mappings (RFC 4787 REQ-5
+    allows UDP mappings to expire after 2 minutes; many expire after 30 s) and a TURN
+    allocation's channel binding and permission (RFC 8656 §9: 300 s). Several pings fit in the
+    dead window, so a lossy path does not kill a live pipe: at 10 % loss each way, ten lost
+    ping/pong rounds in a row happen once in about 10^7 windows.
+    """
+
+    idle: float = 5.0
+    interval: float = 1.0
+    dead: float = 15.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.interval <= self.idle < self.dead:
+            raise LocalProtocolError(f"bad liveness {self!r}: need 0 < interval <= idle < dead")
+
+    def watch(self, now: float) -> Watch:
+        return Watch(self, now)
+
+
+class Watch:
+    """One pipe's liveness timer: ``heard(now)``; ``handle_timer(now)`` -> SEND (a ping) | WAIT |
+    GIVE_UP (dead); ``get_timer()``."""
+
+    def __init__(self, policy: Liveness, now: float) -> None:
+        self.policy = policy
+        self.heard_at = now
+        self._pinged_at = float("-inf")
+
+    def heard(self, now: float) -> None:
+        self.heard_at = max(self.heard_at, now)
+
+    def _ping_due(self) -> float:
+        return max(self.heard_at + self.policy.idle, self._pinged_at + self.policy.interval)
+
+    def get_timer(self) -> float:
+        return min(self._ping_due(), self.heard_at + self.policy.dead)
+
+    def handle_timer(self, now: float) -> Action:
+        if now >= self.heard_at + self.policy.dead:
+            return Action.GIVE_UP
+        if now < self._ping_due():
+            return Action.WAIT
+        self._pinged_at = now
+        return Action.SEND
+
+
 # The engine's policies, in one place. LAN-to-LAN paths answer in well under a millisecond, so the
 # first retries come sooner than RFC 8489's 500 ms; the caps keep a lossy path from idling.
 STUN = Backoff(initial=0.1, tries=4)
@@ -93,5 +144,7 @@ PUNCH = Backoff(initial=0.025, cap=0.4, limit=30.0)
 """Hole punching: the first packets are expected to die at the peer's NAT, so retry soon."""
 SIGNAL = Backoff(initial=0.25, cap=2.0, limit=5.0)
 """A signal-channel request: new message id each send, same request id (answered from a cache)."""
+LIVENESS = Liveness()
+"""An open pipe: ping after 5 s of silence, once a second; dead after 15 s."""
 RECONNECT = Backoff(initial=0.1, cap=2.0, limit=float("inf"))
 """A lost broker connection: retried forever with capped backoff."""
