@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import struct
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -128,6 +129,10 @@ async def tcp_binding(
         s = reusable_tcp_socket(local)
     except OSError as exc:
         raise StunError(f"cannot bind {local[0]}:{local[1]} for TCP STUN: {exc.strerror}") from exc
+    # Closed with a reset, not a FIN: no TIME_WAIT is left on (our port, server), which would make
+    # the next node that gets this port fail to connect to the same server (EADDRNOTAVAIL) and
+    # read that as TCP being blocked.
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     started = loop.time()
     try:
         async with asyncio.timeout(timeout):
