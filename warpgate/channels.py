@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,6 +36,8 @@ IncomingHandler = Callable[[Pipe, bytes], None]
 
 async def _read_handshake(reader: asyncio.StreamReader) -> bytes:
     kind, size = frames.tcp_header(await reader.readexactly(frames.HEADER_SIZE))
+    if size > handshake.MAX_MESSAGE:  # before reading it: nothing large before authentication
+        raise RemoteProtocolError(f"handshake frame of {size} bytes (at most {handshake.MAX_MESSAGE})")
     payload = await reader.readexactly(size)
     if kind is not Kind.HANDSHAKE:
         raise RemoteProtocolError(f"expected a handshake frame, got {kind.name}")
@@ -50,6 +51,7 @@ def _tcp_pipe(
     peer_key: bytes,
     conn_id: bytes,
     plugin: str,
+    keys: handshake.Keys,
     queue_size: int,
 ) -> Pipe:
     sock = writer.get_extra_info("socket")
@@ -64,6 +66,7 @@ def _tcp_pipe(
         remote=hostport(writer.get_extra_info("peername")),
         send_raw=writer.write,
         close_raw=writer.close,
+        keys=keys,
         queue_size=queue_size,
     )
     pipe._drain = writer.drain
@@ -86,7 +89,7 @@ async def tcp_initiate(
     On a stream both ends opened at once (TCP simultaneous open, RFC 9293 §3.5) both send HELLO;
     the end whose key is greater answers the other's as responder (``handshake.yields``).
     """
-    init = handshake.Initiator(identity, expected_key, conn_id, purpose, os.urandom(handshake.NONCE_SIZE))
+    init = handshake.Initiator(identity, expected_key, conn_id, purpose)
     try:
         writer.write(frames.tcp_frame(Kind.HANDSHAKE, init.last))
         while not init.done:
@@ -104,8 +107,15 @@ async def tcp_initiate(
     except BaseException:
         writer.close()
         raise
+    assert init.keys is not None
     return _tcp_pipe(
-        reader, writer, peer_key=expected_key, conn_id=conn_id, plugin=purpose, queue_size=queue_size
+        reader,
+        writer,
+        peer_key=expected_key,
+        conn_id=conn_id,
+        plugin=purpose,
+        keys=init.keys,
+        queue_size=queue_size,
     )
 
 
@@ -118,7 +128,7 @@ async def _tcp_respond_to(
     queue_size: int,
 ) -> Pipe:
     """Finish a simultaneous open as the responder, for the HELLO already read."""
-    resp = handshake.Responder(identity, os.urandom(handshake.NONCE_SIZE))
+    resp = handshake.Responder(identity)
     writer.write(frames.tcp_frame(Kind.HANDSHAKE, resp.receive(hello)))
     while not resp.done:
         writer.write(frames.tcp_frame(Kind.HANDSHAKE, resp.receive(await _read_handshake(reader))))
@@ -131,13 +141,14 @@ def _responded(
     reader: asyncio.StreamReader, writer: asyncio.StreamWriter, resp: handshake.Responder, queue_size: int
 ) -> Pipe:
     """The pipe of a stream whose handshake we answered: the peer's key, conn_id and purpose."""
-    assert resp.hello is not None
+    assert resp.hello is not None and resp.keys is not None
     return _tcp_pipe(
         reader,
         writer,
         peer_key=resp.peer_key,
         conn_id=resp.hello.conn_id,
         plugin=resp.hello.purpose,
+        keys=resp.keys,
         queue_size=queue_size,
     )
 
@@ -182,7 +193,7 @@ async def tcp_respond(
     queue_size: int = 1024,
 ) -> None:
     """Server side of one accepted TCP connection (``asyncio.start_server`` callback)."""
-    resp = handshake.Responder(identity, os.urandom(handshake.NONCE_SIZE))
+    resp = handshake.Responder(identity)
     try:
         async with asyncio.timeout(HANDSHAKE_TIMEOUT):
             while not resp.done:
@@ -258,6 +269,9 @@ class UdpEndpoint(UdpSocket):
             self.drops["malformed"] += 1
             return
         if kind is Kind.HANDSHAKE:
+            if len(payload) > handshake.MAX_MESSAGE:
+                self.drops["handshake_oversize"] += 1  # bounded before any parsing or signature
+                return
             try:
                 self._on_handshake(peer, payload)
             except RemoteProtocolError as exc:
@@ -269,7 +283,9 @@ class UdpEndpoint(UdpSocket):
         if pipe is None:
             self.drops["no_pipe"] += 1
             return
-        pipe._on_udp_frame(kind, payload)
+        dropped = pipe._on_udp_datagram(data)
+        if dropped is not None:
+            self.drops[dropped] += 1
 
     def _on_handshake(self, peer: HostPort, payload: bytes) -> None:
         dial = self._dialing.get(peer)
@@ -287,8 +303,11 @@ class UdpEndpoint(UdpSocket):
                     self.sendto(frames.udp_frame(Kind.HANDSHAKE, reply), peer)
                 if dial.init.done and not dial.fut.done():
                     init = dial.init
+                    assert init.keys is not None
                     dial.fut.set_result(
-                        self._make_pipe(peer, init.expected_key, init.hello.conn_id, init.hello.purpose)
+                        self._make_pipe(
+                            peer, init.expected_key, init.hello.conn_id, init.hello.purpose, init.keys
+                        )
                     )
                 return
             # Simultaneous open: the peer dials us on the path we dial it on.
@@ -306,9 +325,7 @@ class UdpEndpoint(UdpSocket):
                 return
             resp = None  # a new channel on a path whose last handshake is over
         if resp is None:
-            resp = self._responders[peer] = handshake.Responder(
-                self.identity, os.urandom(handshake.NONCE_SIZE)
-            )
+            resp = self._responders[peer] = handshake.Responder(self.identity)
             asyncio.get_running_loop().call_later(HANDSHAKE_TIMEOUT, self._expire_responder, peer, resp)
         was_done = resp.done
         self.sendto(frames.udp_frame(Kind.HANDSHAKE, resp.receive(payload)), peer)
@@ -322,7 +339,8 @@ class UdpEndpoint(UdpSocket):
                 self.drops["path_taken"] += 1
                 return
             old._shutdown("replaced by a new channel from the same peer")
-        new = self._make_pipe(peer, resp.peer_key, resp.hello.conn_id, resp.hello.purpose)
+        assert resp.keys is not None
+        new = self._make_pipe(peer, resp.peer_key, resp.hello.conn_id, resp.hello.purpose, resp.keys)
         if dial is not None and dial.yielded:
             if not dial.fut.done():
                 dial.fut.set_result(new)
@@ -345,7 +363,9 @@ class UdpEndpoint(UdpSocket):
         if dial is not None and not dial.fut.done():
             dial.fut.set_exception(AttemptFailed(f"udp {peer[0]}:{peer[1]}: {exc}"))
 
-    def _make_pipe(self, peer: HostPort, peer_key: bytes, conn_id: bytes, purpose: str) -> Pipe:
+    def _make_pipe(
+        self, peer: HostPort, peer_key: bytes, conn_id: bytes, purpose: str, keys: handshake.Keys
+    ) -> Pipe:
         def close_raw() -> None:
             if self.pipes.get(peer) is pipe:
                 del self.pipes[peer]
@@ -359,6 +379,7 @@ class UdpEndpoint(UdpSocket):
             remote=peer,
             send_raw=lambda data: self.sendto(data, peer),
             close_raw=close_raw,
+            keys=keys,
             queue_size=self.queue_size,
         )
         self.pipes[peer] = pipe
@@ -394,9 +415,7 @@ class UdpEndpoint(UdpSocket):
             )
         ):
             return existing
-        init = handshake.Initiator(
-            self.identity, expected_key, conn_id, purpose, os.urandom(handshake.NONCE_SIZE)
-        )
+        init = handshake.Initiator(self.identity, expected_key, conn_id, purpose)
         dial = _Dial(init, asyncio.get_running_loop().create_future())
         resp = self._responders.get(peer)
         if resp is not None and not resp.done and resp.hello is not None:

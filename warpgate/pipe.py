@@ -25,8 +25,9 @@ from typing import Literal
 
 from warpgate.errors import PipeClosed, RemoteProtocolError
 from warpgate.identity import node_id_of
-from warpgate.proto import frames, timers
+from warpgate.proto import frames, record, timers
 from warpgate.proto.frames import Kind
+from warpgate.proto.handshake import Keys
 from warpgate.proto.timers import Action, Liveness
 from warpgate.retry import retransmit
 
@@ -114,6 +115,7 @@ class Pipe:
         remote: HostPort,
         send_raw: Callable[[bytes], None],
         close_raw: Callable[[], None],
+        keys: Keys,
         queue_size: int = 1024,
         path: str = "direct",
     ) -> None:
@@ -129,6 +131,11 @@ class Pipe:
         """Awaited at the end of ``close()``: what the transport frees on the way out (bounded)."""
         self.dropped = 0
         self._send_raw = send_raw
+        # the record layer (warpgate.proto.record): every frame sealed with the handshake's keys
+        self._udp_seal = record.UdpSealer(keys.send) if proto == "udp" else None
+        self._udp_open = record.UdpOpener(keys.recv) if proto == "udp" else None
+        self._tcp_seal = record.TcpSealer(keys.send) if proto == "tcp" else None
+        self._tcp_open = record.TcpOpener(keys.recv) if proto == "tcp" else None
         self._close_raw = close_raw
         self._queue_size = queue_size
         self._subs: dict[Sub, _Inbox] = {SUB_ALL: _Inbox(queue_size)}
@@ -189,16 +196,18 @@ class Pipe:
             raise PipeClosed("send on a closed pipe")
         if not isinstance(data, bytes | bytearray | memoryview):
             raise TypeError(f"send takes bytes, not {type(data).__name__}")
-        if self.proto == "tcp":
-            if len(data) > 4096:  # two writes beat copying a large payload behind its header
-                self._send_raw(frames.tcp_header_for(Kind.DATA, len(data)))
-                self._send_raw(bytes(data))
+        if self._tcp_seal is not None:
+            header, sealed = self._tcp_seal.seal(Kind.DATA, bytes(data))
+            if len(sealed) > 4096:  # two writes beat copying a large payload behind its header
+                self._send_raw(header)
+                self._send_raw(sealed)
             else:
-                self._send_raw(frames.tcp_frame(Kind.DATA, bytes(data)))
+                self._send_raw(header + sealed)
             if self._drain is not None:
                 await self._drain()  # type: ignore[misc]
         else:
-            self._send_raw(frames.udp_frame(Kind.DATA, bytes(data)))
+            assert self._udp_seal is not None
+            self._send_raw(self._udp_seal.seal(Kind.DATA, bytes(data)))
 
     async def recv(self, sub: Sub = SUB_ALL, timeout: float | None = None) -> bytes:
         """Next message of ``sub`` (subscribed on first use). ``TimeoutError`` after ``timeout`` s;
@@ -220,8 +229,7 @@ class Pipe:
                 await self.released()
             return
         try:
-            frame = frames.tcp_frame(Kind.CLOSE) if self.proto == "tcp" else frames.udp_frame(Kind.CLOSE)
-            self._send_raw(frame)
+            self._send_raw(self._control(Kind.CLOSE))
         except OSError as exc:
             log.debug("close frame not sent on %r: %s", self, exc)
         self._shutdown("closed by us")
@@ -251,7 +259,6 @@ class Pipe:
         loop = asyncio.get_running_loop()
         watch = policy.watch(loop.time())
         seen = self._heard
-        ping = frames.tcp_frame(Kind.PING) if self.proto == "tcp" else frames.udp_frame(Kind.PING)
         while not self._closed:
             await asyncio.sleep(max(0.0, watch.get_timer() - loop.time()))
             now = loop.time()
@@ -261,7 +268,7 @@ class Pipe:
             action = watch.handle_timer(now)
             if action is Action.SEND:
                 try:
-                    self._send_raw(ping)
+                    self._send_raw(self._control(Kind.PING))
                 except OSError as exc:
                     log.debug("%r: ping not sent: %s", self, exc)
             elif action is Action.GIVE_UP:
@@ -278,7 +285,7 @@ class Pipe:
         NOMINATE never loses a message.
         """
         if self.proto == "tcp":
-            self._send_raw(frames.tcp_frame(Kind.NOMINATE))
+            self._send_raw(self._control(Kind.NOMINATE))
             return
         loop = asyncio.get_running_loop()
         self._nominate_ack = loop.create_future()
@@ -287,7 +294,7 @@ class Pipe:
     async def _repeat_nominate(self, ack: asyncio.Future[None]) -> None:
         def send() -> None:
             if not self._closed:
-                self._send_raw(frames.udp_frame(Kind.NOMINATE))
+                self._send_raw(self._control(Kind.NOMINATE))
 
         try:
             await retransmit(timers.NOMINATE, send, ack)
@@ -308,12 +315,10 @@ class Pipe:
         if kind is Kind.CLOSE:
             self._shutdown("closed by the peer")
         elif kind is Kind.PING:
-            self._send_raw(
-                frames.tcp_frame(Kind.PONG) if self.proto == "tcp" else frames.udp_frame(Kind.PONG)
-            )
+            self._send_raw(self._control(Kind.PONG))
         elif kind is Kind.NOMINATE:
             if self.proto == "udp":
-                self._send_raw(frames.udp_frame(Kind.NOMINATE_ACK))
+                self._send_raw(self._control(Kind.NOMINATE_ACK))
             self._mark_nominated()
         elif kind is Kind.NOMINATE_ACK and self._nominate_ack is not None and not self._nominate_ack.done():
             self._nominate_ack.set_result(None)
@@ -324,25 +329,47 @@ class Pipe:
             if self._on_nominated is not None:
                 self._on_nominated(self)
 
-    def _on_udp_frame(self, kind: Kind, payload: bytes) -> None:
+    def _control(self, kind: Kind) -> bytes:
+        """A sealed control frame (no payload) for this pipe's transport."""
+        if self._tcp_seal is not None:
+            return b"".join(self._tcp_seal.seal(kind))
+        assert self._udp_seal is not None
+        return self._udp_seal.seal(kind)
+
+    def _on_udp_datagram(self, datagram: bytes) -> str | None:
+        """One datagram from the peer's address; returns the drop reason if it does not open.
+        Only a sealed frame counts (as heard, as data, as a CLOSE): a spoofed one changes nothing."""
+        assert self._udp_open is not None
+        try:
+            kind, payload = self._udp_open.open(datagram)
+        except record.RecordError as exc:
+            return exc.reason
+        except RemoteProtocolError:
+            return "malformed"
         self._heard += 1
         if kind is Kind.DATA:
             self._mark_nominated()
             self._deliver_now(payload)
-        elif kind is not Kind.HANDSHAKE:
+        elif kind is Kind.HANDSHAKE:
+            return "sealed_handshake"
+        else:
             self._on_control(kind)
+        return None
 
     async def _read_tcp(self, reader: asyncio.StreamReader) -> None:
         try:
             while True:
-                kind, size = frames.tcp_header(await reader.readexactly(frames.HEADER_SIZE))
-                payload = await reader.readexactly(size) if size else b""
+                header = await reader.readexactly(frames.HEADER_SIZE)
+                kind, size = frames.tcp_header(header)
+                sealed = await reader.readexactly(size) if size else b""
+                if kind is Kind.HANDSHAKE:
+                    raise RemoteProtocolError("handshake frame after the handshake")
+                assert self._tcp_open is not None
+                payload = self._tcp_open.open(header, sealed)
                 self._heard += 1
                 if kind is Kind.DATA:
                     self._mark_nominated()
                     await self._deliver(payload)
-                elif kind is Kind.HANDSHAKE:
-                    raise RemoteProtocolError("handshake frame after the handshake")
                 else:
                     self._on_control(kind)
                     if kind is Kind.CLOSE:

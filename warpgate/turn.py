@@ -42,6 +42,7 @@ from warpgate.channels import IncomingHandler, UdpEndpoint
 from warpgate.errors import AttemptFailed, LocalProtocolError
 from warpgate.identity import Identity
 from warpgate.pipe import Pipe
+from warpgate.proto.handshake import Keys
 from warpgate.udp import HostPort
 
 log = logging.getLogger(__name__)
@@ -143,8 +144,8 @@ class RelayEndpoint(UdpEndpoint):
     def relayed(self) -> HostPort:
         return self.local  # the transport's "sockname" is the relayed address
 
-    def _make_pipe(self, peer: HostPort, peer_key: bytes, conn_id: bytes, purpose: str) -> Pipe:
-        pipe = super()._make_pipe(peer, peer_key, conn_id, purpose)
+    def _make_pipe(self, peer: HostPort, peer_key: bytes, conn_id: bytes, purpose: str, keys: Keys) -> Pipe:
+        pipe = super()._make_pipe(peer, peer_key, conn_id, purpose, keys)
         pipe.path = "relayed"
         self._made += 1
         close_raw = pipe._close_raw

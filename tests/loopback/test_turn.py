@@ -4,13 +4,13 @@ dead server, bad credentials, a full quota and a relay that dies mid-pipe, cotur
 credentials, and credentials in no error or log."""
 
 import asyncio
-import ipaddress
 import logging
 import re
 
 import pytest
 
 from netsim.daemons import coturn_allocations
+from tests.daemons import self_signed_cert
 from warpgate import ConnectError, Node, Outcome, auto_connect
 from warpgate.errors import LocalProtocolError, PipeClosed
 from warpgate.identity import Identity
@@ -148,44 +148,8 @@ async def test_a_full_quota_is_a_clear_486(tmp_path):
         daemon.stop()
 
 
-def tls_files(tmp_path):
-    """A self-signed certificate for 127.0.0.1 (its own CA), and its key."""
-    import datetime
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "warpgate test turn")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = tmp_path / "turn-cert.pem", tmp_path / "turn-key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return str(cert_path), str(key_path)
-
-
 async def test_turns_relays_over_tls_and_refuses_an_unknown_certificate(tmp_path, mosquitto_factory):
-    cert, key = tls_files(tmp_path)
+    cert, key = self_signed_cert(tmp_path)
     daemon = start_coturn(tmp_path, tls=(cert, key))
     try:
         broker = mosquitto_factory()

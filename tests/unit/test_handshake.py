@@ -13,8 +13,8 @@ A, B, C = Identity.generate(), Identity.generate(), Identity.generate()
 
 def run(initiator_identity, responder_identity, expected_key):
     conn_id = os.urandom(16)
-    i = hs.Initiator(initiator_identity, expected_key, conn_id, "direct", os.urandom(32))
-    r = hs.Responder(responder_identity, os.urandom(32))
+    i = hs.Initiator(initiator_identity, expected_key, conn_id, "direct")
+    r = hs.Responder(responder_identity)
     challenge = r.receive(i.last)
     proof = i.receive(challenge)
     done = r.receive(proof)
@@ -31,33 +31,33 @@ def test_both_sides_authenticated():
 
 def test_wrong_peer_fails_closed_before_proving_anything():
     conn_id = os.urandom(16)
-    i = hs.Initiator(A, B.public_key, conn_id, "direct", os.urandom(32))
-    r = hs.Responder(C, os.urandom(32))
+    i = hs.Initiator(A, B.public_key, conn_id, "direct")
+    r = hs.Responder(C)
     with pytest.raises(HandshakeError, match="wrong peer"):
         i.receive(r.receive(i.last))
     assert i.last == hs.encode(i.hello)  # no PROOF was produced
 
 
 def test_forged_challenge_signature():
-    i = hs.Initiator(A, B.public_key, os.urandom(16), "direct", os.urandom(32))
-    real = hs.decode(hs.Responder(B, os.urandom(32)).receive(i.last))
-    forged = hs.Challenge(real.conn_id, real.nonce, real.key, C.sign(b"anything"))
+    i = hs.Initiator(A, B.public_key, os.urandom(16), "direct")
+    real = hs.decode(hs.Responder(B).receive(i.last))
+    forged = hs.Challenge(real.conn_id, real.share, real.key, C.sign(b"anything"))
     with pytest.raises(HandshakeError, match="signature"):
         i.receive(hs.encode(forged))
 
 
 def test_replayed_challenge_from_another_session_fails():
-    # A challenge recorded from an earlier handshake does not fit a fresh nonce.
-    i1 = hs.Initiator(A, B.public_key, os.urandom(16), "direct", os.urandom(32))
-    old = hs.decode(hs.Responder(B, os.urandom(32)).receive(i1.last))
-    i2 = hs.Initiator(A, B.public_key, old.conn_id, "direct", os.urandom(32))
+    # A challenge recorded from an earlier handshake does not fit a fresh key share.
+    i1 = hs.Initiator(A, B.public_key, os.urandom(16), "direct")
+    old = hs.decode(hs.Responder(B).receive(i1.last))
+    i2 = hs.Initiator(A, B.public_key, old.conn_id, "direct")
     with pytest.raises(HandshakeError):
         i2.receive(hs.encode(old))
 
 
 def test_forged_proof():
-    i = hs.Initiator(A, B.public_key, os.urandom(16), "direct", os.urandom(32))
-    r = hs.Responder(B, os.urandom(32))
+    i = hs.Initiator(A, B.public_key, os.urandom(16), "direct")
+    r = hs.Responder(B)
     i.receive(r.receive(i.last))
     with pytest.raises(HandshakeError):
         r.receive(hs.encode(hs.Proof(i.hello.conn_id, C.sign(b"x"))))
@@ -65,8 +65,8 @@ def test_forged_proof():
 
 
 def test_retransmitted_hello_gets_the_same_answer():
-    i = hs.Initiator(A, B.public_key, os.urandom(16), "direct", os.urandom(32))
-    r = hs.Responder(B, os.urandom(32))
+    i = hs.Initiator(A, B.public_key, os.urandom(16), "direct")
+    r = hs.Responder(B)
     assert r.receive(i.last) == r.receive(i.last)
 
 

@@ -9,6 +9,7 @@ from tests.conftest import assert_no_tasks
 from warpgate import AttemptFailed, ConnectError, Node, NotApplicable, Outcome, Plugin, auto_connect, register
 from warpgate.errors import LocalProtocolError, PluginError
 from warpgate.pipe import Pipe
+from warpgate.proto.handshake import Keys
 
 log: list[str] = []
 made: list[Pipe] = []
@@ -24,6 +25,7 @@ def fake_pipe(ctx, name):
         remote=("127.0.0.1", 2),
         send_raw=lambda d: None,
         close_raw=lambda: log.append(f"{name} closed"),
+        keys=Keys(bytes(32), bytes(32)),
     )
     made.append(pipe)
     return pipe

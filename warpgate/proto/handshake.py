@@ -1,13 +1,23 @@
-"""Peer authentication: each side proves it holds the private key of the public key it claims.
+"""Peer authentication and key exchange: each side proves it holds the private key of the public
+key it claims, and both derive the record keys of the channel (``warpgate.proto.record``).
 
-A SIGMA-style exchange (both signatures cover both fresh nonces and both keys)::
+Signed ephemeral Diffie-Hellman in the SIGMA pattern (Krawczyk, CRYPTO 2003), the structure of
+TLS 1.3's ECDHE + CertificateVerify and of IKEv2: each side sends a fresh X25519 share, and each
+signs, with its long-term Ed25519 key, a transcript holding both shares and both identities::
 
-    I -> R  HELLO      conn_id, nonce_i, key_i, purpose
-    R -> I  CHALLENGE  conn_id, nonce_r, key_r, sig_r = Sign_r("R" | transcript)
+    I -> R  HELLO      conn_id, share_i, key_i, purpose
+    R -> I  CHALLENGE  conn_id, share_r, key_r, sig_r = Sign_r("R" | transcript)
     I -> R  PROOF      conn_id, sig_i = Sign_i("I" | transcript)
     R -> I  DONE       conn_id
 
-    transcript = "warpgate-auth-v1" | conn_id | nonce_i | nonce_r | key_i | key_r | purpose
+    transcript = "warpgate-auth-v2" | conn_id | share_i | share_r | key_i | key_r | purpose
+    i2r | r2i  = HKDF-SHA256(salt = SHA-256(transcript), ikm = X25519(eph, share_peer),
+                             info = "warpgate-record-v1", 64 bytes)
+
+Both identities are inside both signatures, so neither side can be made to believe it talks to
+someone else (no identity misbinding). The shares are fresh per handshake and their private halves
+are dropped once the keys are derived: a stolen identity key later does not decrypt recorded
+pipes (forward secrecy). The shares are random, so they serve as the handshake's nonces too.
 
 The initiator refuses a responder whose key is not the one in the address it dialled, *before* it
 proves anything, so a channel that reached the wrong host fails closed. Messages are idempotent, so
@@ -27,15 +37,34 @@ hole punching); ``purpose`` names the plugin that made the channel.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, field
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from warpgate.errors import HandshakeError, LocalProtocolError, RemoteProtocolError
 from warpgate.identity import PUBLIC_KEY_SIZE, Identity, verify
 
-VERSION = 1
-NONCE_SIZE = 32
+VERSION = 2
+SHARE_SIZE = 32  # an X25519 public key (RFC 7748 §5)
 CONN_ID_SIZE = 16
-_CONTEXT = b"warpgate-auth-v1"
+KEY_SIZE = 32
+MAX_MESSAGE = 512
+"""The largest handshake message taken (a HELLO is at most 147 bytes): a peer that has not
+authenticated gets no more of our memory or parsing than this."""
+_CONTEXT = b"warpgate-auth-v2"
+_RECORD_INFO = b"warpgate-record-v1"
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """A channel's record keys, from one side's point of view (never logged: no ``repr``)."""
+
+    send: bytes = field(repr=False)
+    recv: bytes = field(repr=False)
 
 
 class Step(enum.IntEnum):
@@ -48,7 +77,7 @@ class Step(enum.IntEnum):
 @dataclass(frozen=True, slots=True)
 class Hello:
     conn_id: bytes
-    nonce: bytes
+    share: bytes
     key: bytes
     purpose: str
 
@@ -56,7 +85,7 @@ class Hello:
 @dataclass(frozen=True, slots=True)
 class Challenge:
     conn_id: bytes
-    nonce: bytes
+    share: bytes
     key: bytes
     signature: bytes
 
@@ -81,13 +110,13 @@ def encode(msg: Message) -> bytes:
         return (
             bytes((Step.HELLO, VERSION))
             + msg.conn_id
-            + msg.nonce
+            + msg.share
             + msg.key
             + bytes((len(purpose),))
             + purpose
         )
     if isinstance(msg, Challenge):
-        return bytes((Step.CHALLENGE,)) + msg.conn_id + msg.nonce + msg.key + _sig(msg.signature)
+        return bytes((Step.CHALLENGE,)) + msg.conn_id + msg.share + msg.key + _sig(msg.signature)
     if isinstance(msg, Proof):
         return bytes((Step.PROOF,)) + msg.conn_id + _sig(msg.signature)
     return bytes((Step.DONE,)) + msg.conn_id
@@ -99,12 +128,12 @@ def decode(data: bytes) -> Message:
         raise RemoteProtocolError("empty handshake message")
     step, body = data[0], data[1:]
     if step == Step.HELLO:
-        if len(body) < 1 + CONN_ID_SIZE + NONCE_SIZE + PUBLIC_KEY_SIZE + 1:
+        if len(body) < 1 + CONN_ID_SIZE + SHARE_SIZE + PUBLIC_KEY_SIZE + 1:
             raise RemoteProtocolError("truncated HELLO")
         if body[0] != VERSION:
             raise RemoteProtocolError(f"handshake version {body[0]} not supported")
         conn_id, rest = _split(body[1:], CONN_ID_SIZE)
-        nonce, rest = _split(rest, NONCE_SIZE)
+        share, rest = _split(rest, SHARE_SIZE)
         key, rest = _split(rest, PUBLIC_KEY_SIZE)
         if len(rest) != 1 + rest[0]:
             raise RemoteProtocolError("HELLO purpose length mismatch")
@@ -112,14 +141,14 @@ def decode(data: bytes) -> Message:
             purpose = rest[1:].decode("ascii")
         except UnicodeDecodeError:
             raise RemoteProtocolError("HELLO purpose is not ASCII") from None
-        return Hello(conn_id, nonce, key, purpose)
+        return Hello(conn_id, share, key, purpose)
     if step == Step.CHALLENGE:
-        if len(body) < CONN_ID_SIZE + NONCE_SIZE + PUBLIC_KEY_SIZE + 1:
+        if len(body) < CONN_ID_SIZE + SHARE_SIZE + PUBLIC_KEY_SIZE + 1:
             raise RemoteProtocolError("truncated CHALLENGE")
         conn_id, rest = _split(body, CONN_ID_SIZE)
-        nonce, rest = _split(rest, NONCE_SIZE)
+        share, rest = _split(rest, SHARE_SIZE)
         key, rest = _split(rest, PUBLIC_KEY_SIZE)
-        return Challenge(conn_id, nonce, key, _unsig(rest, "CHALLENGE"))
+        return Challenge(conn_id, share, key, _unsig(rest, "CHALLENGE"))
     if step == Step.PROOF:
         if len(body) < CONN_ID_SIZE + 1:
             raise RemoteProtocolError("truncated PROOF")
@@ -140,25 +169,52 @@ def yields(own_key: bytes, peer_key: bytes) -> bool:
 
 
 def transcript(
-    conn_id: bytes, nonce_i: bytes, nonce_r: bytes, key_i: bytes, key_r: bytes, purpose: str
+    conn_id: bytes, share_i: bytes, share_r: bytes, key_i: bytes, key_r: bytes, purpose: str
 ) -> bytes:
-    return _CONTEXT + conn_id + nonce_i + nonce_r + key_i + key_r + purpose.encode("ascii")
+    return _CONTEXT + conn_id + share_i + share_r + key_i + key_r + purpose.encode("ascii")
+
+
+def _new_share() -> X25519PrivateKey:
+    return X25519PrivateKey.generate()
+
+
+def _share_of(private: X25519PrivateKey) -> bytes:
+    return private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+def derive(private: X25519PrivateKey, peer_share: bytes, t: bytes) -> tuple[bytes, bytes]:
+    """(i2r, r2i) record keys from our ephemeral key, the peer's share and the transcript."""
+    try:
+        secret = private.exchange(X25519PublicKey.from_public_bytes(peer_share))
+    except ValueError:  # a low-order point gives the all-zero secret (RFC 7748 §6.1)
+        raise HandshakeError("the peer's key share is invalid") from None
+    okm = HKDF(hashes.SHA256(), 2 * KEY_SIZE, hashlib.sha256(t).digest(), _RECORD_INFO).derive(secret)
+    return okm[:KEY_SIZE], okm[KEY_SIZE:]
 
 
 class Initiator:
     """The dialling side. Feed it every handshake message; send what it returns."""
 
     def __init__(
-        self, identity: Identity, expected_key: bytes, conn_id: bytes, purpose: str, nonce: bytes
+        self,
+        identity: Identity,
+        expected_key: bytes,
+        conn_id: bytes,
+        purpose: str,
+        ephemeral: X25519PrivateKey | None = None,
     ) -> None:
-        if len(conn_id) != CONN_ID_SIZE or len(nonce) != NONCE_SIZE:
-            raise LocalProtocolError("conn_id must be 16 bytes and nonce 32 bytes")
+        if len(conn_id) != CONN_ID_SIZE:
+            raise LocalProtocolError("conn_id must be 16 bytes")
         if not purpose.isascii() or len(purpose) > 64:
             raise LocalProtocolError("purpose must be ASCII, at most 64 characters")
         self.identity = identity
         self.expected_key = expected_key
-        self.hello = Hello(conn_id, nonce, identity.public_key, purpose)
+        self._ephemeral: X25519PrivateKey | None = ephemeral or _new_share()
+        self.hello = Hello(conn_id, _share_of(self._ephemeral), identity.public_key, purpose)
         self.last: bytes = encode(self.hello)
+        self.keys: Keys | None = None
+        """Set with the PROOF: the channel's record keys (send = initiator to responder)."""
+        self._challenge: Challenge | None = None
         self.done = False
 
     def receive(self, data: bytes) -> bytes | None:
@@ -170,10 +226,19 @@ class Initiator:
             if msg.key != self.expected_key:
                 raise HandshakeError("reached the wrong peer: its key is not the one in the address")
             t = transcript(
-                msg.conn_id, self.hello.nonce, msg.nonce, self.hello.key, msg.key, self.hello.purpose
+                msg.conn_id, self.hello.share, msg.share, self.hello.key, msg.key, self.hello.purpose
             )
             if not verify(msg.key, msg.signature, b"R" + t):
                 raise HandshakeError("peer's signature does not verify")
+            if self.keys is None:  # a retransmitted CHALLENGE is the same one: same keys
+                if self._ephemeral is None:
+                    raise RemoteProtocolError("a second, different CHALLENGE")
+                i2r, r2i = derive(self._ephemeral, msg.share, t)
+                self._ephemeral = None  # forward secrecy: the private share is gone
+                self.keys = Keys(send=i2r, recv=r2i)
+                self._challenge = msg
+            elif msg != self._challenge:
+                raise RemoteProtocolError("a second, different CHALLENGE")
             self.last = encode(Proof(msg.conn_id, self.identity.sign(b"I" + t)))
             return self.last
         if isinstance(msg, Done):
@@ -187,13 +252,14 @@ class Initiator:
 class Responder:
     """The accepting side of one channel. Accepts any key that proves itself; exposes it after DONE."""
 
-    def __init__(self, identity: Identity, nonce: bytes) -> None:
-        if len(nonce) != NONCE_SIZE:
-            raise LocalProtocolError("nonce must be 32 bytes")
+    def __init__(self, identity: Identity, ephemeral: X25519PrivateKey | None = None) -> None:
         self.identity = identity
-        self.nonce = nonce
+        self._ephemeral: X25519PrivateKey | None = ephemeral or _new_share()
+        self.share = _share_of(self._ephemeral)
         self.hello: Hello | None = None
         self.challenge: bytes | None = None
+        self.keys: Keys | None = None
+        """Set when the handshake is done: the channel's record keys (send = responder to initiator)."""
         self.done = False
 
     @property
@@ -214,7 +280,7 @@ class Responder:
             self.hello = msg
             t = self._transcript()
             self.challenge = encode(
-                Challenge(msg.conn_id, self.nonce, self.identity.public_key, self.identity.sign(b"R" + t))
+                Challenge(msg.conn_id, self.share, self.identity.public_key, self.identity.sign(b"R" + t))
             )
             return self.challenge
         if isinstance(msg, Proof):
@@ -222,8 +288,13 @@ class Responder:
                 raise RemoteProtocolError("PROOF before HELLO")
             if msg.conn_id != self.hello.conn_id:
                 raise RemoteProtocolError("PROOF for another connection")
-            if not verify(self.hello.key, msg.signature, b"I" + self._transcript()):
+            t = self._transcript()
+            if not verify(self.hello.key, msg.signature, b"I" + t):
                 raise HandshakeError("initiator's signature does not verify")
+            if self._ephemeral is not None:  # not on a retransmitted PROOF: the keys stay
+                i2r, r2i = derive(self._ephemeral, self.hello.share, t)
+                self._ephemeral = None  # forward secrecy: the private share is gone
+                self.keys = Keys(send=r2i, recv=i2r)
             self.done = True
             return encode(Done(msg.conn_id))
         raise RemoteProtocolError(f"responder cannot take {type(msg).__name__}")
@@ -231,7 +302,7 @@ class Responder:
     def _transcript(self) -> bytes:
         assert self.hello is not None
         h = self.hello
-        return transcript(h.conn_id, h.nonce, self.nonce, h.key, self.identity.public_key, h.purpose)
+        return transcript(h.conn_id, h.share, self.share, h.key, self.identity.public_key, h.purpose)
 
 
 def _split(data: bytes, n: int) -> tuple[bytes, bytes]:
