@@ -219,7 +219,9 @@ simple-log
         # coturn block-buffers stdout into a pipe: line buffering lets us see the ready line
         argv=("stdbuf", "-oL", "-eL", "turnserver", "-c", "{dir}/turnserver.conf", "--log-file=stdout"),
         configs={"turnserver.conf": conf},
-        ready=r"Total General servers|IO method \(general relay thread\)|turn server id=",
+        # after every relay thread, whose listeners it waits for: the first relay thread's line
+        # came before the TCP listener was open (a connect was refused 1 start in 25)
+        ready=r"Total General servers",
         timeout=15,
     )
 

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 
 from warpgate.proto.discovery import Answer, Classifier, Discovery, Probe
 from warpgate.stun import HostPort, StunError, StunSocket, reusable_tcp_socket, tcp_binding, udp_binding
 from warpgate.udp import UdpSocket
+
+log = logging.getLogger(__name__)
 
 DEFAULT_LIMIT = 1.5
 """Seconds a node gives discovery at start; a silent or lying server costs no more than this."""
@@ -62,7 +65,8 @@ async def discover(
             got = await udp_binding(s, probe.dest, change=probe.change, backoff=probe.backoff)
             here = local if probe.socket == 0 else s.local  # type: ignore[attr-defined]
             return Answer(got.mapped, here, got.other, got.rtt)
-        except (StunError, OSError):
+        except (StunError, OSError) as exc:
+            log.debug("discovery: probe %s to %s:%d got no answer: %s", probe.id, *probe.dest, exc)
             return None
 
     tasks: dict[asyncio.Task[Answer | None], Probe] = {}

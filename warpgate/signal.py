@@ -22,7 +22,7 @@ import logging
 import os
 import socket
 import time
-from collections import Counter, OrderedDict
+from collections import Counter, OrderedDict, deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -34,6 +34,7 @@ from warpgate.identity import Identity
 from warpgate.proto import timers
 from warpgate.proto.address import Address
 from warpgate.proto.envelope import (
+    MAX_AGE,
     Envelope,
     MsgType,
     ReplayCache,
@@ -152,6 +153,69 @@ class BrokerLink:
             self.tried.set()
 
 
+MAX_LINKS = 16
+"""Broker links at most: our own brokers and those the peers we call list."""
+
+
+class ResponseCache:
+    """Answers by (sender, request id): a retransmitted request (a new message id, the same
+    request id) is answered again without running its handler twice.
+
+    Each sender keeps at most ``per_sender`` answers (its own oldest go first, so a sender can
+    only push out its own); past ``limit`` in all, new answers are not kept rather than someone
+    else's evicted. An answer is kept ``keep`` seconds: a request is retransmitted for at most
+    ``timers.SIGNAL.limit``, and its envelopes are accepted for ``MAX_AGE``.
+    """
+
+    def __init__(self, per_sender: int = 64, limit: int = 10_000, keep: float = 2 * MAX_AGE) -> None:
+        self.per_sender = per_sender
+        self.limit = limit
+        self.keep = keep
+        self._by_sender: dict[str, OrderedDict[str, tuple[float, dict[str, Any]]]] = {}
+        self._order: deque[tuple[float, str, str]] = deque()
+        self._size = 0
+        self.refused = 0
+        """Answers not kept because the cache was full."""
+
+    def __len__(self) -> int:
+        return self._size
+
+    def _expire(self, now: float) -> None:
+        while self._order and self._order[0][0] < now - self.keep:
+            t, sender, rid = self._order.popleft()
+            own = self._by_sender.get(sender)
+            if own is not None and rid in own and own[rid][0] == t:
+                del own[rid]
+                self._size -= 1
+                if not own:
+                    del self._by_sender[sender]
+
+    def get(self, sender: str, rid: str, now: float) -> dict[str, Any] | None:
+        self._expire(now)
+        own = self._by_sender.get(sender)
+        entry = None if own is None else own.get(rid)
+        return None if entry is None else entry[1]
+
+    def put(self, sender: str, rid: str, response: dict[str, Any], now: float) -> None:
+        self._expire(now)
+        own = self._by_sender.get(sender)
+        if own is None:
+            if self._size >= self.limit:
+                self.refused += 1
+                return
+            own = self._by_sender[sender] = OrderedDict()
+        if rid not in own:
+            if len(own) >= self.per_sender:
+                own.popitem(last=False)
+                self._size -= 1
+            elif self._size >= self.limit:
+                self.refused += 1
+                return
+            self._size += 1
+        own[rid] = (now, response)
+        self._order.append((now, sender, rid))
+
+
 class SignalChannel:
     """Signed, encrypted, acknowledged messages to other nodes. Owned by a ``Node``."""
 
@@ -179,7 +243,7 @@ class SignalChannel:
         """The smallest such round trip seen: the signalling path's floor (broker included)."""
         self.replay = ReplayCache()
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
-        self._responses: OrderedDict[tuple[str, str], dict[str, Any]] = OrderedDict()
+        self._responses = ResponseCache()
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self, wait: float = 3.0) -> None:
@@ -205,6 +269,8 @@ class SignalChannel:
     def _link(self, url: str) -> BrokerLink:
         link = self.links.get(url)
         if link is None:
+            if len(self.links) >= MAX_LINKS:
+                raise LocalProtocolError(f"{MAX_LINKS} broker links already")
             link = self.links[url] = BrokerLink(self, url)
             link.start()
         return link
@@ -234,12 +300,19 @@ class SignalChannel:
 
     # -- sending ---------------------------------------------------------------------------------
 
-    async def _publish(self, dest: Address, mtype: MsgType, payload: dict[str, Any]) -> None:
-        for url in dest.brokers:
+    async def _publish(
+        self, dest: Address, mtype: MsgType, payload: dict[str, Any], *, follow_hints: bool = True
+    ) -> None:
+        """Publish on every link that is up; first link the brokers ``dest`` lists, unless this
+        answers a sender (``follow_hints=False``): a stranger's hints must not make us open links
+        (they used to, one permanent link per hint). The sender reached us through a broker we
+        are linked to, and listens there, so the answer goes back the same way."""
+        for url in dest.brokers if follow_hints else ():
             try:
                 self._link(url)
-            except LocalProtocolError:
-                log.debug("signal: ignoring unusable broker hint %r of %s", url, dest.node_id)
+            except LocalProtocolError as exc:
+                self.stats["hint_ignored"] += 1
+                log.debug("signal: ignoring broker hint %r of %s: %s", url, dest.node_id, exc)
         links = [link for link in self.links.values() if link.connected.is_set() and link.client is not None]
         if not links:
             tried = (
@@ -335,8 +408,8 @@ class SignalChannel:
         task.add_done_callback(self._tasks.discard)
 
     async def _handle(self, env: Envelope, msg: dict[str, Any]) -> None:
-        key = (env.sender.node_id, msg["rid"])
-        response = self._responses.get(key)
+        sender, rid = env.sender.node_id, msg["rid"]
+        response = self._responses.get(sender, rid, self.clock())
         if response is None:
             handler = self.handlers.get(msg["kind"])
             if handler is None:
@@ -354,13 +427,14 @@ class SignalChannel:
                     self.stats["request_handler_error"] += 1
                     log.error("signal: handler for %s failed", msg["kind"], exc_info=exc)
                     response = {"error": "internal error"}
-            self._responses[key] = response
-            while len(self._responses) > 10_000:
-                self._responses.popitem(last=False)
+            self._responses.put(sender, rid, response, self.clock())
         if env.type is MsgType.REQUEST:
             try:
                 await self._publish(
-                    env.sender, MsgType.ACK, {"kind": msg["kind"], "rid": msg["rid"], "body": response}
+                    env.sender,
+                    MsgType.ACK,
+                    {"kind": msg["kind"], "rid": msg["rid"], "body": response},
+                    follow_hints=False,
                 )
             except SignalUnavailable as exc:
                 log.info("signal: cannot acknowledge %s: %s", msg["kind"], exc)

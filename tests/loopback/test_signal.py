@@ -205,6 +205,28 @@ async def test_replayed_rejected(pair):
     assert len(calls) == 1
 
 
+async def test_a_flood_cannot_flush_the_replay_cache(pair):
+    """C floods A with validly signed envelopes to push B's captured request out of A's replay
+    cache: C meets its quota, nothing is forgotten inside the window, and the replay is refused."""
+    import json
+    import time
+
+    from warpgate.proto.envelope import ReplayCache
+
+    a, b, c, calls = pair
+    a.signal.replay = ReplayCache(per_sender=20, limit=60)  # the default's rules, smaller numbers
+    captured = seal(b.identity, b.address, a.address, MsgType.NOTICE, payload({"n": 1}), now=time.time())
+    await publish_raw(b, a, captured)
+    await wait_for(lambda: len(calls) == 1)
+    for i in range(100):
+        flood = json.dumps({"kind": "test.act", "rid": f"f{i}", "body": {}}).encode()
+        env = seal(c.identity, c.address, a.address, MsgType.NOTICE, flood, now=time.time())
+        await publish_raw(c, a, env)
+    await wait_for(lambda: a.signal.stats["sender_quota"] == 80)
+    await expect_rejected(a, "replayed", lambda: publish_raw(b, a, captured))
+    assert [who for who, _ in calls].count(b.node_id) == 1 and len(calls) == 21
+
+
 async def test_old_message_rejected(pair):
     a, b, c, calls = pair
     import time

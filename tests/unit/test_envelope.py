@@ -58,10 +58,23 @@ def test_replay():
 
 def test_replay_cache_forgets_after_window():
     cache = ReplayCache(window=60)
-    assert cache.check_and_add(b"1", 0)
-    assert not cache.check_and_add(b"1", 10)
-    assert cache.check_and_add(b"2", 200)  # expels b"1": too old to be accepted anyway
-    assert cache.check_and_add(b"1", 200)
+    assert cache.check_and_add("a", b"1", 0) is None
+    assert cache.check_and_add("a", b"1", 10) == "replayed"
+    assert cache.check_and_add("a", b"2", 200) is None  # expels b"1": too old to be accepted anyway
+    assert cache.check_and_add("a", b"1", 200) is None and len(cache) == 2
+
+
+def test_a_flood_refuses_instead_of_forgetting():
+    """The flush attack: a sender's flood meets its quota, a crowd of senders meets the limit;
+    inside the window no id is forgotten, so the victim's captured message stays a replay."""
+    cache = ReplayCache(window=60, per_sender=3, limit=10)
+    assert cache.check_and_add("victim", b"captured", 0) is None
+    flood = [cache.check_and_add("attacker", b"f%d" % i, 1) for i in range(100)]
+    assert flood[:3] == [None] * 3 and set(flood[3:]) == {"sender_quota"}
+    crowd = [cache.check_and_add(f"sybil{i}", b"s%d" % i, 2) for i in range(100)]
+    assert crowd.count(None) == 6 and set(crowd) == {None, "replay_cache_full"}
+    assert cache.check_and_add("victim", b"captured", 59) == "replayed"
+    assert cache.check_and_add("victim", b"captured", 121) is None  # after 2 windows: too old anyway
 
 
 def test_impersonation_and_tampering():
@@ -107,3 +120,19 @@ def test_fuzz_mutations_never_accepted(pos, xor):
     data[pos % len(data)] ^= xor
     with pytest.raises(SignalRejected):
         open_envelope(bytes(data), B, now=NOW, replay=ReplayCache())
+
+
+def test_response_cache_is_per_sender_and_never_evicts_another_senders_answers():
+    from warpgate.signal import ResponseCache
+
+    cache = ResponseCache(per_sender=2, limit=5, keep=10)
+    cache.put("victim", "r1", {"ok": 1}, 0)
+    for i in range(50):  # one sender's flood only pushes out its own answers
+        cache.put("attacker", f"a{i}", {}, 1)
+    for i in range(50):  # a crowd of senders fills the cache, then is not cached
+        cache.put(f"sybil{i}", "s", {}, 1)
+    assert cache.get("victim", "r1", 2) == {"ok": 1}
+    assert len(cache) == 5 and cache.refused == 48
+    assert cache.get("attacker", "a49", 2) == {} and cache.get("attacker", "a0", 2) is None
+    assert cache.get("victim", "r1", 10.5) is None and len(cache) == 4  # kept 10 s
+    assert cache.get("attacker", "a49", 11.5) is None and len(cache) == 0

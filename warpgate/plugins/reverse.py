@@ -23,12 +23,15 @@ from warpgate.pipe import Pipe
 from warpgate.plugins import register
 from warpgate.plugins.base import AttemptContext, Plugin, ResponderContext
 from warpgate.plugins.direct import reachable
+from warpgate.plugins.sessions import Sessions
 from warpgate.proto.messages import Message, ReverseCancel, ReverseConnect
 from warpgate.proto.nat import Behaviours, Filtering
 
 log = logging.getLogger(__name__)
 
 DIAL_BACK_TIMEOUT = 10.0
+MAX_DIAL_BACKS = 16
+"""Dial-backs the callee runs at once (2 for one peer); more requests are refused (``busy``)."""
 
 
 @register
@@ -39,8 +42,8 @@ class Reverse(Plugin):
     messages = (ReverseConnect, ReverseCancel)
 
     def __init__(self) -> None:
-        self._dialing: dict[bytes, tuple[str, asyncio.Task[None]]] = {}
-        """The callee's dial-backs in progress, by conn_id: (requester's node id, task)."""
+        self._dialing = Sessions(MAX_DIAL_BACKS, "dial-backs")
+        """The callee's dial-backs in progress, by conn_id."""
 
     def head_start(self, ctx: AttemptContext) -> float:
         # Behind direct, and behind udp_punch where its rule says it joins us: its bound (1
@@ -87,18 +90,14 @@ class Reverse(Plugin):
 
     async def respond(self, ctx: ResponderContext, msg: Message) -> Message | None:
         if isinstance(msg, ReverseConnect) and msg.conn_id not in self._dialing:
-            task = ctx.spawn(_dial_back(ctx))
-            self._dialing[msg.conn_id] = (ctx.sender.node_id, task)
-            task.add_done_callback(lambda _: self._dialing.pop(msg.conn_id, None))
+            self._dialing.admit(ctx)
+            self._dialing.start(ctx, _dial_back(ctx))
         elif isinstance(msg, ReverseCancel):
-            entry = self._dialing.get(msg.conn_id)
-            if entry is not None and entry[0] == ctx.sender.node_id:  # only the requester may cancel
-                entry[1].cancel()
+            self._dialing.cancel(ctx, msg.conn_id)
         return None
 
     async def stop(self) -> None:
-        for _, task in self._dialing.values():
-            task.cancel()
+        self._dialing.stop()
 
 
 async def _quietly(notice: object) -> None:

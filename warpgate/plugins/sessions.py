@@ -1,9 +1,10 @@
 """The callee's side of offer-based plugins: the work it runs for each offer in progress.
 
 ``udp_punch`` and ``turn`` answer an offer and keep working for it in the background (punching,
-dialling through a relay). ``Sessions`` holds that work by ``conn_id``: at most ``limit`` at once
-(more offers are refused as ``busy``), cancelled only by the peer that made the offer, and all of
-it at the plugin's ``stop``.
+dialling through a relay); ``reverse`` dials back. ``Sessions`` holds that work by ``conn_id``: at
+most ``limit`` at once and ``per_sender`` for one peer (more offers are refused as ``busy``: a
+stranger's requests cost bounded sockets, packets and allocations), cancelled only by the peer
+that made the offer, and all of it at the plugin's ``stop``.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from warpgate.proto.messages import MessageError
 
 
 class Sessions:
-    def __init__(self, limit: int, what: str) -> None:
+    def __init__(self, limit: int, what: str, per_sender: int = 2) -> None:
         self.limit = limit
+        self.per_sender = per_sender
         self.what = what
         self._tasks: dict[bytes, tuple[str, asyncio.Task[None]]] = {}
 
@@ -28,10 +30,13 @@ class Sessions:
     def __len__(self) -> int:
         return len(self._tasks)
 
-    def admit(self) -> None:
-        """Refuse a new offer while ``limit`` are in progress."""
+    def admit(self, ctx: ResponderContext) -> None:
+        """Refuse a new offer while ``limit`` are in progress, or ``per_sender`` for its sender."""
         if len(self._tasks) >= self.limit:
             raise MessageError("busy", f"{self.limit} {self.what} in progress")
+        mine = sum(1 for who, _ in self._tasks.values() if who == ctx.sender.node_id)
+        if mine >= self.per_sender:
+            raise MessageError("busy", f"{self.per_sender} {self.what} for this peer in progress")
 
     def start(self, ctx: ResponderContext, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """Run ``coro`` for the offer ``ctx.conn_id`` (a task owned by the node)."""

@@ -102,7 +102,7 @@ class Turn(Plugin):
             raise MessageError("malformed", "a relay offer carries exactly one relayed address")
         if msg.conn_id in self._sessions:
             raise MessageError("replayed", "this offer is being answered")
-        self._sessions.admit()
+        self._sessions.admit(ctx)
         relay = await ctx.allocate_relay()
         self._sessions.start(ctx, self._dial_back(ctx, relay, msg.relayed))
         return RelayAnswer(msg.conn_id, (Candidate(*relay.relayed),))

@@ -245,7 +245,7 @@ class UdpPunch(Plugin):
         key = (ctx.sender.node_id, msg.conn_id)
         if key in self._seen:
             raise MessageError("replayed", "this offer was answered before")
-        self._sessions.admit()
+        self._sessions.admit(ctx)
         self._seen[key] = None
         while len(self._seen) > SEEN:
             self._seen.popitem(last=False)

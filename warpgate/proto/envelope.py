@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import enum
 import os
-from collections import OrderedDict
+from collections import Counter, deque
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
@@ -66,6 +66,8 @@ REASONS = (
     "too_old",
     "bad_signature",
     "replayed",
+    "sender_quota",
+    "replay_cache_full",
     "undecryptable",
 )
 
@@ -125,23 +127,45 @@ def seal(
 
 
 class ReplayCache:
-    """Message ids seen within the acceptance window (bounded; oldest forgotten first)."""
+    """Message ids seen within the acceptance window, counted per sender.
 
-    def __init__(self, window: float = MAX_AGE, limit: int = 100_000) -> None:
+    Inside the window nothing is forgotten: evicting an id early would let a captured message be
+    accepted again (100k attacker-signed envelopes used to flush a shared cache). A sender over
+    its quota, or anyone once the cache is full, is refused instead: ``sender_quota`` or
+    ``replay_cache_full``. Ids leave the cache ``2 * window`` after they were seen: a timestamp
+    may be ``window`` ahead of our clock, and is accepted until ``window`` after itself.
+    """
+
+    def __init__(self, window: float = MAX_AGE, per_sender: int = 1024, limit: int = 100_000) -> None:
         self.window = window
+        self.per_sender = per_sender
         self.limit = limit
-        self._seen: OrderedDict[bytes, float] = OrderedDict()
+        self._seen: dict[bytes, float] = {}
+        self._order: deque[tuple[float, str, bytes]] = deque()
+        self._count: Counter[str] = Counter()
 
-    def check_and_add(self, msg_id: bytes, now: float) -> bool:
-        """True if new (and remembered); False if seen before."""
-        while self._seen and (
-            len(self._seen) >= self.limit or next(iter(self._seen.values())) < now - 2 * self.window
-        ):
-            self._seen.popitem(last=False)
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def check_and_add(self, sender: str, msg_id: bytes, now: float) -> str | None:
+        """None if new (and now remembered); else why it is refused: ``replayed``,
+        ``sender_quota``, ``replay_cache_full``."""
+        while self._order and self._order[0][0] < now - 2 * self.window:
+            _, who, old = self._order.popleft()
+            del self._seen[old]
+            self._count[who] -= 1
+            if not self._count[who]:
+                del self._count[who]
         if msg_id in self._seen:
-            return False
+            return "replayed"
+        if self._count[sender] >= self.per_sender:
+            return "sender_quota"
+        if len(self._seen) >= self.limit:
+            return "replay_cache_full"
         self._seen[msg_id] = now
-        return True
+        self._order.append((now, sender, msg_id))
+        self._count[sender] += 1
+        return None
 
 
 def open_envelope(
@@ -164,8 +188,9 @@ def open_envelope(
         raise SignalRejected("too_old", f"timestamp {now - p.timestamp:.1f} s off")
     if not verify(sender.public_key, p.signature, p.body):
         raise SignalRejected("bad_signature", f"claimed sender {node_id_of(sender.public_key)}")
-    if not replay.check_and_add(p.msg_id, now):
-        raise SignalRejected("replayed", p.msg_id.hex())
+    refused = replay.check_and_add(node_id_of(sender.public_key), p.msg_id, now)
+    if refused is not None:
+        raise SignalRejected(refused, p.msg_id.hex())
     try:
         shared = identity.private_key.exchange(ec.ECDH(), load_public_key(p.eph_pub))
         key = _key(shared, p.msg_id, p.eph_pub, identity.public_key)
