@@ -133,6 +133,7 @@ class BrokerLink:
                     timeout=3,
                     keepalive=10,
                     socket_options=NODELAY,
+                    queue_type=self.channel.inbound_queue,
                 ) as client:
                     await client.subscribe(topic_of(self.channel.identity.node_id), qos=1)
                     self.client = client
@@ -153,6 +154,8 @@ class BrokerLink:
             self.tried.set()
 
 
+MAX_QUEUED = 4096
+"""Messages a broker link holds before we read them; beyond, new ones are dropped (``queue_full``)."""
 MAX_LINKS = 16
 """Broker links at most: our own brokers and those the peers we call list."""
 
@@ -242,6 +245,21 @@ class SignalChannel:
         self.min_rtt: float | None = None
         """The smallest such round trip seen: the signalling path's floor (broker included)."""
         self.replay = ReplayCache()
+        stats = self.stats
+
+        class Inbound(asyncio.Queue):  # type: ignore[type-arg]
+            """aiomqtt's incoming queue, bounded; a drop is counted (aiomqtt would log each)."""
+
+            def __init__(self, maxsize: int = 0) -> None:
+                super().__init__(MAX_QUEUED)
+
+            def put_nowait(self, item: Any) -> None:
+                if self.full():
+                    stats["queue_full"] += 1
+                    return
+                super().put_nowait(item)
+
+        self.inbound_queue = Inbound
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._responses = ResponseCache()
         self._tasks: set[asyncio.Task[None]] = set()

@@ -69,7 +69,7 @@ def _parse(raw: bytes, server: HostPort, rtt: float) -> Binding:
         answer = stun.parse_message(raw)
         host, port = answer.attributes["XOR-MAPPED-ADDRESS"]
         other = answer.attributes.get("OTHER-ADDRESS")
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, struct.error) as exc:  # struct: a truncated attribute
         raise StunError(f"malformed answer from STUN server {server[0]}:{server[1]}") from exc
     if answer.message_class != stun.Class.RESPONSE:
         raise StunError(f"STUN server {server[0]}:{server[1]} answered with an error")

@@ -88,3 +88,30 @@ async def test_a_strangers_broker_hints_open_no_link(mosquitto_factory):
             body = ReverseConnect(os.urandom(16)).to_body()
             await attacker.signal.request(victim.address, ReverseConnect.kind, body)
         assert set(victim.signal.links) == before
+
+
+async def test_a_flood_of_broker_messages_is_bounded_and_counted(mosquitto_factory, monkeypatch):
+    """While the node is busy (its loop blocked), 500 messages arrive on its topic: the incoming
+    queue keeps at most MAX_QUEUED, counts the rest as queue_full, and the channel still works."""
+    import subprocess
+    import time
+
+    from warpgate import signal as signal_module
+    from warpgate.signal import topic_of
+
+    monkeypatch.setattr(signal_module, "MAX_QUEUED", 50)
+    broker = mosquitto_factory()
+    async with lo(broker) as victim, lo(broker) as friend:
+        host, port = broker.url.removeprefix("mqtt://").split(":")
+        flood = subprocess.Popen(
+            ["mosquitto_pub", "-h", host, "-p", port, "-q", "1", "-t", topic_of(victim.node_id), "-l"],
+            stdin=subprocess.PIPE,
+        )
+        flood.communicate(b"junk\n" * 500, timeout=10)  # returns once all 500 are acknowledged
+        assert flood.returncode == 0
+        time.sleep(0.5)  # the victim is busy: its loop runs nothing while the broker delivers
+        body = ReverseConnect(os.urandom(16)).to_body()
+        await friend.signal.request(victim.address, ReverseConnect.kind, body)  # still answered
+        stats = victim.signal.stats
+        # every one read or dropped before the answer (QoS 1 may deliver one twice)
+        assert stats["queue_full"] > 0 and stats["malformed"] + stats["queue_full"] >= 500
