@@ -9,6 +9,7 @@ import ipaddress
 import logging
 import os
 import socket
+from collections import Counter
 from collections.abc import Callable, Coroutine, Sequence
 from types import TracebackType
 from typing import Any
@@ -34,6 +35,11 @@ from warpgate.stun import parse_server
 from warpgate.turn import TurnServer
 
 log = logging.getLogger(__name__)
+
+MAX_UNNOMINATED = 64
+"""Incoming channels that may wait for the dialling side's nomination at once."""
+NOMINATION_TIMEOUT = 30.0
+"""Seconds an incoming channel may wait for nomination (a race lasts 10 s by default)."""
 
 PipeCallback = Callable[[Pipe], object]
 EventCallback = Callable[[AttemptEvent], object]
@@ -94,6 +100,9 @@ class Node:
         self.resources = Resources("node")
         """Released at stop (leases, allocations that plugins hand to the node)."""
         self._pipes: set[Pipe] = set()
+        self._unnominated: set[Pipe] = set()
+        self.stats: Counter[str] = Counter()
+        """Channels refused or closed by a bound: ``unnominated_cap``, ``unnominated_timeout``."""
         self._tasks: set[asyncio.Task[object]] = set()
         self._listeners: list[EventCallback] = []
         self._address: Address | None = None
@@ -435,6 +444,8 @@ class Node:
 
     def _on_incoming(self, pipe: Pipe, conn_id: bytes) -> None:
         self.track(pipe)
+        if not self._wait_for_nomination(pipe):
+            return
         for callback in list(self._watchers.get(conn_id, ())):
             callback(pipe)
         when, fut = self._expected.get(conn_id, ("nominated", None))
@@ -454,6 +465,36 @@ class Node:
         # Reaches the user only once the dialling side nominates it (or sends data): the losers of
         # the peer's race are closed by the peer and never show up in accept().
         pipe.on_nominated = self.deliver
+
+    def _wait_for_nomination(self, pipe: Pipe) -> bool:
+        """An incoming channel lives until the dialling side nominates it: at most
+        ``MAX_UNNOMINATED`` wait at once (a new one beyond is closed and counted), each at most
+        ``NOMINATION_TIMEOUT`` seconds (then closed, saying so). Every such channel holds a socket
+        and an inbox: a peer that opens channels and never picks one must not pile them up."""
+        waiting = self._unnominated
+        if len(waiting) >= MAX_UNNOMINATED:
+            self.stats["unnominated_cap"] += 1
+            self.spawn(pipe.close(f"{MAX_UNNOMINATED} channels already wait for nomination"))
+            return False
+        waiting.add(pipe)
+
+        def expire() -> None:
+            if pipe in waiting and not pipe.nominated and not pipe.chosen:
+                self.stats["unnominated_timeout"] += 1
+                self.spawn(pipe.close(f"not nominated within {NOMINATION_TIMEOUT:.0f} s"))
+
+        handle = asyncio.get_running_loop().call_later(NOMINATION_TIMEOUT, expire)
+        previous = pipe.on_closed
+
+        def closed(p: Pipe) -> None:
+            waiting.discard(p)
+            handle.cancel()
+            if previous is not None:
+                previous(p)
+
+        pipe.on_closed = closed
+        pipe.on_settled = lambda p: waiting.discard(p)
+        return True
 
     async def _on_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await tcp_respond(reader, writer, self.identity, self._on_incoming, self.queue_size)

@@ -10,6 +10,9 @@ Overflow policy (an inbox holds ``queue_size`` messages, default 1024):
   peer's ``send`` slows down through TCP flow control.
 - UDP: the oldest message of the full inbox is dropped and counted in ``pipe.dropped``. UDP makes
   no delivery promise either, and a stalled reader must not stall the node's shared socket.
+
+An inbox is full at ``queue_size`` messages or ``INBOX_BYTES`` bytes, whichever comes first, so
+a peer's large messages into a pipe nobody reads cost bounded memory.
 """
 
 from __future__ import annotations
@@ -53,10 +56,17 @@ SUB_ALL = Sub()
 _EOF = object()
 
 
+INBOX_BYTES = 8 * 1024 * 1024
+"""Bytes an inbox holds at most (besides ``queue_size`` messages); one larger message is still
+taken into an empty inbox (a TCP frame may carry up to 16 MiB)."""
+
+
 class _Inbox:
-    def __init__(self, maxsize: int) -> None:
+    def __init__(self, maxsize: int, max_bytes: int = INBOX_BYTES) -> None:
         self.items: deque[bytes] = deque()
         self.maxsize = maxsize
+        self.max_bytes = max_bytes
+        self.size = 0  # bytes held
         self.closed = False
         self.reason = "pipe closed"
         self._readable: asyncio.Future[None] | None = None
@@ -68,20 +78,28 @@ class _Inbox:
             fut.set_result(None)
         setattr(self, attr, None)
 
-    def put_nowait(self, item: bytes) -> bool:
-        """Append; if full, drop the oldest. Returns False when something was dropped."""
-        dropped = len(self.items) >= self.maxsize
-        if dropped:
-            self.items.popleft()
+    def _full_for(self, item: bytes) -> bool:
+        return bool(self.items) and (
+            len(self.items) >= self.maxsize or self.size + len(item) > self.max_bytes
+        )
+
+    def put_nowait(self, item: bytes) -> int:
+        """Append; while full (messages or bytes), drop the oldest. Returns how many were dropped."""
+        dropped = 0
+        while self._full_for(item):
+            self.size -= len(self.items.popleft())
+            dropped += 1
         self.items.append(item)
+        self.size += len(item)
         self._wake("_readable")
-        return not dropped
+        return dropped
 
     async def put(self, item: bytes) -> None:
-        while len(self.items) >= self.maxsize and not self.closed:
+        while self._full_for(item) and not self.closed:
             self._writable = asyncio.get_running_loop().create_future()
             await self._writable
         self.items.append(item)
+        self.size += len(item)
         self._wake("_readable")
 
     async def get(self) -> bytes:
@@ -91,6 +109,7 @@ class _Inbox:
             self._readable = asyncio.get_running_loop().create_future()
             await self._readable
         item = self.items.popleft()
+        self.size -= len(item)
         self._wake("_writable")
         return item
 
@@ -143,6 +162,9 @@ class Pipe:
         self._drain: Callable[[], object] | None = None
         self._on_nominated: Callable[[Pipe], None] | None = None
         self.nominated = False
+        """The dialling side picked this pipe (set on the side that accepts it)."""
+        self.chosen = False
+        """We picked this pipe (set on the dialling side by ``nominate``)."""
         self._nominate_ack: asyncio.Future[None] | None = None
         self._nominate_task: asyncio.Task[None] | None = None
         self._reader_task: asyncio.Task[None] | None = None
@@ -151,6 +173,8 @@ class Pipe:
         self.close_reason: str | None = None
         """Why the pipe closed: by us, by the peer, a silent peer, a lost transport."""
         self.on_closed: Callable[[Pipe], None] | None = None
+        self.on_settled: Callable[[Pipe], None] | None = None
+        """Called once when the pipe is nominated or chosen (it no longer waits for that)."""
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -219,7 +243,7 @@ class Pipe:
         async with asyncio.timeout(timeout):
             return await inbox.get()
 
-    async def close(self) -> None:
+    async def close(self, reason: str = "closed by us") -> None:
         """Close the pipe and tell the peer. Idempotent (a second call still waits for the
         transport to be released, e.g. after the peer closed first)."""
         if self._closed:
@@ -232,7 +256,7 @@ class Pipe:
             self._send_raw(self._control(Kind.CLOSE))
         except OSError as exc:
             log.debug("close frame not sent on %r: %s", self, exc)
-        self._shutdown("closed by us")
+        self._shutdown(reason)
         for task in (self._reader_task, self._watch_task):
             if task is not None and task is not asyncio.current_task():
                 task.cancel()
@@ -284,6 +308,8 @@ class Pipe:
         acknowledged; the first DATA frame also counts as nomination on the far side, so a lost
         NOMINATE never loses a message.
         """
+        self.chosen = True
+        self._settle()
         if self.proto == "tcp":
             self._send_raw(self._control(Kind.NOMINATE))
             return
@@ -303,8 +329,8 @@ class Pipe:
 
     def _deliver_now(self, data: bytes) -> None:
         for sub, inbox in self._subs.items():
-            if sub.matches(data, self.remote) and not inbox.put_nowait(data):
-                self.dropped += 1
+            if sub.matches(data, self.remote):
+                self.dropped += inbox.put_nowait(data)
 
     async def _deliver(self, data: bytes) -> None:
         for sub, inbox in list(self._subs.items()):
@@ -323,9 +349,15 @@ class Pipe:
         elif kind is Kind.NOMINATE_ACK and self._nominate_ack is not None and not self._nominate_ack.done():
             self._nominate_ack.set_result(None)
 
+    def _settle(self) -> None:
+        if self.on_settled is not None:
+            settled, self.on_settled = self.on_settled, None
+            settled(self)
+
     def _mark_nominated(self) -> None:
         if not self.nominated:
             self.nominated = True
+            self._settle()
             if self._on_nominated is not None:
                 self._on_nominated(self)
 

@@ -6,7 +6,11 @@ import asyncio
 import dataclasses
 import os
 
+import pytest
+
 from warpgate import Node, auto_connect
+from warpgate.errors import PipeClosed
+from warpgate.identity import Identity
 from warpgate.plugins import reverse
 from warpgate.proto.messages import ReverseConnect
 
@@ -115,3 +119,63 @@ async def test_a_flood_of_broker_messages_is_bounded_and_counted(mosquitto_facto
         stats = victim.signal.stats
         # every one read or dropped before the answer (QoS 1 may deliver one twice)
         assert stats["queue_full"] > 0 and stats["malformed"] + stats["queue_full"] >= 500
+
+
+async def test_large_messages_into_a_pipe_nobody_reads_cost_bounded_memory():
+    """A peer that authenticated (any key does) sends 4 MiB messages that nobody reads: the inbox
+    stops at INBOX_BYTES and TCP flow control stops the sender (40 of them were 683 MB of RSS)."""
+    from warpgate.channels import tcp_connect
+    from warpgate.pipe import INBOX_BYTES
+
+    attacker_id = Identity.generate()
+    async with Node(interfaces=["lo"], families=["ipv4"]) as victim:
+        ep = next(e for e in victim.address.endpoints("tcp"))
+        pipe = await tcp_connect(
+            ep.host,
+            ep.port,
+            attacker_id,
+            expected_key=victim.identity.public_key,
+            conn_id=os.urandom(16),
+            purpose="direct",
+        )
+        sent = 0
+
+        async def flood():
+            nonlocal sent
+            for _ in range(40):
+                await pipe.send(bytes(4 * 1024 * 1024))
+                sent += 1
+
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(flood(), 3)  # the sender is held: it cannot finish
+        (theirs,) = [p for p in victim._pipes if p.peer_key == attacker_id.public_key]
+        held = sum(inbox.size for inbox in theirs._subs.values())
+        assert held <= INBOX_BYTES + 4 * 1024 * 1024 and sent < 40
+        await pipe.close()
+
+
+async def test_channels_that_are_never_nominated_are_capped_and_expire(monkeypatch):
+    from warpgate import node as node_module
+    from warpgate.channels import tcp_connect
+
+    monkeypatch.setattr(node_module, "MAX_UNNOMINATED", 5)
+    monkeypatch.setattr(node_module, "NOMINATION_TIMEOUT", 0.5)
+    attacker_id = Identity.generate()
+    async with Node(interfaces=["lo"], families=["ipv4"]) as victim:
+        ep = next(e for e in victim.address.endpoints("tcp"))
+        pipes = [
+            await tcp_connect(
+                ep.host,
+                ep.port,
+                attacker_id,
+                expected_key=victim.identity.public_key,
+                conn_id=os.urandom(16),
+                purpose="direct",
+            )
+            for _ in range(8)
+        ]
+        for p in pipes:  # each is closed by the victim: 3 at once (the cap), 5 after the timeout
+            with pytest.raises(PipeClosed):
+                await p.recv(timeout=5)
+        assert victim.stats["unnominated_cap"] == 3 and victim.stats["unnominated_timeout"] == 5
+        assert not victim._pipes
