@@ -17,6 +17,7 @@ from warpgate.identity import Identity
 from warpgate.pipe import HostPort, Pipe
 from warpgate.proto import frames, handshake, timers
 from warpgate.proto.address import Endpoint
+from warpgate.proto.cookie import Cookies
 from warpgate.proto.frames import Kind
 from warpgate.proto.timers import Backoff
 from warpgate.retry import Kick, retransmit
@@ -239,6 +240,9 @@ class UdpEndpoint(UdpSocket):
         self.on_incoming = on_incoming
         self.queue_size = queue_size
         self.pipes: dict[HostPort, Pipe] = {}
+        self.cookies = Cookies(asyncio.get_running_loop().time())
+        """When new handshakes come faster than ``cookies.threshold`` a second, a HELLO must
+        bring a cookie (``warpgate.proto.cookie``) before we sign anything."""
         self._responders: dict[HostPort, handshake.Responder] = {}
         self._dialing: dict[HostPort, _Dial] = {}
 
@@ -324,6 +328,15 @@ class UdpEndpoint(UdpSocket):
                 self.drops["handshake_busy"] += 1  # one handshake per path at a time
                 return
             resp = None  # a new channel on a path whose last handshake is over
+        if resp is None and isinstance(msg, handshake.Hello) and dial is None:
+            # a new handshake from an address we do not dial: under load, prove the address first
+            now = asyncio.get_running_loop().time()
+            if self.cookies.under_load(now) and not self.cookies.valid(peer, msg, now):
+                cookie = handshake.Cookie(msg.conn_id, self.cookies.make(peer, msg, now))
+                self.sendto(frames.udp_frame(Kind.HANDSHAKE, handshake.encode(cookie)), peer)
+                self.drops["hello_without_cookie"] += 1
+                return
+            self.cookies.started(now)
         if resp is None:
             resp = self._responders[peer] = handshake.Responder(self.identity)
             asyncio.get_running_loop().call_later(HANDSHAKE_TIMEOUT, self._expire_responder, peer, resp)

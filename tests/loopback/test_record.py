@@ -165,3 +165,46 @@ async def test_tcp_pipe_on_a_hostile_path():
         server.close()
         await mitm.wait_closed()
         await server.wait_closed()
+
+
+async def test_under_load_a_hello_gets_a_small_cookie_and_no_signature():
+    """A HELLO from an address that never answers (a forged source) costs the responder an HMAC
+    and a reply smaller than itself; a real initiator answers the cookie and connects."""
+    from warpgate.proto import handshake
+
+    a_id, b_id = Identity.generate(), Identity.generate()
+    incoming: asyncio.Queue = asyncio.Queue()
+    b = await UdpEndpoint.bind(("127.0.0.1", 0), b_id, lambda pipe, _c: incoming.put_nowait(pipe))
+    b.cookies.threshold = 0  # always under load
+    loop = asyncio.get_running_loop()
+    replies: asyncio.Queue = asyncio.Queue()
+
+    class Victim(asyncio.DatagramProtocol):  # where a forged HELLO's answer would land
+        def datagram_received(self, data, addr):
+            replies.put_nowait(data)
+
+    victim, _ = await loop.create_datagram_endpoint(Victim, remote_addr=b.local)
+    try:
+        hello = handshake.Initiator(a_id, b_id.public_key, os.urandom(16), "direct").last
+        victim.sendto(bytes([Kind.HANDSHAKE]) + hello)
+        reply = await asyncio.wait_for(replies.get(), 2)
+        assert len(reply) < len(hello) + 1  # smaller than what came in
+        assert isinstance(handshake.decode(reply[1:]), handshake.Cookie)
+        assert not b._responders and b.drops["hello_without_cookie"] == 1  # no state, no signature
+        pipe = await udp_connect(
+            "127.0.0.1",
+            b.local[1],
+            a_id,
+            expected_key=b_id.public_key,
+            conn_id=os.urandom(16),
+            purpose="direct",
+        )
+        theirs = await incoming.get()
+        await pipe.send(b"through the cookie")
+        assert await theirs.recv(timeout=2) == b"through the cookie"
+        assert b.drops["hello_without_cookie"] == 2  # the real initiator was asked once too
+        await pipe.close()
+        await theirs.close()
+    finally:
+        victim.close()
+        b.close()

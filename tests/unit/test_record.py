@@ -148,3 +148,41 @@ def test_a_low_order_share_is_refused():
     t = hs.transcript(hello.conn_id, bytes(32), r.share, a.public_key, b.public_key, "direct")
     with pytest.raises(HandshakeError, match="share is invalid"):
         r.receive(hs.encode(hs.Proof(hello.conn_id, a.sign(b"I" + t))))
+
+
+def test_hello_is_padded_beyond_any_answer_and_strictly_parsed():
+    a, b = Identity.generate(), Identity.generate()
+    i = hs.Initiator(a, b.public_key, os.urandom(16), "udp_punch")
+    assert len(i.last) == hs.MIN_HELLO
+    challenge = hs.Responder(b).receive(i.last)
+    cookie = hs.encode(hs.Cookie(os.urandom(16), os.urandom(hs.COOKIE_SIZE)))
+    assert len(challenge) < len(i.last) and len(cookie) < len(i.last)  # no amplification
+    for bad in (i.last[:-1], i.last[:-1] + b"\x01"):  # short, or padding that is not zeros
+        with pytest.raises(RemoteProtocolError):
+            hs.decode(bad)
+
+
+def test_a_cookie_round_trip():
+    from warpgate.proto.cookie import Cookies
+
+    a, b = Identity.generate(), Identity.generate()
+    i = hs.Initiator(a, b.public_key, os.urandom(16), "direct")
+    hello = hs.decode(i.last)
+    assert isinstance(hello, hs.Hello)
+    jar = Cookies(now=0.0, threshold=3)
+    for t in (0.1, 0.2):
+        assert not jar.under_load(t)
+        jar.started(t)
+    jar.started(0.3)
+    assert jar.under_load(0.4) and not jar.valid(("192.0.2.1", 5), hello, 0.4)
+    reply = i.receive(hs.encode(hs.Cookie(hello.conn_id, jar.make(("192.0.2.1", 5), hello, 0.4))))
+    assert reply is not None and reply == i.last
+    again = hs.decode(reply)
+    assert isinstance(again, hs.Hello) and len(reply) == hs.MIN_HELLO
+    assert jar.valid(("192.0.2.1", 5), again, 1.0)
+    assert not jar.valid(("192.0.2.1", 6), again, 1.0)  # another source address: no
+    assert jar.valid(("192.0.2.1", 5), again, 200.0)  # the previous secret still counts
+    assert not jar.valid(("192.0.2.1", 5), again, 400.0)  # two rotations later: expired
+    assert not jar.under_load(10.0)  # the load decays
+    r = hs.Responder(b)
+    assert r.receive(reply)  # the responder takes the HELLO with its cookie

@@ -10,6 +10,13 @@ signs, with its long-term Ed25519 key, a transcript holding both shares and both
     I -> R  PROOF      conn_id, sig_i = Sign_i("I" | transcript)
     R -> I  DONE       conn_id
 
+HELLO is padded with zeros to ``MIN_HELLO`` bytes, more than any answer to it, so a HELLO sent
+from a forged source address (UDP) makes us send no more bytes than it carried: we are no
+amplifier. A UDP responder under load answers a HELLO with a stateless ``COOKIE`` first
+(``warpgate.proto.cookie``) and signs nothing until the HELLO comes back carrying it::
+
+    R -> I  COOKIE     conn_id, cookie          (I resends HELLO with the cookie)
+
     transcript = "warpgate-auth-v2" | conn_id | share_i | share_r | key_i | key_r | purpose
     i2r | r2i  = HKDF-SHA256(salt = SHA-256(transcript), ikm = X25519(eph, share_peer),
                              info = "warpgate-record-v1", 64 bytes)
@@ -36,6 +43,7 @@ hole punching); ``purpose`` names the plugin that made the channel.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import hashlib
 from dataclasses import dataclass, field
@@ -72,6 +80,12 @@ class Step(enum.IntEnum):
     CHALLENGE = 2
     PROOF = 3
     DONE = 4
+    COOKIE = 5
+
+
+MIN_HELLO = 192
+"""A HELLO is padded to this many bytes: more than a CHALLENGE (about 155) or a COOKIE."""
+COOKIE_SIZE = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +94,8 @@ class Hello:
     share: bytes
     key: bytes
     purpose: str
+    cookie: bytes = b""
+    """The responder's return-routability cookie, when it asked for one (not in the transcript)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,20 +117,31 @@ class Done:
     conn_id: bytes
 
 
-Message = Hello | Challenge | Proof | Done
+@dataclass(frozen=True, slots=True)
+class Cookie:
+    conn_id: bytes
+    cookie: bytes
+
+
+Message = Hello | Challenge | Proof | Done | Cookie
 
 
 def encode(msg: Message) -> bytes:
     if isinstance(msg, Hello):
         purpose = msg.purpose.encode("ascii")
-        return (
+        out = (
             bytes((Step.HELLO, VERSION))
             + msg.conn_id
             + msg.share
             + msg.key
             + bytes((len(purpose),))
             + purpose
+            + bytes((len(msg.cookie),))
+            + msg.cookie
         )
+        return out.ljust(MIN_HELLO, b"\0")
+    if isinstance(msg, Cookie):
+        return bytes((Step.COOKIE,)) + msg.conn_id + msg.cookie
     if isinstance(msg, Challenge):
         return bytes((Step.CHALLENGE,)) + msg.conn_id + msg.share + msg.key + _sig(msg.signature)
     if isinstance(msg, Proof):
@@ -135,13 +162,23 @@ def decode(data: bytes) -> Message:
         conn_id, rest = _split(body[1:], CONN_ID_SIZE)
         share, rest = _split(rest, SHARE_SIZE)
         key, rest = _split(rest, PUBLIC_KEY_SIZE)
-        if len(rest) != 1 + rest[0]:
-            raise RemoteProtocolError("HELLO purpose length mismatch")
+        if len(data) < MIN_HELLO:
+            raise RemoteProtocolError(f"HELLO of {len(data)} bytes: padded to {MIN_HELLO} or refused")
+        raw_purpose, rest = _split(rest[1:], rest[0])
+        if not rest or rest[0] not in (0, COOKIE_SIZE) or len(rest) < 1 + rest[0]:
+            raise RemoteProtocolError("HELLO purpose or cookie length mismatch")
+        cookie, padding = _split(rest[1:], rest[0])
+        if padding.strip(b"\0"):
+            raise RemoteProtocolError("HELLO padding is not zeros")
         try:
-            purpose = rest[1:].decode("ascii")
+            purpose = raw_purpose.decode("ascii")
         except UnicodeDecodeError:
             raise RemoteProtocolError("HELLO purpose is not ASCII") from None
-        return Hello(conn_id, share, key, purpose)
+        return Hello(conn_id, share, key, purpose, cookie)
+    if step == Step.COOKIE:
+        if len(body) != CONN_ID_SIZE + COOKIE_SIZE:
+            raise RemoteProtocolError("malformed COOKIE")
+        return Cookie(body[:CONN_ID_SIZE], body[CONN_ID_SIZE:])
     if step == Step.CHALLENGE:
         if len(body) < CONN_ID_SIZE + SHARE_SIZE + PUBLIC_KEY_SIZE + 1:
             raise RemoteProtocolError("truncated CHALLENGE")
@@ -240,6 +277,12 @@ class Initiator:
             elif msg != self._challenge:
                 raise RemoteProtocolError("a second, different CHALLENGE")
             self.last = encode(Proof(msg.conn_id, self.identity.sign(b"I" + t)))
+            return self.last
+        if isinstance(msg, Cookie):
+            if self.keys is not None:
+                return None  # late: the responder already answered our HELLO
+            self.hello = dataclasses.replace(self.hello, cookie=msg.cookie)
+            self.last = encode(self.hello)
             return self.last
         if isinstance(msg, Done):
             if self.last == encode(self.hello):
