@@ -37,6 +37,7 @@ from warpgate.proto.envelope import (
     MAX_AGE,
     Envelope,
     MsgType,
+    RateLimit,
     ReplayCache,
     SignalRejected,
     check_json_depth,
@@ -245,6 +246,8 @@ class SignalChannel:
         self.min_rtt: float | None = None
         """The smallest such round trip seen: the signalling path's floor (broker included)."""
         self.replay = ReplayCache()
+        self.limit = RateLimit()
+        """Envelopes per claimed sender and in all, taken before the signature is checked."""
         stats = self.stats
 
         class Inbound(asyncio.Queue):  # type: ignore[type-arg]
@@ -398,7 +401,7 @@ class SignalChannel:
     def _on_raw(self, data: bytes) -> None:
         self.stats["received"] += 1
         try:
-            env = open_envelope(data, self.identity, now=self.clock(), replay=self.replay)
+            env = open_envelope(data, self.identity, now=self.clock(), replay=self.replay, limit=self.limit)
             check_json_depth(env.payload)
             msg = json.loads(env.payload)
             if (

@@ -211,10 +211,11 @@ async def test_a_flood_cannot_flush_the_replay_cache(pair):
     import json
     import time
 
-    from warpgate.proto.envelope import ReplayCache
+    from warpgate.proto.envelope import RateLimit, ReplayCache
 
     a, b, c, calls = pair
     a.signal.replay = ReplayCache(per_sender=20, limit=60)  # the default's rules, smaller numbers
+    a.signal.limit = RateLimit(rate=1000, burst=1000)  # this test is about the cache
     captured = seal(b.identity, b.address, a.address, MsgType.NOTICE, payload({"n": 1}), now=time.time())
     await publish_raw(b, a, captured)
     await wait_for(lambda: len(calls) == 1)
@@ -225,6 +226,30 @@ async def test_a_flood_cannot_flush_the_replay_cache(pair):
     await wait_for(lambda: a.signal.stats["sender_quota"] == 80)
     await expect_rejected(a, "replayed", lambda: publish_raw(b, a, captured))
     assert [who for who, _ in calls].count(b.node_id) == 1 and len(calls) == 21
+
+
+async def test_a_senders_flood_meets_its_rate_limit_and_others_still_get_through(pair):
+    """C sends 200 signed requests at once: beyond its burst they are dropped before any handler
+    runs (rate_limited), while B, sending in the same moment, is handled."""
+    import json
+    import time
+
+    a, b, c, calls = pair
+    t0 = time.monotonic()
+    for i in range(200):
+        flood = json.dumps({"kind": "test.act", "rid": f"f{i}", "body": {}}).encode()
+        await publish_raw(
+            c, a, seal(c.identity, c.address, a.address, MsgType.NOTICE, flood, now=time.time())
+        )
+    env = seal(b.identity, b.address, a.address, MsgType.NOTICE, payload({"from": "b"}), now=time.time())
+    await publish_raw(b, a, env)
+    await wait_for(lambda: any(who == b.node_id for who, _ in calls))
+    await wait_for(lambda: a.signal.stats["rate_limited"] + a.signal.stats["accepted"] >= 201)
+    elapsed = time.monotonic() - t0
+    handled_c = [who for who, _ in calls].count(c.node_id)
+    limit = a.signal.limit
+    assert handled_c <= limit.burst + limit.rate * elapsed + 1  # the bucket, however slow the run
+    assert a.signal.stats["rate_limited"] == 200 - handled_c > 0
 
 
 async def test_old_message_rejected(pair):

@@ -136,3 +136,16 @@ def test_response_cache_is_per_sender_and_never_evicts_another_senders_answers()
     assert cache.get("attacker", "a49", 2) == {} and cache.get("attacker", "a0", 2) is None
     assert cache.get("victim", "r1", 10.5) is None and len(cache) == 4  # kept 10 s
     assert cache.get("attacker", "a49", 11.5) is None and len(cache) == 0
+
+
+def test_rate_limit_buckets():
+    from warpgate.proto.envelope import RateLimit
+
+    limit = RateLimit(rate=2, burst=3, total_rate=100, total_burst=5, senders=2)
+    assert [limit.admit("c", 0.0) for _ in range(5)] == [True, True, True, False, False]
+    assert limit.admit("c", 0.5)  # one token back after half a second at 2 a second
+    assert limit.admit("b", 0.5)  # another sender has its own bucket
+    assert [limit.admit_any(0.0) for _ in range(6)] == [True] * 5 + [False]
+    limit.admit("x", 0.6)
+    limit.admit("y", 0.6)  # three senders seen, two kept: "c" forgotten (a fresh bucket)
+    assert [limit.admit("c", 0.6) for _ in range(4)] == [True, True, True, False]

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import enum
 import os
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
@@ -68,6 +68,8 @@ REASONS = (
     "replayed",
     "sender_quota",
     "replay_cache_full",
+    "rate_limited",
+    "overloaded",
     "undecryptable",
 )
 
@@ -168,8 +170,63 @@ class ReplayCache:
         return None
 
 
+class RateLimit:
+    """Token buckets. ``total`` (``total_rate`` a second, ``total_burst`` at once) is taken before
+    a signature is checked, so a flood costs a parse per envelope, not a signature check. The
+    sender's own bucket (``rate``, ``burst``) is taken once the signature proved who sent it, so
+    nobody can spend another sender's bucket by claiming its key; it bounds what one sender's
+    envelopes make us do (handlers, cache entries). At most ``senders`` buckets are kept, the
+    least recently used going first (a stranger's key gets a fresh bucket anyway; the total
+    bucket still holds)."""
+
+    def __init__(
+        self,
+        rate: float = 20.0,
+        burst: float = 40.0,
+        total_rate: float = 2000.0,
+        total_burst: float = 4000.0,
+        senders: int = 10_000,
+    ) -> None:
+        self.rate, self.burst = rate, burst
+        self.total_rate, self.total_burst = total_rate, total_burst
+        self.senders = senders
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self._total: tuple[float, float] | None = None
+
+    @staticmethod
+    def _take(
+        bucket: tuple[float, float], rate: float, burst: float, now: float
+    ) -> tuple[bool, tuple[float, float]]:
+        tokens, last = bucket
+        tokens = min(burst, tokens + max(0.0, now - last) * rate)
+        if tokens < 1:
+            return False, (tokens, now)
+        return True, (tokens - 1, now)
+
+    def admit_any(self, now: float) -> bool:
+        """Whether a signature may be checked now (the total bucket)."""
+        ok, self._total = self._take(
+            self._total or (self.total_burst, now), self.total_rate, self.total_burst, now
+        )
+        return ok
+
+    def admit(self, sender: str, now: float) -> bool:
+        """Whether an authenticated envelope of ``sender`` may be handled now."""
+        ok, bucket = self._take(self._buckets.pop(sender, (self.burst, now)), self.rate, self.burst, now)
+        self._buckets[sender] = bucket
+        if len(self._buckets) > self.senders:
+            self._buckets.popitem(last=False)
+        return ok
+
+
 def open_envelope(
-    data: bytes, identity: Identity, *, now: float, replay: ReplayCache, max_age: float = MAX_AGE
+    data: bytes,
+    identity: Identity,
+    *,
+    now: float,
+    replay: ReplayCache,
+    max_age: float = MAX_AGE,
+    limit: RateLimit | None = None,
 ) -> Envelope:
     """Verify and decrypt an envelope addressed to ``identity``; raises ``SignalRejected``."""
     if len(data) > MAX_SIZE:
@@ -186,8 +243,12 @@ def open_envelope(
         raise SignalRejected("misaddressed", f"for {p.recipient_id}")
     if abs(now - p.timestamp) > max_age:
         raise SignalRejected("too_old", f"timestamp {now - p.timestamp:.1f} s off")
+    if limit is not None and not limit.admit_any(now):
+        raise SignalRejected("overloaded", "more envelopes a second than we check")
     if not verify(sender.public_key, p.signature, p.body):
         raise SignalRejected("bad_signature", f"claimed sender {node_id_of(sender.public_key)}")
+    if limit is not None and not limit.admit(node_id_of(sender.public_key), now):
+        raise SignalRejected("rate_limited", f"sender {node_id_of(sender.public_key)}")
     refused = replay.check_and_add(node_id_of(sender.public_key), p.msg_id, now)
     if refused is not None:
         raise SignalRejected(refused, p.msg_id.hex())
