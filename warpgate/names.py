@@ -7,11 +7,19 @@ Protocol: one JSON object per line over TCP. Requests::
 
 Answers: ``{"ok": true, "record": "<hex>"}`` or ``{"ok": false, "code": "...", "error": "..."}``.
 
-Server rules: the signature must verify; a live name held by another key is ``taken``; the owner's
-new record needs a higher sequence number (``stale`` otherwise); a delete is a signed record too and
-stays as a tombstone, so an old claim cannot be replayed after it; records expire (at most
-``MAX_TTL`` ahead) and an expired name is free for anyone; one source address holds at most
-``quota`` live names.
+Server rules: the signature must verify; a live name held by another key is ``taken``; a key's
+new record for a name needs a higher sequence number than any record of that key for that name
+the server ever took, kept while any of them could still verify (``stale`` otherwise), so a
+captured claim cannot be replayed after a delete, nor after another key held the name since;
+records live between ``MIN_TTL`` and ``MAX_TTL`` and an expired name is free for anyone; expired
+rows are deleted. Per source address: at most ``quota`` live names, at most ``CLAIM_RATE`` puts
+a minute. The server bounds its connections (``MAX_CONNECTIONS``, ``PER_SOURCE`` from one
+address), a request line (``MAX_LINE`` bytes, JSON depth 16) and the wait for it
+(``READ_TIMEOUT``); every malformed request is answered ``bad_request``.
+
+The client verifies every record and remembers the highest sequence number it saw per name and
+key: a server that answers with an older record than one it showed before is caught
+(``rollback``).
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ import json
 import logging
 import sqlite3
 import time
+from collections import Counter, deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,12 +38,21 @@ from typing import Any
 from warpgate.errors import WarpgateError
 from warpgate.identity import Identity
 from warpgate.proto.address import Address
+from warpgate.proto.envelope import SignalRejected, check_json_depth
 from warpgate.proto.names import MAX_TTL, NameRecord, NameServiceError, Op, check_name, decode, sign
 
 log = logging.getLogger(__name__)
 
 MAX_LINE = 8192
 DEFAULT_TTL = 24 * 3600
+MIN_TTL = 60
+"""A record must live at least this long (seconds): shorter ones would only churn the table."""
+CLAIM_RATE = 30
+"""Puts one source address may make a minute."""
+MAX_CONNECTIONS = 256
+PER_SOURCE = 16
+READ_TIMEOUT = 10.0
+"""Seconds a connection may stay silent before the server closes it."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS names (
@@ -45,6 +63,13 @@ CREATE TABLE IF NOT EXISTS names (
     expires INTEGER NOT NULL,
     source TEXT NOT NULL,
     record BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS seqs (
+    name TEXT NOT NULL,
+    key BLOB NOT NULL,
+    seq INTEGER NOT NULL,
+    expires INTEGER NOT NULL,
+    PRIMARY KEY (name, key)
 )
 """
 
@@ -54,15 +79,41 @@ class NameStore:
 
     def __init__(self, path: str | Path, *, quota: int = 32) -> None:
         self.db = sqlite3.connect(str(path))
-        self.db.execute(_SCHEMA)
+        self.db.executescript(_SCHEMA)
         self.db.commit()
         self.quota = quota
+        self._puts: dict[str, deque[float]] = {}
 
     def close(self) -> None:
         self.db.close()
 
+    def _rate(self, source: str, now: float) -> None:
+        puts = self._puts.setdefault(source, deque())
+        while puts and puts[0] <= now - 60:
+            puts.popleft()
+        if len(puts) >= CLAIM_RATE:
+            raise NameServiceError("rate_limited", f"{source}: {CLAIM_RATE} requests a minute")
+        puts.append(now)
+        if len(self._puts) > 10_000:  # sources seen in the last minute: drop the idle ones
+            for who in [w for w, q in self._puts.items() if not q or q[-1] <= now - 60]:
+                del self._puts[who]
+
+    def expire(self, now: float) -> None:
+        """Delete expired records, and the sequence numbers no record of theirs can still use."""
+        self.db.execute("DELETE FROM names WHERE expires <= ?", (now,))
+        self.db.execute("DELETE FROM seqs WHERE expires <= ?", (now,))
+
     def put(self, raw: bytes, *, source: str, now: float) -> NameRecord:
+        self._rate(source, now)
         rec = decode(raw).verify(now=now)
+        if rec.expires < now + MIN_TTL:
+            raise NameServiceError("too_short", f"a record lives at least {MIN_TTL} s")
+        self.expire(now)
+        seen = self.db.execute(
+            "SELECT seq FROM seqs WHERE name = ? AND key = ?", (rec.name, rec.key)
+        ).fetchone()
+        if seen is not None and rec.seq <= seen[0]:
+            raise NameServiceError("stale", f"sequence {rec.seq} is not above {seen[0]}")
         row = self.db.execute(
             "SELECT key, op, seq, expires FROM names WHERE name = ?", (rec.name,)
         ).fetchone()
@@ -71,7 +122,7 @@ class NameStore:
             live = expires > now
             if key != rec.key and live and op == Op.CLAIM:
                 raise NameServiceError("taken", f"{rec.name!r} belongs to another key")
-            if key == rec.key and rec.seq <= seq:
+            if key == rec.key and rec.seq <= seq:  # a table written before ``seqs`` existed
                 raise NameServiceError("stale", f"sequence {rec.seq} is not above {seq}")
         if rec.op is Op.DELETE and (row is None or row[0] != rec.key):
             raise NameServiceError("not_found", f"{rec.name!r} is not yours to delete")
@@ -85,6 +136,13 @@ class NameStore:
         self.db.execute(
             "INSERT OR REPLACE INTO names VALUES (?, ?, ?, ?, ?, ?, ?)",
             (rec.name, rec.key, int(rec.op), rec.seq, rec.expires, source, raw),
+        )
+        # the highest sequence of this key for this name, kept while any record it signed for the
+        # name may still verify (the latest expiry among them)
+        self.db.execute(
+            "INSERT INTO seqs VALUES (?, ?, ?, ?) ON CONFLICT (name, key) DO UPDATE SET "
+            "seq = excluded.seq, expires = MAX(seqs.expires, excluded.expires)",
+            (rec.name, rec.key, rec.seq, rec.expires),
         )
         self.db.commit()
         return rec
@@ -113,6 +171,9 @@ class NameServer:
         self.host, self.port = host, port
         self.clock = clock
         self._server: asyncio.Server | None = None
+        self._connections: Counter[str] = Counter()
+        self.refused: Counter[str] = Counter()
+        """Connections refused or ended by a bound: ``connections``, ``per_source``, ``timeout``."""
 
     async def start(self) -> NameServer:
         self._server = await asyncio.start_server(self._serve, self.host, self.port)
@@ -137,8 +198,25 @@ class NameServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         source = str(writer.get_extra_info("peername")[0])
+        if sum(self._connections.values()) >= MAX_CONNECTIONS or self._connections[source] >= PER_SOURCE:
+            why = "connections" if self._connections[source] < PER_SOURCE else "per_source"
+            self.refused[why] += 1
+            writer.write(
+                json.dumps({"ok": False, "code": "busy", "error": f"too many {why}"}).encode() + b"\n"
+            )
+            writer.close()
+            return
+        self._connections[source] += 1
         try:
-            while line := await reader.readline():
+            while True:
+                try:
+                    async with asyncio.timeout(READ_TIMEOUT):
+                        line = await reader.readline()
+                except TimeoutError:
+                    self.refused["timeout"] += 1
+                    break
+                if not line:
+                    break
                 if len(line) > MAX_LINE:
                     answer: dict[str, Any] = {
                         "ok": False,
@@ -152,10 +230,14 @@ class NameServer:
         except (ConnectionError, asyncio.LimitOverrunError, ValueError) as exc:
             log.debug("names: client %s: %s", source, exc)
         finally:
+            self._connections[source] -= 1
+            if not self._connections[source]:
+                del self._connections[source]
             writer.close()
 
     def _answer(self, line: bytes, source: str) -> dict[str, Any]:
         try:
+            check_json_depth(line, 16)
             req = json.loads(line)
             if not isinstance(req, dict):
                 raise NameServiceError("bad_request", "a request is a JSON object")
@@ -167,8 +249,8 @@ class NameServer:
             raise NameServiceError("bad_request", f"unknown op {req.get('op')!r}")
         except NameServiceError as exc:
             return {"ok": False, "code": exc.code, "error": str(exc)}
-        except (ValueError, KeyError) as exc:
-            return {"ok": False, "code": "bad_request", "error": f"malformed request: {exc!r}"}
+        except (ValueError, KeyError, TypeError, SignalRejected) as exc:
+            return {"ok": False, "code": "bad_request", "error": f"malformed request: {exc!r}"[:200]}
 
 
 class NameClient:
@@ -181,6 +263,8 @@ class NameClient:
         self.host, self.port = host.strip("[]"), int(port)
         self.timeout = timeout
         self.clock = clock
+        self._seen: dict[tuple[str, bytes], int] = {}
+        """(name, key) -> the highest sequence number a verified lookup returned."""
 
     async def _call(self, request: dict[str, Any]) -> bytes:
         try:
@@ -226,7 +310,17 @@ class NameClient:
         rec = decode(await self._call({"op": "get", "name": name}))
         if rec.op is not Op.CLAIM:
             raise NameServiceError("not_found", f"{name!r} was deleted")
-        return rec.verify(now=self.clock(), name=name)
+        rec.verify(now=self.clock(), name=name)
+        seen = self._seen.get((name, rec.key))
+        if seen is not None and rec.seq < seen:
+            raise NameServiceError(
+                "rollback",
+                f"the server answered {name!r} with sequence {rec.seq}, older than {seen} seen before",
+            )
+        if len(self._seen) >= 4096 and (name, rec.key) not in self._seen:
+            self._seen.pop(next(iter(self._seen)))
+        self._seen[(name, rec.key)] = rec.seq
+        return rec
 
     async def lookup(self, name: str) -> Address:
         """The verified address registered for ``name``."""

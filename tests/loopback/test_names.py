@@ -1,12 +1,14 @@
 """A real names server process; nodes register on start and connect to each other by nickname."""
 
+import asyncio
+import ipaddress
 import sqlite3
 import subprocess
 import sys
 
 import pytest
 
-from warpgate import AddressError, Node, auto_connect
+from warpgate import Address, AddressError, Identity, Interface, Node, auto_connect
 from warpgate.names import NameClient
 from warpgate.proto.names import NameServiceError
 
@@ -137,3 +139,50 @@ def test_cli_register_lookup_delete(names_server, tmp_path):
     finally:
         node.terminate()
         node.wait(timeout=10)
+
+
+async def test_malformed_requests_are_answered_and_slow_or_many_connections_bounded(monkeypatch, tmp_path):
+    import json
+
+    from warpgate import names as names_module
+    from warpgate.names import NameServer
+
+    monkeypatch.setattr(names_module, "READ_TIMEOUT", 0.3)
+    monkeypatch.setattr(names_module, "PER_SOURCE", 3)
+    async with NameServer(tmp_path / "names.db") as server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        for bad in (b"[" * 5000 + b"\n", b'{"op": "put", "record": [1]}\n', b"\xff\xfe\n", b"42\n"):
+            writer.write(bad)
+            answer = json.loads(await reader.readline())
+            assert answer["code"] == "bad_request", (bad[:20], answer)
+        others = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(3)]
+        refused = json.loads(await others[-1][0].readline())  # the fourth from this address
+        assert refused["code"] == "busy" and server.refused["per_source"] == 1
+        assert await reader.readline() == b""  # silent past READ_TIMEOUT: closed by the server
+        assert server.refused["timeout"] >= 1
+        for _, w in [(reader, writer), *others]:
+            w.close()
+
+
+async def test_the_client_catches_a_server_that_rolls_a_name_back(names_server):
+    """A server answers with the newest record, then with an older one it kept: the client,
+    which saw the newer sequence, refuses the older one."""
+    import itertools
+    import time
+
+    server, _ = names_server
+    me = Identity.generate()
+    address = Address(me.public_key, 4000, 4000, (Interface(private4=ipaddress.IPv4Address("10.0.0.1")),))
+    ticks = itertools.count()
+    client = NameClient(server, clock=lambda: time.time() + next(ticks) * 0.01)  # distinct sequences
+    old = await client.register(me, address, "rolled")
+    await client.register(me, address, "rolled")
+    await client.lookup("rolled")  # the newer one, seen
+
+    async def lying_call(request):
+        return old.to_bytes()
+
+    client._call = lying_call
+    with pytest.raises(NameServiceError) as info:
+        await client.lookup("rolled")
+    assert info.value.code == "rollback"

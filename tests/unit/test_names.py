@@ -120,3 +120,26 @@ def test_forged_signature_rejected(store):
     rec = decode(claim(A))
     forged = type(rec)(rec.op, rec.name, rec.address, rec.seq, rec.expires, B.sign(b"x"))
     assert code(lambda: store.put(forged.to_bytes(), source="s1", now=NOW)) == "bad_signature"
+
+
+def test_a_claim_cannot_be_replayed_after_another_key_held_the_name(store):
+    """A claims and deletes; B holds the name and lets it expire; A's captured first claim is
+    still signed and unexpired, but A's sequence numbers were kept across it all: stale."""
+    old = claim(A, seq=1, ttl=7 * 24 * 3600)
+    store.put(old, source="s1", now=NOW)
+    store.put(claim(A, seq=2, op=Op.DELETE), source="s1", now=NOW)
+    b_claim = sign(B, Op.CLAIM, "alice", addr(B), seq=1, expires=NOW + 120).to_bytes()
+    store.put(b_claim, source="s2", now=NOW + 1)
+    later = NOW + 3601  # B's claim and A's tombstone expired: their rows are gone
+    assert code(lambda: store.put(old, source="s3", now=later)) == "stale"
+    assert store.db.execute("SELECT COUNT(*) FROM names").fetchone()[0] == 0  # expired rows deleted
+
+
+def test_short_lived_records_and_fast_sources_are_refused(store):
+    from warpgate.names import CLAIM_RATE, MIN_TTL
+
+    assert code(lambda: store.put(claim(A, ttl=MIN_TTL - 1), source="s1", now=NOW)) == "too_short"
+    for seq in range(2, CLAIM_RATE + 1):  # the refused one above counted too
+        store.put(claim(A, seq=seq), source="s1", now=NOW + seq / 100)
+    assert code(lambda: store.put(claim(A, seq=99), source="s1", now=NOW + 1)) == "rate_limited"
+    store.put(claim(A, seq=99), source="s1", now=NOW + 61)  # a minute later
