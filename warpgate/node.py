@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 
 MAX_UNNOMINATED = 64
 """Incoming channels that may wait for the dialling side's nomination at once."""
+MAX_UNNOMINATED_PER_PEER = 8
+"""Of those, from one key (a race opens at most a few channels per plugin)."""
 NOMINATION_TIMEOUT = 30.0
 """Seconds an incoming channel may wait for nomination (a race lasts 10 s by default)."""
 
@@ -100,9 +102,10 @@ class Node:
         self.resources = Resources("node")
         """Released at stop (leases, allocations that plugins hand to the node)."""
         self._pipes: set[Pipe] = set()
-        self._unnominated: set[Pipe] = set()
+        self._unnominated: dict[Pipe, None] = {}  # in arrival order
         self.stats: Counter[str] = Counter()
-        """Channels refused or closed by a bound: ``unnominated_cap``, ``unnominated_timeout``."""
+        """Channels refused or closed by a bound: ``unnominated_peer_cap``, ``unnominated_evicted``,
+        ``unnominated_timeout``."""
         self._tasks: set[asyncio.Task[object]] = set()
         self._listeners: list[EventCallback] = []
         self._address: Address | None = None
@@ -467,16 +470,24 @@ class Node:
         pipe.on_nominated = self.deliver
 
     def _wait_for_nomination(self, pipe: Pipe) -> bool:
-        """An incoming channel lives until the dialling side nominates it: at most
-        ``MAX_UNNOMINATED`` wait at once (a new one beyond is closed and counted), each at most
+        """An incoming channel lives until the dialling side nominates it, at most
         ``NOMINATION_TIMEOUT`` seconds (then closed, saying so). Every such channel holds a socket
-        and an inbox: a peer that opens channels and never picks one must not pile them up."""
+        and an inbox, so a peer that opens channels and never picks one must not pile them up: one
+        key may have ``MAX_UNNOMINATED_PER_PEER`` waiting (a new one beyond is refused), and when
+        ``MAX_UNNOMINATED`` wait in all, the oldest is closed for the new one. A legitimate
+        channel waits one round trip; a crowd of keys would have to open the whole table within
+        that round trip to starve it."""
         waiting = self._unnominated
-        if len(waiting) >= MAX_UNNOMINATED:
-            self.stats["unnominated_cap"] += 1
-            self.spawn(pipe.close(f"{MAX_UNNOMINATED} channels already wait for nomination"))
+        if sum(1 for p in waiting if p.peer_key == pipe.peer_key) >= MAX_UNNOMINATED_PER_PEER:
+            self.stats["unnominated_peer_cap"] += 1
+            self.spawn(pipe.close(f"{MAX_UNNOMINATED_PER_PEER} channels of this peer already wait"))
             return False
-        waiting.add(pipe)
+        if len(waiting) >= MAX_UNNOMINATED:
+            oldest = next(iter(waiting))
+            del waiting[oldest]
+            self.stats["unnominated_evicted"] += 1
+            self.spawn(oldest.close(f"evicted: {MAX_UNNOMINATED} channels waited for nomination"))
+        waiting[pipe] = None
 
         def expire() -> None:
             if pipe in waiting and not pipe.nominated and not pipe.chosen:
@@ -487,13 +498,13 @@ class Node:
         previous = pipe.on_closed
 
         def closed(p: Pipe) -> None:
-            waiting.discard(p)
+            waiting.pop(p, None)
             handle.cancel()
             if previous is not None:
                 previous(p)
 
         pipe.on_closed = closed
-        pipe.on_settled = lambda p: waiting.discard(p)
+        pipe.on_settled = lambda p: waiting.pop(p, None)
         return True
 
     async def _on_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -155,27 +155,34 @@ async def test_large_messages_into_a_pipe_nobody_reads_cost_bounded_memory():
 
 
 async def test_channels_that_are_never_nominated_are_capped_and_expire(monkeypatch):
+    """A key opens channels it never nominates: a few wait, more are refused; a crowd of keys
+    fills the table: the oldest waiting one makes room; after the timeout all are closed."""
     from warpgate import node as node_module
     from warpgate.channels import tcp_connect
 
     monkeypatch.setattr(node_module, "MAX_UNNOMINATED", 5)
+    monkeypatch.setattr(node_module, "MAX_UNNOMINATED_PER_PEER", 3)
     monkeypatch.setattr(node_module, "NOMINATION_TIMEOUT", 0.5)
-    attacker_id = Identity.generate()
+    first, second = Identity.generate(), Identity.generate()
     async with Node(interfaces=["lo"], families=["ipv4"]) as victim:
         ep = next(e for e in victim.address.endpoints("tcp"))
-        pipes = [
-            await tcp_connect(
+
+        async def open_channel(who):
+            return await tcp_connect(
                 ep.host,
                 ep.port,
-                attacker_id,
+                who,
                 expected_key=victim.identity.public_key,
                 conn_id=os.urandom(16),
                 purpose="direct",
             )
-            for _ in range(8)
-        ]
-        for p in pipes:  # each is closed by the victim: 3 at once (the cap), 5 after the timeout
+
+        pipes = [await open_channel(first) for _ in range(5)] + [await open_channel(second) for _ in range(3)]
+        for p in pipes:  # each is closed by the victim: refused, evicted, or timed out
             with pytest.raises(PipeClosed):
                 await p.recv(timeout=5)
-        assert victim.stats["unnominated_cap"] == 3 and victim.stats["unnominated_timeout"] == 5
+        stats = victim.stats
+        assert stats["unnominated_peer_cap"] == 2  # first's 4th and 5th
+        assert stats["unnominated_evicted"] == 1  # first's 1st, for second's 3rd
+        assert stats["unnominated_timeout"] == 5
         assert not victim._pipes
