@@ -109,6 +109,8 @@ class BrokerLink:
         """Set after the first connection attempt, whichever way it went."""
         self.last_error = "not tried yet"
         self.task: asyncio.Task[None] | None = None
+        self.used_at = asyncio.get_running_loop().time()
+        """When we last published through it (a link to a peer's broker ends when idle)."""
 
     def start(self) -> None:
         self.task = asyncio.get_running_loop().create_task(self._run(), name=f"warpgate-mqtt-{self.url}")
@@ -159,6 +161,8 @@ MAX_QUEUED = 4096
 """Messages a broker link holds before we read them; beyond, new ones are dropped (``queue_full``)."""
 MAX_LINKS = 16
 """Broker links at most: our own brokers and those the peers we call list."""
+LINK_IDLE = 300.0
+"""Seconds a link to a peer's broker stays up unused."""
 
 
 class ResponseCache:
@@ -290,11 +294,27 @@ class SignalChannel:
     def _link(self, url: str) -> BrokerLink:
         link = self.links.get(url)
         if link is None:
+            self._reap()
             if len(self.links) >= MAX_LINKS:
                 raise LocalProtocolError(f"{MAX_LINKS} broker links already")
             link = self.links[url] = BrokerLink(self, url)
             link.start()
         return link
+
+    def _reap(self) -> None:
+        """End links to peers' brokers unused for ``LINK_IDLE`` s; when the table is full, the
+        least recently used of them too (our own brokers' links stay)."""
+        now = asyncio.get_running_loop().time()
+        hinted = sorted(
+            (lk for lk in self.links.values() if lk.url not in self.own), key=lambda lk: lk.used_at
+        )
+        for i, link in enumerate(hinted):
+            if link.used_at < now - LINK_IDLE or (i == 0 and len(self.links) >= MAX_LINKS):
+                del self.links[link.url]
+                self.stats["link_expired"] += 1
+                task = asyncio.get_running_loop().create_task(link.stop())
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
 
     @property
     def connected(self) -> bool:
@@ -348,6 +368,7 @@ class SignalChannel:
             client = link.client
             if client is None:
                 continue
+            link.used_at = asyncio.get_running_loop().time()
             try:
                 await client.publish(topic_of(dest.node_id), data, qos=1, timeout=3)
                 sent += 1

@@ -186,3 +186,18 @@ async def test_channels_that_are_never_nominated_are_capped_and_expire(monkeypat
         assert stats["unnominated_evicted"] == 1  # first's 1st, for second's 3rd
         assert stats["unnominated_timeout"] == 5
         assert not victim._pipes
+
+
+async def test_links_to_peers_brokers_end_when_idle(mosquitto_factory, monkeypatch):
+    """Calling a peer links to the brokers its address lists; such a link ends once unused for
+    LINK_IDLE (here 0: at the next new link), while our own broker's link stays."""
+    from warpgate import signal as signal_module
+
+    own, theirs, third = mosquitto_factory(), mosquitto_factory(), mosquitto_factory()
+    async with lo(own) as caller, lo(theirs) as peer, lo(third) as other:
+        await caller.signal.notify(peer.address, "test.none", {})
+        assert set(caller.signal.links) == {own.url, theirs.url}
+        monkeypatch.setattr(signal_module, "LINK_IDLE", 0.0)
+        await caller.signal.notify(other.address, "test.none", {})
+        assert set(caller.signal.links) == {own.url, third.url}
+        assert caller.signal.stats["link_expired"] == 1
