@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 
 MAX_UNNOMINATED = 64
 """Incoming channels that may wait for the dialling side's nomination at once."""
+MAX_HANDSHAKING = 256
+"""Incoming TCP connections that may be in their handshake at once (each at most 5 s)."""
 MAX_UNNOMINATED_PER_PEER = 8
 """Of those, from one key (a race opens at most a few channels per plugin)."""
 NOMINATION_TIMEOUT = 30.0
@@ -103,9 +105,10 @@ class Node:
         """Released at stop (leases, allocations that plugins hand to the node)."""
         self._pipes: set[Pipe] = set()
         self._unnominated: dict[Pipe, None] = {}  # in arrival order
+        self._handshaking = 0  # incoming TCP connections in their handshake
         self.stats: Counter[str] = Counter()
         """Channels refused or closed by a bound: ``unnominated_peer_cap``, ``unnominated_evicted``,
-        ``unnominated_timeout``."""
+        ``unnominated_timeout``, ``handshake_cap``, ``accept_backlog_full``."""
         self._tasks: set[asyncio.Task[object]] = set()
         self._listeners: list[EventCallback] = []
         self._address: Address | None = None
@@ -421,8 +424,9 @@ class Node:
         try:
             self._accepted.put_nowait(pipe)
         except asyncio.QueueFull:
+            self.stats["accept_backlog_full"] += 1
             log.warning("node %s: accept backlog full, closing %r", self.node_id[:8], pipe)
-            self.spawn(pipe.close())
+            self.spawn(pipe.close("the accept backlog is full"))
 
     def spawn(self, coro: Coroutine[object, object, object]) -> asyncio.Task[object]:
         """Run ``coro`` as a task the node owns: cancelled at stop, failures logged."""
@@ -508,7 +512,17 @@ class Node:
         return True
 
     async def _on_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await tcp_respond(reader, writer, self.identity, self._on_incoming, self.queue_size)
+        # Connections still in their handshake (each bounded by HANDSHAKE_TIMEOUT) are capped too:
+        # a peer that opens connections and never speaks holds a socket each until then.
+        if self._handshaking >= MAX_HANDSHAKING:
+            self.stats["handshake_cap"] += 1
+            writer.close()
+            return
+        self._handshaking += 1
+        try:
+            await tcp_respond(reader, writer, self.identity, self._on_incoming, self.queue_size)
+        finally:
+            self._handshaking -= 1
 
     # -- events ----------------------------------------------------------------------------------
 

@@ -201,3 +201,24 @@ async def test_links_to_peers_brokers_end_when_idle(mosquitto_factory, monkeypat
         await caller.signal.notify(other.address, "test.none", {})
         assert set(caller.signal.links) == {own.url, third.url}
         assert caller.signal.stats["link_expired"] == 1
+
+
+async def test_silent_tcp_connections_are_capped(monkeypatch):
+    """Connections that never speak hold a socket until the handshake times out: beyond
+    MAX_HANDSHAKING at once, new ones are closed at once; a real peer still gets through after."""
+    from warpgate import node as node_module
+
+    monkeypatch.setattr(node_module, "MAX_HANDSHAKING", 4)
+    async with (
+        Node(interfaces=["lo"], families=["ipv4"]) as victim,
+        Node(interfaces=["lo"], families=["ipv4"]) as friend,
+    ):
+        ep = next(e for e in victim.address.endpoints("tcp"))
+        silent = [await asyncio.open_connection(ep.host, ep.port) for _ in range(6)]
+        for reader, _ in silent[4:]:
+            assert await reader.read() == b""  # closed at once: the cap
+        assert victim.stats["handshake_cap"] == 2
+        for _, writer in silent[:4]:
+            writer.close()
+        pipe, _ = await auto_connect(friend, victim.address, plugins=["direct"], timeout=5)
+        await pipe.close()
