@@ -3,7 +3,7 @@ key it claims, and both derive the record keys of the channel (``warpgate.proto.
 
 Signed ephemeral Diffie-Hellman in the SIGMA pattern (Krawczyk, CRYPTO 2003), the structure of
 TLS 1.3's ECDHE + CertificateVerify and of IKEv2: each side sends a fresh X25519 share, and each
-signs, with its long-term Ed25519 key, a transcript holding both shares and both identities::
+signs, with its long-term ECDSA P-256 node key, a transcript holding both shares and both identities::
 
     I -> R  HELLO      conn_id, share_i, key_i, purpose
     R -> I  CHALLENGE  conn_id, share_r, key_r, sig_r = Sign_r("R" | transcript)
