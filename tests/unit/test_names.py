@@ -143,3 +143,8 @@ def test_short_lived_records_and_fast_sources_are_refused(store):
         store.put(claim(A, seq=seq), source="s1", now=NOW + seq / 100)
     assert code(lambda: store.put(claim(A, seq=99), source="s1", now=NOW + 1)) == "rate_limited"
     store.put(claim(A, seq=99), source="s1", now=NOW + 61)  # a minute later
+
+
+def test_a_sequence_beyond_sqlite_is_refused_not_a_traceback(store):
+    assert code(lambda: store.put(claim(A, seq=2**63), source="s1", now=NOW)) == "malformed"
+    store.put(claim(A, seq=2**63 - 1), source="s1", now=NOW)
