@@ -159,6 +159,8 @@ class BrokerLink:
 
 MAX_QUEUED = 4096
 """Messages a broker link holds before we read them; beyond, new ones are dropped (``queue_full``)."""
+MAX_HANDLING = 256
+"""Requests handled at once; more are dropped (``handlers_busy``) and their senders retry."""
 MAX_LINKS = 16
 """Broker links at most: our own brokers and those the peers we call list."""
 LINK_IDLE = 300.0
@@ -270,6 +272,7 @@ class SignalChannel:
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._responses = ResponseCache()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._handling = 0  # requests and notices being handled now
 
     async def start(self, wait: float = 3.0) -> None:
         """Connect to our brokers; return once each was tried once (or after ``wait`` seconds)."""
@@ -445,9 +448,17 @@ class SignalChannel:
             if fut is not None and not fut.done():
                 fut.set_result(msg["body"])
             return
+        if self._handling >= MAX_HANDLING:
+            self.stats["handlers_busy"] += 1  # the sender retries; its request id is not spent
+            return
+        self._handling += 1
         task = asyncio.get_running_loop().create_task(self._handle(env, msg))
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._handled)
+
+    def _handled(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._handling -= 1
 
     async def _handle(self, env: Envelope, msg: dict[str, Any]) -> None:
         sender, rid = env.sender.node_id, msg["rid"]

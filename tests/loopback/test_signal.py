@@ -369,3 +369,34 @@ async def test_a_sender_with_a_malformed_broker_hint_is_still_answered(mosquitto
 
 async def _echo(body):
     return body
+
+
+async def test_handlers_at_once_are_capped(pair, monkeypatch):
+    """Handlers that hang (a slow plugin, or one a peer keeps busy) hold at most MAX_HANDLING
+    tasks; more messages are dropped and counted until one finishes."""
+    import time
+
+    from warpgate import signal as signal_module
+
+    monkeypatch.setattr(signal_module, "MAX_HANDLING", 2)
+    a, b, c, calls = pair
+    release = asyncio.Event()
+
+    async def slow(sender, body):
+        await release.wait()
+        return {}
+
+    a.signal.on("test.slow", slow)
+
+    def notice(i):
+        import json
+
+        body = json.dumps({"kind": "test.slow", "rid": f"s{i}", "body": {}}).encode()
+        return seal(b.identity, b.address, a.address, MsgType.NOTICE, body, now=time.time())
+
+    for i in range(5):
+        await publish_raw(b, a, notice(i))
+    await wait_for(lambda: a.signal.stats["handlers_busy"] == 3)
+    release.set()
+    await publish_raw(b, a, notice(9))  # room again once the slow ones finished
+    await wait_for(lambda: a.signal.stats["accepted"] == 6 and a.signal._handling == 0)
