@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import json
 import os
 import signal
@@ -17,7 +18,9 @@ from types import FrameType
 from netsim.errors import NetsimError
 from netsim.lab import Interrupted, clean, tearing_down
 from netsim.nat import PROFILES
+from netsim.scenario import shipped
 from netsim.topology import READY, Topology
+from warpgate import __version__
 
 
 def parse_topology(spec: str) -> Topology:
@@ -210,6 +213,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="netsim", description="warpgate's NAT lab (needs root)")
+    parser.add_argument("--version", action="version", version=f"netsim (warpgate) {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser(
         "verify", help="classify NAT profiles with RFC 5780 tests; non-zero exit on any mismatch"
@@ -236,7 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_shell)
     p = sub.add_parser("run", help="run a scenario: NAT matrix, trials, records, report")
-    p.add_argument("scenario", help="scenario file (TOML), e.g. scenarios/quick.toml")
+    p.add_argument(
+        "scenario", help=f"scenario file (TOML), or a shipped scenario's name ({', '.join(shipped())})"
+    )
     p.add_argument("--out", metavar="DIR", help="run directory (default: reports/<scenario>-<timestamp>)")
     p.add_argument("--trials", type=int, help="override the scenario's trials per cell")
     p.add_argument(
@@ -296,8 +302,31 @@ def signals_tear_down() -> Iterator[None]:
             signal.signal(sig, old)
 
 
+LAB_EXTRA = ("pandas", "matplotlib", "pyarrow", "rich", "scapy")
+"""What ``pip install 'warpgate[lab]'`` brings; every command but ``clean`` needs some of it."""
+
+
+def missing_lab_parts(command: str) -> str | None:
+    """What this command needs and the environment lacks, said so a user can fix it; or None."""
+    if command == "clean":
+        return None
+    lacking = [name for name in LAB_EXTRA if importlib.util.find_spec(name) is None]
+    if lacking:
+        return f"the lab needs the 'lab' extra: pip install 'warpgate[lab]' (missing: {', '.join(lacking)})"
+    if command in ("verify", "shell", "run") and importlib.util.find_spec("mininet") is None:
+        return (
+            "the lab needs Mininet's Python package: on Debian or Ubuntu, apt install mininet and make"
+            " the venv with --system-site-packages (bash scripts/setup.sh does both)"
+        )
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    lacking = missing_lab_parts(args.command)
+    if lacking is not None:
+        print(f"netsim: {lacking}", file=sys.stderr)
+        return 1
     try:
         with signals_tear_down():
             rc: int = args.func(args)

@@ -242,8 +242,26 @@ def _fault(w: _Where, table: Any, a: tuple[str, ...], b: tuple[str, ...], trials
     return Fault(what, when, sites, down_s, chosen, survives)
 
 
+SHIPPED = Path(__file__).resolve().parent / "scenarios"
+"""The scenarios that ship with netsim (package data; ``scenarios/`` in a clone links here)."""
+
+
+def shipped() -> list[str]:
+    return sorted(p.stem for p in SHIPPED.glob("*.toml"))
+
+
+def resolve(name: str | Path) -> Path:
+    """A scenario file, or the name of a shipped one (``quick`` is ``scenarios/quick.toml``)."""
+    p = Path(name)
+    if p.exists() or p.suffix or len(p.parts) > 1:
+        return p
+    if (SHIPPED / f"{p}.toml").exists():
+        return SHIPPED / f"{p}.toml"
+    raise ScenarioError(f"{name}: no such file, nor a shipped scenario ({', '.join(shipped())})")
+
+
 def load(path: str | Path) -> Scenario:
-    p = Path(path)
+    p = resolve(path)
     try:
         text = p.read_text()
     except OSError as exc:

@@ -10,6 +10,7 @@ logic lives in ``warpgate.proto`` as pure functions of bytes.
 """
 
 import logging
+from importlib import metadata as _metadata
 
 from warpgate.errors import (
     AddressError,
@@ -31,7 +32,10 @@ from warpgate.proto.nat import PRESETS, Filtering, Mapping, NatBehaviour, PortAl
 from warpgate.proto.timers import Liveness
 from warpgate.race import auto_connect
 
-__version__ = "0.1.0"
+try:
+    __version__ = _metadata.version("warpgate")
+except _metadata.PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "PRESETS",

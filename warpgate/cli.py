@@ -11,6 +11,7 @@ import signal
 import sys
 import time
 
+from warpgate import __version__
 from warpgate import plugins as registry
 from warpgate.errors import AddressError, ConnectError, WarpgateError
 from warpgate.events import AttemptEvent
@@ -167,10 +168,24 @@ async def _pump_out(pipe: Pipe) -> None:
 
 
 async def cmd_plugins(args: argparse.Namespace) -> int:
+    rows = []
     for name, cls in registry.available().items():
         doc = (cls.__doc__ or sys.modules[cls.__module__].__doc__ or "").strip().splitlines()
-        print(f"{name:14} {doc[0] if doc else ''}")
+        rows.append((name, _package_of(cls.__module__), doc[0] if doc else ""))
+    for name, bad in registry.broken().items():
+        rows.append((name, bad.package, f"NOT LOADED ({bad.target}): {bad.reason}"))
+    width = max((len(r[1]) for r in rows), default=8)
+    for name, package, text in rows:
+        print(f"{name:14} {package:{width}}  {text}")
     return 0
+
+
+def _package_of(module: str) -> str:
+    """The distribution that ships ``module`` (``warpgate`` for the built-ins)."""
+    from importlib.metadata import packages_distributions
+
+    top = module.split(".")[0]
+    return ",".join(packages_distributions().get(top, [top]))
 
 
 async def cmd_address(args: argparse.Namespace) -> int:
@@ -271,6 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="warpgate", description="NAT traversal: race every strategy, keep one pipe."
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens to stderr")
+    parser.add_argument("--version", action="version", version=f"warpgate {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("node", help="run a node; prints its address first, then what peers send")

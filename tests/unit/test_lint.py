@@ -23,7 +23,7 @@ def tool(name: str) -> str:
 
 def test_ruff_clean():
     out = subprocess.run(
-        [tool("ruff"), "check", "warpgate", "netsim", "tests", "bench"],
+        [tool("ruff"), "check", "warpgate", "netsim", "tests", "bench", "examples"],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -190,3 +190,14 @@ def test_a_stopped_broker_leaves_the_theory_only_plugins_without_signal_messages
     assert runner.expected_outcome(sc, sc.plugins, ("symmetric", "full-cone")) is True
     assert runner.expected_outcome(broken, sc.plugins, ("symmetric", "full-cone")) is False
     assert theory.needs_signal("reverse") and not theory.needs_signal("direct")
+
+
+def test_a_shipped_scenario_runs_by_name():
+    from netsim.errors import ScenarioError
+    from netsim.scenario import SHIPPED, resolve, shipped
+
+    assert {"quick", "full-matrix", "impaired", "fault-stun"} <= set(shipped())
+    assert resolve("quick") == SHIPPED / "quick.toml"
+    assert resolve("scenarios/quick.toml").name == "quick.toml"  # a path stays a path
+    with pytest.raises(ScenarioError, match="no such file, nor a shipped scenario"):
+        resolve("nosuch")

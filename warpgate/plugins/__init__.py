@@ -30,12 +30,23 @@ from __future__ import annotations
 import inspect
 import logging
 import re
+from dataclasses import dataclass
 from importlib.metadata import entry_points
 
 from warpgate.errors import PluginError
 from warpgate.plugins.base import AttemptContext, Plugin, ResponderContext
 
-__all__ = ["AttemptContext", "Plugin", "ResponderContext", "available", "create", "register", "unregister"]
+__all__ = [
+    "AttemptContext",
+    "Broken",
+    "Plugin",
+    "ResponderContext",
+    "available",
+    "broken",
+    "create",
+    "register",
+    "unregister",
+]
 
 log = logging.getLogger(__name__)
 
@@ -80,13 +91,34 @@ def _load() -> None:
     from warpgate.plugins import direct, reverse, turn, udp_punch  # noqa: F401  (built-ins register on import)
 
     for ep in entry_points(group=ENTRY_POINT_GROUP):
+        package = ep.dist.name if ep.dist is not None else "?"
         try:
             cls = ep.load()
-        except ImportError as exc:
-            log.error("plugin entry point %s cannot be imported: %s", ep.name, exc)
-            continue
-        if _registry.get(getattr(cls, "name", None)) is not cls:  # type: ignore[arg-type]
-            register(cls)
+            if _registry.get(getattr(cls, "name", None)) is not cls:  # type: ignore[arg-type]
+                register(cls)
+        except Exception as exc:  # noqa: BLE001  a broken third-party plugin: listed, never fatal
+            reason = f"{type(exc).__name__}: {exc}"
+            _broken[ep.name] = Broken(ep.name, package, ep.value, reason)
+            log.error("plugin %s from %s not loaded: %s", ep.name, package, reason)
+
+
+@dataclass(frozen=True)
+class Broken:
+    """A plugin entry point that did not load: which, from which package, and why."""
+
+    name: str
+    package: str
+    target: str
+    reason: str
+
+
+_broken: dict[str, Broken] = {}
+
+
+def broken() -> dict[str, Broken]:
+    """Entry points that failed to load (import error, malformed plugin, taken name)."""
+    _load()
+    return dict(sorted(_broken.items()))
 
 
 def available() -> dict[str, type[Plugin]]:

@@ -1,0 +1,7 @@
+"""``python -m warpgate``: the ``warpgate`` command."""
+
+import sys
+
+from warpgate.cli import main
+
+sys.exit(main())
