@@ -90,8 +90,8 @@ def tcp_binding(
         head = _recv_exact(s, 20)
         length = struct.unpack("!H", head[2:4])[0]
         resp = stun.parse_message(head + _recv_exact(s, length))
-        mapped: Addr = tuple(resp.attributes["XOR-MAPPED-ADDRESS"])  # type: ignore[assignment]
-    except (OSError, ValueError, KeyError):
+        mapped: Addr = tuple(resp.attributes["XOR-MAPPED-ADDRESS"])
+    except (OSError, ValueError, KeyError, struct.error):  # struct: a truncated attribute
         s.close()
         return None
     if keep is not None:
