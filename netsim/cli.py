@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import FrameType
 
-from netsim.errors import NetsimError
+from netsim.errors import NetsimError, UsageError
 from netsim.lab import Interrupted, clean, tearing_down
 from netsim.nat import PROFILES
 from netsim.scenario import shipped
@@ -28,11 +28,11 @@ def parse_topology(spec: str) -> Topology:
     ``hairpin:full-cone``."""
     name, _, args = spec.partition(":")
     if name not in READY:
-        raise NetsimError(f"unknown topology {name!r}; known: {', '.join(READY)}")
+        raise UsageError(f"unknown topology {name!r}; known: {', '.join(READY)}")
     parts = [a for a in args.split(",") if a]
     for p in parts:
         if p not in PROFILES:
-            raise NetsimError(f"unknown profile {p!r}; known: {', '.join(PROFILES)}")
+            raise UsageError(f"unknown profile {p!r}; known: {', '.join(PROFILES)}")
     factory = READY[name]
     if name in ("n-sites", "zoo"):
         return factory(parts or list(PROFILES))  # type: ignore[operator, no-any-return]
@@ -49,7 +49,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     profiles = args.profiles or list(PROFILES)
     for p in profiles:
         if p not in PROFILES:
-            raise NetsimError(f"unknown profile {p!r}; known: {', '.join(PROFILES)}")
+            raise UsageError(f"unknown profile {p!r}; known: {', '.join(PROFILES)}")
     topo = verify.verification_topology(profiles, hairpin=not args.no_hairpin, lifetime=args.lifetime or None)
     t0 = time.perf_counter()
     with Lab(topo) as lab:
@@ -129,7 +129,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     shard = _shard(args.shard)
     out = Path(args.out) if args.out else Path("reports") / f"{sc.name}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
     if args.resume and not args.out:
-        raise NetsimError("--resume needs --out DIR (the run to continue)")
+        raise UsageError("--resume needs --out DIR (the run to continue)")
     columns = [
         TextColumn("{task.description}"),
         BarColumn(),
@@ -173,7 +173,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _shard(text: str) -> tuple[int, int]:
     k, sep, n = text.partition("/")
     if not sep or not k.isdigit() or not n.isdigit():
-        raise NetsimError(f"--shard takes K/N, got {text!r}")
+        raise UsageError(f"--shard takes K/N, got {text!r}")
     return int(k), int(n)
 
 
@@ -330,9 +330,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with signals_tear_down():
             rc: int = args.func(args)
-    except NetsimError as exc:
+    except UsageError as exc:  # bad input
         print(f"netsim: {exc}", file=sys.stderr)
         return 2
+    except NetsimError as exc:  # the lab, a daemon or a run failed
+        print(f"netsim: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt as exc:
         # SIGINT, SIGTERM or SIGHUP: every lab on the way down was torn down; 128 + the signal
         signum = getattr(exc, "signum", signal.SIGINT)

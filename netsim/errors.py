@@ -24,5 +24,9 @@ class DaemonError(NetsimError):
     """A daemon did not start (or died); the message carries the tail of its log."""
 
 
-class ScenarioError(NetsimError):
+class UsageError(NetsimError):
+    """Bad input on the command line or in a file: the CLI exits 2 (other failures exit 1)."""
+
+
+class ScenarioError(UsageError):
     """A scenario or topology description is invalid; the message names the file and key."""

@@ -18,7 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from netsim.errors import NetsimError
+from netsim.errors import NetsimError, UsageError
 from netsim.nat import PROFILES
 
 ORDER = list(PROFILES)
@@ -27,7 +27,7 @@ ORDER = list(PROFILES)
 def load(run: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     path = run / "records.jsonl"
     if not path.exists():
-        raise NetsimError(f"{run}: no records.jsonl (is this a run directory?)")
+        raise UsageError(f"{run}: no records.jsonl (is this a run directory?)")
     rows = []
     for line in path.read_text().splitlines():
         try:
@@ -370,6 +370,10 @@ def compare(
 
 def merge(runs: list[Path], out: Path) -> Path:
     """Join shards (or partial runs) of one scenario into one run directory, then write its report."""
+    for run in runs:
+        for needed in ("meta.json", "records.jsonl"):
+            if not (run / needed).is_file():
+                raise UsageError(f"{run}: no {needed} (is this a run directory?)")
     out.mkdir(parents=True, exist_ok=True)
     seen: set[tuple[str, str, int, str]] = set()
     lines: list[str] = []
@@ -390,7 +394,7 @@ def merge(runs: list[Path], out: Path) -> Path:
                 lines.append(line)
     names = {m.get("scenario", {}).get("name") for m in metas}
     if len(names) != 1:
-        raise NetsimError(f"cannot merge runs of different scenarios: {sorted(map(str, names))}")
+        raise UsageError(f"cannot merge runs of different scenarios: {sorted(map(str, names))}")
     meta = dict(metas[0])
     meta["merged_from"] = [str(r) for r in runs]
     meta["shards"] = [m.get("shard") for m in metas]

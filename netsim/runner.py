@@ -31,7 +31,7 @@ from typing import Any
 
 from netsim import faults, services, theory, verify
 from netsim.capture import Capture, analyse, flatten
-from netsim.errors import NetsimError
+from netsim.errors import NetsimError, UsageError
 from netsim.lab import PYTHON, Lab, clean, leftovers
 from netsim.nat import PROFILES
 from netsim.scenario import Scenario
@@ -122,7 +122,7 @@ def schedule_cells(
 def shard_cells(cells: list[tuple[str, str]], shard: tuple[int, int]) -> list[tuple[str, str]]:
     k, n = shard
     if not 1 <= k <= n:
-        raise NetsimError(f"shard {k}/{n}: need 1 <= K <= N")
+        raise UsageError(f"shard {k}/{n}: need 1 <= K <= N")
     return [c for i, c in enumerate(cells) if i % n == k - 1]
 
 
@@ -272,7 +272,7 @@ def run(
     out.mkdir(parents=True, exist_ok=True)
     recorder = Recorder(out / RECORDS)
     if recorder.path.exists() and not resume:
-        raise NetsimError(f"{out} already holds records: use --resume to continue it, or another --out")
+        raise UsageError(f"{out} already holds records: use --resume to continue it, or another --out")
     done = recorder.done_keys() if resume else set()
     if leftovers():
         # a run killed with SIGKILL cannot clean up after itself: remove what carries our marker

@@ -10,16 +10,18 @@ import logging
 import signal
 import sys
 import time
+from typing import Any
 
 from warpgate import __version__
 from warpgate import plugins as registry
-from warpgate.errors import AddressError, ConnectError, WarpgateError
+from warpgate.errors import AddressError, ConnectError, LocalProtocolError, PluginError, WarpgateError
 from warpgate.events import AttemptEvent
 from warpgate.identity import Identity
 from warpgate.names import NameClient, NameServer
 from warpgate.node import Node
 from warpgate.pipe import Pipe
 from warpgate.proto.address import TEXT_PREFIX, Address, parse
+from warpgate.proto.names import NameServiceError
 from warpgate.proto.nat import shorthand
 from warpgate.race import auto_connect
 
@@ -33,7 +35,7 @@ def _node_args(p: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="listen on this interface (repeatable; default: every non-loopback one)",
     )
-    p.add_argument("-p", "--port", type=int, default=0, help="TCP and UDP port (default: any free one)")
+    p.add_argument("-p", "--port", type=_port, default=0, help="TCP and UDP port (default: any free one)")
     p.add_argument("-4", dest="families", action="store_const", const=("ipv4",), help="IPv4 only")
     p.add_argument("-6", dest="families", action="store_const", const=("ipv6",), help="IPv6 only")
     p.add_argument(
@@ -268,7 +270,7 @@ async def cmd_name(args: argparse.Namespace) -> int:
         print(addr.to_text())
         return 0
     if not args.key or not args.address:
-        raise WarpgateError(f"name {args.action} needs --key (the owner's key file) and --address")
+        raise LocalProtocolError(f"name {args.action} needs --key (the owner's key file) and --address")
     ident = Identity.load(args.key)
     addr = parse(args.address)
     if args.action == "register":
@@ -281,13 +283,38 @@ async def cmd_name(args: argparse.Namespace) -> int:
     return 0
 
 
+def _port(text: str) -> int:
+    """A port number for argparse: 0..65535 (0: any free one)."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port {port} outside 0..65535")
+    return port
+
+
+class _Subparsers:
+    """Every subcommand also takes ``-v`` after its name (``warpgate plugins -v``)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def add_parser(self, name: str, **kw: Any) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = self.inner.add_parser(name, **kw)
+        p.add_argument(
+            "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log to stderr"
+        )
+        return p
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="warpgate", description="NAT traversal: race every strategy, keep one pipe."
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens to stderr")
     parser.add_argument("--version", action="version", version=f"warpgate {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = _Subparsers(parser.add_subparsers(dest="command", required=True))
 
     p = sub.add_parser("node", help="run a node; prints its address first, then what peers send")
     _node_args(p)
@@ -316,7 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--stun", action="append", required=True, metavar="HOST[:PORT]", help="STUN server (repeatable)"
     )
     p.add_argument("-i", "--interface", action="append", dest="interfaces", metavar="NAME")
-    p.add_argument("-p", "--port", type=int, default=0, help="the node's port (default: any free one)")
+    p.add_argument("-p", "--port", type=_port, default=0, help="the node's port (default: any free one)")
     p.add_argument("--timeout", type=float, default=3.0, help="seconds discovery may take")
     p.add_argument("--json", action="store_true", help="one JSON object instead of the table")
     p.set_defaults(func=cmd_nat)
@@ -327,7 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("names-server", help="run the nickname server (SQLite storage)")
     p.add_argument("--db", default="names.sqlite", help="SQLite file (default: names.sqlite)")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=5300, help="TCP port (0: any free one; printed first)")
+    p.add_argument("--port", type=_port, default=5300, help="TCP port (0: any free one; printed first)")
     p.add_argument("--quota", type=int, default=32, help="live names one source address may hold")
     p.set_defaults(func=cmd_names_server)
 
@@ -356,14 +383,20 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rc: int = asyncio.run(args.func(args))
         return rc
-    except AddressError as exc:
-        print(f"warpgate: AddressError: {exc}", file=sys.stderr)
+    except (AddressError, PluginError, LocalProtocolError) as exc:  # bad input: exit 2
+        print(f"warpgate: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
+    except NameServiceError as exc:
+        print(f"warpgate: {exc}", file=sys.stderr)
+        return 2 if exc.code in ("invalid_name", "mismatch") else 1
     except ConnectError as exc:
         print(f"warpgate: {exc}", file=sys.stderr)
         return 1
     except WarpgateError as exc:
         print(f"warpgate: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # a port taken, a file that cannot be read: said, not a traceback
+        print(f"warpgate: {exc.strerror or exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

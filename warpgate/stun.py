@@ -17,7 +17,7 @@ from typing import Protocol
 
 from aioice import stun
 
-from warpgate.errors import WarpgateError
+from warpgate.errors import LocalProtocolError, WarpgateError
 from warpgate.proto.timers import STUN, Backoff
 from warpgate.retry import retransmit
 
@@ -53,7 +53,7 @@ def parse_server(text: str) -> HostPort:
     if not sep or "]" in port or (host.count(":") and not host.endswith("]")):
         return text.strip("[]"), 3478
     if not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise StunError(f"STUN server {text!r} is not host[:port]")
+        raise LocalProtocolError(f"STUN server {text!r} is not host[:port]")
     return host.strip("[]"), int(port)
 
 

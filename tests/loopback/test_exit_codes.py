@@ -1,0 +1,59 @@
+"""Exit codes of every command of both CLIs, in real processes: 0 ok, 1 failed, 2 bad input, and
+never a traceback. (netsim's lab-building commands are run in the lab tests; here each gets its
+bad-input case, which is refused before any lab is built. ``netsim clean`` is not run here: it
+would remove the leftovers of a lab that another process might be running.)"""
+
+import ipaddress
+import subprocess
+import sys
+
+import pytest
+
+from warpgate import Identity
+from warpgate.proto.address import Address, Interface
+
+DEAD = Address(
+    Identity.generate().public_key, 9, 9, (Interface(private4=ipaddress.IPv4Address("127.0.0.1")),)
+).to_text()
+
+CASES = [
+    # (argv, exit code, a piece of what stderr says)
+    (["warpgate", "--version"], 0, ""),
+    (["warpgate", "plugins", "-v"], 0, ""),
+    (["warpgate", "address", DEAD], 0, ""),
+    (["warpgate", "address", "wg1nonsense"], 2, "AddressError"),
+    (["warpgate", "connect", DEAD, "--timeout", "1"], 1, "every plugin failed"),
+    (["warpgate", "connect", DEAD, "--plugin", "nosuch"], 2, "no plugin named 'nosuch'"),
+    (["warpgate", "connect", "nonsense"], 2, "AddressError"),
+    (["warpgate", "nat", "--stun", "127.0.0.1:9", "--timeout", "0.5"], 1, "no STUN server answered"),
+    (["warpgate", "nat", "--stun", "127.0.0.1:99999"], 2, "is not host[:port]"),
+    (["warpgate", "node", "--port", "70000"], 2, "outside 0..65535"),
+    (["warpgate", "names-server", "--port", "70000"], 2, "outside 0..65535"),
+    (["warpgate", "name", "lookup", "Not_A_Name", "--server", "127.0.0.1:9"], 2, "invalid_name"),
+    (["warpgate", "name", "lookup", "nobody", "--server", "127.0.0.1:9"], 1, "unreachable"),
+    (["warpgate", "name", "register", "alice", "--server", "127.0.0.1:9"], 2, "needs --key"),
+    (["warpgate", "bogus"], 2, "invalid choice"),
+    (["netsim", "--version"], 0, ""),
+    (["netsim", "bogus"], 2, "invalid choice"),
+    (["netsim", "run", "nosuch"], 2, "nor a shipped scenario"),
+    (["netsim", "run", "quick", "--shard", "3/2"], 2, "need 1 <= K <= N"),
+    (["netsim", "run", "quick", "--resume"], 2, "--resume needs --out"),
+    (["netsim", "report", "/nonexistent"], 2, "no records.jsonl"),
+    (["netsim", "compare", "/nonexistent", "/nonexistent"], 2, "no records.jsonl"),
+    (["netsim", "merge", "/nonexistent", "--out", "/tmp/never-written"], 2, "no meta.json"),
+    (["netsim", "shell", "nosuch"], 2, "unknown topology"),
+    (["netsim", "verify", "nosuchprofile"], 2, "unknown profile"),
+]
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "says"), CASES, ids=lambda v: " ".join(v) if isinstance(v, list) else None
+)
+def test_exit_code(argv, code, says):
+    module = {"warpgate": "warpgate", "netsim": "netsim"}[argv[0]]
+    out = subprocess.run(
+        [sys.executable, "-m", module, *argv[1:]], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == code, (out.stdout[-500:], out.stderr[-500:])
+    assert "Traceback" not in out.stderr, out.stderr
+    assert says in out.stderr, out.stderr
