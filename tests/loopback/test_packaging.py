@@ -80,3 +80,14 @@ def test_shipped_scenarios_are_in_the_wheel(venv):
     code = "from netsim.scenario import shipped, resolve; print(shipped(), resolve('quick'))"
     out = run(venv / "bin" / "python", "-c", code).stdout
     assert "quick" in out and "full-matrix" in out and out.strip().endswith("quick.toml")
+
+
+def test_the_example_scenario_races_the_installed_plugin(venv):
+    """The example's scenario validates where the plugin is installed (its name must be known)."""
+    code = (
+        "from netsim.scenario import load; from netsim import theory; "
+        f"sc = load({str(EXAMPLE / 'scenario.toml')!r}); "
+        "print(sc.plugins, theory.expected('tcp_only', 'full-cone', 'open'))"
+    )
+    out = run(venv / "bin" / "python", "-c", code).stdout
+    assert "'tcp_only'" in out and out.strip().endswith("True")
