@@ -19,6 +19,7 @@ from netsim.errors import NetsimError, UsageError
 from netsim.lab import Interrupted, clean, tearing_down
 from netsim.nat import PROFILES
 from netsim.scenario import shipped
+from netsim.stats import Thresholds
 from netsim.topology import READY, Topology
 from warpgate import __version__
 
@@ -187,18 +188,24 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from netsim import report
 
-    table, problems = report.compare(
-        Path(args.base),
-        Path(args.new),
-        max_drop=args.max_drop,
-        max_slowdown=args.max_slowdown,
-        min_ms=args.min_ms,
-    )
+    thresholds = Thresholds(args.max_drop, args.max_slowdown, args.min_ms)
+    table, problems = report.compare(Path(args.base), Path(args.new), thresholds)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    if args.json:
+        doc = {
+            "base": args.base,
+            "new": args.new,
+            "thresholds": vars(thresholds),
+            "regressions": [vars(p) for p in problems],
+            "cells": json.loads(table.to_json(orient="records")),
+        }
+        Path(args.json).write_text(json.dumps(doc, indent=2))
+    if args.junit:
+        Path(args.junit).write_text(report.junit(problems, table))
     if problems:
         print(f"\n{len(problems)} regression(s):")
         for p in problems:
-            print(f"  {p}")
+            print(f"  [{p.kind}] {p}")
         return 1
     print("\nno regression")
     return 0
@@ -258,9 +265,27 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compare", help="per-cell differences; exit 1 when NEW regresses against BASE")
     p.add_argument("base", metavar="BASE")
     p.add_argument("new", metavar="NEW")
-    p.add_argument("--max-drop", type=float, default=0.0, help="allowed success-rate drop per cell (0..1)")
-    p.add_argument("--max-slowdown", type=float, default=2.0, help="allowed median time-to-connect ratio")
-    p.add_argument("--min-ms", type=float, default=50.0, help="ignore slowdowns smaller than this (ms)")
+    defaults = Thresholds()
+    p.add_argument(
+        "--max-drop",
+        type=float,
+        default=defaults.max_drop,
+        help="allowed drop below the base's 95%% Wilson interval per cell (0..1; default %(default)s)",
+    )
+    p.add_argument(
+        "--max-slowdown",
+        type=float,
+        default=defaults.max_slowdown,
+        help="allowed median time-to-connect ratio (default %(default)s)",
+    )
+    p.add_argument(
+        "--min-ms",
+        type=float,
+        default=defaults.min_ms,
+        help="ignore slowdowns smaller than this (ms; default %(default)s)",
+    )
+    p.add_argument("--json", metavar="FILE", help="also write the comparison as JSON")
+    p.add_argument("--junit", metavar="FILE", help="also write it as JUnit XML (a test case per cell)")
     p.set_defaults(func=cmd_compare)
     p = sub.add_parser("merge", help="join shards of one scenario into one run")
     p.add_argument("runs", nargs="+", metavar="DIR")

@@ -9,6 +9,7 @@ import base64
 import html
 import io
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import pandas as pd
 
 from netsim.errors import NetsimError, UsageError
 from netsim.nat import PROFILES
+from netsim.stats import Problem, Thresholds, wilson
 
 ORDER = list(PROFILES)
 
@@ -78,6 +80,10 @@ def cell_table(trials: pd.DataFrame) -> pd.DataFrame:
         median_overhead_ms=("overhead_ms", "median"),
     ).reset_index()
     cells["success"] = cells["hits"] / cells["judged"].where(cells["judged"] > 0)
+    cells["n"] = cells["judged"]
+    bounds = [wilson(int(h), int(n)) for h, n in zip(cells["hits"], cells["judged"], strict=True)]
+    cells["success_low"] = [lo for lo, _ in bounds]
+    cells["success_high"] = [hi for _, hi in bounds]
     cells["relayed"] = cells["relayed_hits"] / cells["hits"].where(cells["hits"] > 0)
     """Share of the cell's connections that went through a relay (TURN)."""
     winners = t[t["ok"]].groupby(["a", "b", "run"])["winner"].agg(lambda s: s.value_counts().index[0])
@@ -345,27 +351,81 @@ def write(run: Path) -> Path:
 # -- compare and merge ---------------------------------------------------------------------------
 
 
-def compare(
-    base: Path, new: Path, *, max_drop: float = 0.0, max_slowdown: float = 1.5, min_ms: float = 20.0
-) -> tuple[pd.DataFrame, list[str]]:
-    """Per-cell differences; a regression is a success-rate drop above ``max_drop`` or a median time
-    to connect above ``max_slowdown`` x base *and* more than ``min_ms`` slower."""
+DEFAULT = Thresholds()
+
+
+def compare(base: Path, new: Path, thresholds: Thresholds = DEFAULT) -> tuple[pd.DataFrame, list[Problem]]:
+    """Per-cell differences between two runs, and the regressions among them (``Thresholds``)."""
     b = cell_table(load(base)[0])
     n = cell_table(load(new)[0])
     m = b.merge(n, on=["a", "b", "run"], how="outer", suffixes=("_base", "_new"))
-    problems = []
+    problems: list[Problem] = []
     for _, r in m.iterrows():
         cell = f"{r['a']}/{r['b']}" + (f" [{r['run']}]" if r["run"] else "")
         if pd.isna(r["success_base"]) or pd.isna(r["success_new"]):
-            problems.append(f"{cell}: only in {'new' if pd.isna(r['success_base']) else 'base'}")
+            where = "new" if pd.isna(r["success_base"]) else "base"
+            problems.append(Problem(cell, "missing", f"only in {where}"))
             continue
-        if r["success_base"] - r["success_new"] > max_drop + 1e-9:
-            problems.append(f"{cell}: success {r['success_base']:.0%} -> {r['success_new']:.0%}")
+        winners = f"winner {_name(r['winner_base'])} -> {_name(r['winner_new'])}"
+        if r["success_new"] < r["success_low_base"] - thresholds.max_drop - 1e-9:
+            detail = (
+                f"success {r['success_base']:.0%} (n {int(r['n_base'])}, 95 % from "
+                f"{r['success_low_base']:.0%}) -> {r['success_new']:.0%} (n {int(r['n_new'])}), {winners}"
+            )
+            problems.append(Problem(cell, "success_drop", detail))
+        if str(r["agrees_base"]) == "ok" and str(r["agrees_new"]).startswith("MISMATCH"):
+            problems.append(Problem(cell, "new_disagreement", f"now {r['agrees_new']}, {winners}"))
         tb, tn = r["median_ttc_ms_base"], r["median_ttc_ms_new"]
-        if not pd.isna(tb) and not pd.isna(tn) and tn > tb * max_slowdown and tn - tb > min_ms:
-            problems.append(f"{cell}: median time to connect {tb:.1f} -> {tn:.1f} ms")
-    cols = ["a", "b", "run", "success_base", "success_new", "median_ttc_ms_base", "median_ttc_ms_new"]
+        if (
+            not pd.isna(tb)
+            and not pd.isna(tn)
+            and tn > tb * thresholds.max_slowdown
+            and tn - tb > thresholds.min_ms
+        ):
+            problems.append(Problem(cell, "slower", f"median time to connect {tb:.1f} -> {tn:.1f} ms"))
+    cols = [
+        "a",
+        "b",
+        "run",
+        "success_base",
+        "success_new",
+        "winner_base",
+        "winner_new",
+        "agrees_base",
+        "agrees_new",
+        "median_ttc_ms_base",
+        "median_ttc_ms_new",
+    ]
     return m[cols], problems
+
+
+def _name(value: Any) -> str:
+    return "none" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
+
+
+def junit(problems: list[Problem], table: pd.DataFrame) -> str:
+    """The comparison as JUnit XML: one test case per cell, a failure per regression."""
+    from xml.etree import ElementTree as ET
+
+    by_cell: dict[str, list[Problem]] = {}
+    for p in problems:
+        by_cell.setdefault(p.cell, []).append(p)
+    cells = [f"{r.a}/{r.b}" + (f" [{r.run}]" if r.run else "") for r in table.itertuples()]
+    root = ET.Element("testsuites", name="netsim compare")
+    suite = ET.SubElement(
+        root,
+        "testsuite",
+        name="netsim compare",
+        tests=str(len(cells)),
+        failures=str(len(by_cell)),
+        errors="0",
+    )
+    for cell in cells:
+        case = ET.SubElement(suite, "testcase", classname="netsim.compare", name=cell)
+        for p in by_cell.get(cell, []):
+            failure = ET.SubElement(case, "failure", type=p.kind, message=p.detail)
+            failure.text = str(p)
+    return ET.tostring(root, encoding="unicode")
 
 
 def merge(runs: list[Path], out: Path) -> Path:

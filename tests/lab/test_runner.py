@@ -100,10 +100,19 @@ def test_compare_catches_a_broken_plugin_and_passes_the_same_code(tmp_path):
         [*NETSIM, "compare", str(runs["base"]), str(runs["again"])], capture_output=True, text=True
     )
     assert same.returncode == 0, same.stdout
+    junit = tmp_path / "compare.xml"
     broken = subprocess.run(
-        [*NETSIM, "compare", str(runs["base"]), str(runs["broken"])], capture_output=True, text=True
+        [*NETSIM, "compare", str(runs["base"]), str(runs["broken"]), "--junit", str(junit)],
+        capture_output=True,
+        text=True,
     )
-    assert broken.returncode == 1 and "success 100% -> 0%" in broken.stdout
+    assert broken.returncode == 1 and "[success_drop]" in broken.stdout, broken.stdout
+    assert "winner direct -> none" in broken.stdout  # the sabotaged plugin is named
+    from junitparser import Failure, JUnitXml
+
+    cases = [c for suite in JUnitXml.fromfile(str(junit)) for c in suite]
+    failed = [c for c in cases if any(isinstance(r, Failure) for r in c.result)]
+    assert len(cases) == 2 and failed
     merged = report.merge([runs["base"], runs["again"]], tmp_path / "merged")
     assert merged.exists() and len(trial_keys(tmp_path / "merged")) == 4
 

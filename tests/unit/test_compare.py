@@ -1,0 +1,108 @@
+"""``netsim compare`` on recorded runs (synthetic records, no lab): identical runs pass; a broken
+plugin, a new disagreement with theory and a missing cell fail, naming what; the interval keeps one
+lost trial in ten from being a regression; the JUnit output reads back with a JUnit parser."""
+
+import json
+import subprocess
+import sys
+
+from junitparser import Failure, JUnitXml
+
+from netsim.report import compare
+from netsim.stats import Thresholds, wilson
+
+CELLS = [("open", "open"), ("open", "port-restricted-cone")]
+
+
+def write_run(path, *, broken=(), lose=0, drop_cell=None, expected=True, n=10):
+    path.mkdir()
+    lines = []
+    for a, b in CELLS:
+        if (a, b) == drop_cell:
+            continue
+        for i in range(n):
+            ok = (a, b) not in broken and not (i < lose and (a, b) == CELLS[0])
+            lines.append(
+                {
+                    "type": "trial",
+                    "a": a,
+                    "b": b,
+                    "run": "",
+                    "trial": i,
+                    "outcome": "connected" if ok else "failed",
+                    "expected": expected,
+                    "winner": "direct" if ok else None,
+                    "ttc_ms": 3.0 if ok else None,
+                    "overhead_ms": 1.0,
+                }
+            )
+    (path / "records.jsonl").write_text("\n".join(map(json.dumps, lines)) + "\n")
+    (path / "meta.json").write_text(json.dumps({"scenario": {"name": "t"}}))
+    return path
+
+
+def kinds(problems):
+    return sorted((p.cell, p.kind) for p in problems)
+
+
+def test_identical_runs_pass(tmp_path):
+    _, problems = compare(write_run(tmp_path / "a"), write_run(tmp_path / "b"))
+    assert problems == []
+
+
+def test_one_lost_trial_in_ten_is_noise_but_a_broken_plugin_is_not(tmp_path):
+    base = write_run(tmp_path / "base")
+    _, noise = compare(base, write_run(tmp_path / "one-lost", lose=1))
+    assert [p.kind for p in noise] == ["new_disagreement"]  # the cell expected 10 of 10; the rate held
+    _, broken = compare(base, write_run(tmp_path / "broken", broken=[CELLS[1]]))
+    drop = [p for p in broken if p.kind == "success_drop"]
+    assert [p.cell for p in drop] == ["open/port-restricted-cone"]
+    assert "winner direct -> none" in drop[0].detail and "100%" in drop[0].detail
+
+
+def test_a_missing_cell_fails(tmp_path):
+    _, problems = compare(write_run(tmp_path / "a"), write_run(tmp_path / "b", drop_cell=CELLS[1]))
+    assert kinds(problems) == [("open/port-restricted-cone", "missing")]
+
+
+def test_the_cli_writes_json_and_junit_that_read_back(tmp_path):
+    base, broken = write_run(tmp_path / "base"), write_run(tmp_path / "broken", broken=[CELLS[0]])
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "netsim",
+            "compare",
+            str(base),
+            str(broken),
+            "--json",
+            str(tmp_path / "c.json"),
+            "--junit",
+            str(tmp_path / "c.xml"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 1 and "[success_drop]" in out.stdout
+    doc = json.loads((tmp_path / "c.json").read_text())
+    assert doc["thresholds"] == vars(Thresholds()) and {r["kind"] for r in doc["regressions"]} == {
+        "success_drop",
+        "new_disagreement",
+    }
+    cases = {c.name: c for suite in JUnitXml.fromfile(str(tmp_path / "c.xml")) for c in suite}
+    assert set(cases) == {"open/open", "open/port-restricted-cone"}
+    assert any(isinstance(r, Failure) for r in cases["open/open"].result)
+    assert not cases["open/port-restricted-cone"].result  # passed
+    same = subprocess.run(
+        [sys.executable, "-m", "netsim", "compare", str(base), str(base)], capture_output=True
+    )
+    assert same.returncode == 0
+
+
+def test_wilson_interval():
+    lo, hi = wilson(10, 10)
+    assert 0.69 < lo < 0.73 and hi == 1.0
+    lo, hi = wilson(0, 10)
+    assert lo == 0.0 and 0.27 < hi < 0.31
+    lo, hi = wilson(50, 100)
+    assert 0.40 < lo < 0.41 and 0.59 < hi < 0.60
