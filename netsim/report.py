@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import json
 import math
 from pathlib import Path
@@ -18,10 +17,13 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
+from matplotlib.patches import Rectangle
 
+from netsim import style
 from netsim.errors import NetsimError, UsageError
 from netsim.nat import PROFILES
 from netsim.stats import Problem, Thresholds, wilson
+from netsim.style import Rendered
 
 ORDER = list(PROFILES)
 
@@ -109,17 +111,19 @@ def cell_table(trials: pd.DataFrame) -> pd.DataFrame:
 
 
 def plugin_table(attempts: pd.DataFrame, trials: pd.DataFrame) -> pd.DataFrame:
-    """Per plugin and cell: how often it connected (winner or not) and its median time when it did."""
+    """Per plugin and cell: of the trials the plugin ran in (one attempt each), the share in which
+    it connected (winner or not) and its median time when it did. In solo mode that is its reach;
+    in a race a plugin cancelled by the winner counts as not connected, so there it is a lower
+    bound (the race does not yet let losers finish)."""
     if attempts.empty:
-        return pd.DataFrame(columns=["plugin", "a", "b", "connected", "median_ms"])
-    n = trials.groupby(["a", "b"]).size().rename("n")
+        return pd.DataFrame(columns=["plugin", "a", "b", "n", "connected", "median_ms"])
     a = attempts.assign(ok=attempts["outcome"] == "connected", ms=attempts["end_ms"] - attempts["start_ms"])
     g = a.groupby(["plugin", "a", "b"]).agg(
-        hits=("ok", "sum"), median_ms=("ms", lambda s: s[a.loc[s.index, "ok"]].median())
+        n=("ok", "size"), hits=("ok", "sum"), median_ms=("ms", lambda s: s[a.loc[s.index, "ok"]].median())
     )
-    g = g.reset_index().merge(n.reset_index(), on=["a", "b"])
+    g = g.reset_index()
     g["connected"] = g["hits"] / g["n"]
-    return g[["plugin", "a", "b", "connected", "median_ms"]]
+    return g[["plugin", "a", "b", "n", "connected", "median_ms"]]
 
 
 def wire_table(trials: pd.DataFrame) -> pd.DataFrame | None:
@@ -137,74 +141,126 @@ def wire_table(trials: pd.DataFrame) -> pd.DataFrame | None:
 # -- figures ---------------------------------------------------------------------------------
 
 
-def _png(fig: Any) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return buf.getvalue()
-
-
 def _heatmap(
-    values: pd.DataFrame, title: str, labels: pd.DataFrame | None = None, cmap: str = "RdYlGn"
-) -> bytes:
-    fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(values.columns), 1.0 + 0.7 * len(values.index)))
-    im = ax.imshow(values.to_numpy(dtype=float), cmap=cmap, vmin=0, vmax=1)
+    values: pd.DataFrame,
+    title: str,
+    labels: pd.DataFrame | None = None,
+    *,
+    bar: str = "success rate",
+) -> Rendered:
+    fig, ax = plt.subplots(figsize=(1.4 + 1.2 * len(values.columns), 1.0 + 0.8 * len(values.index)))
+    im = ax.imshow(values.to_numpy(dtype=float), cmap=style.RATE_CMAP, vmin=0, vmax=1)
+    _axes(ax, values, title)
+    for i, row in enumerate(values.index):
+        for j, col in enumerate(values.columns):
+            v = values.loc[row, col]
+            text = labels.loc[row, col] if labels is not None else ("" if pd.isna(v) else f"{v:.0%}")
+            dark = not pd.isna(v) and float(v) < 0.55  # cividis is dark at the low end
+            ax.text(j, i, text, ha="center", va="center", fontsize=7, color="white" if dark else "black")
+    fig.colorbar(im, ax=ax, fraction=0.04, label=bar)
+    return style.render(fig)
+
+
+def _axes(ax: Any, values: pd.DataFrame, title: str) -> None:
     ax.set_xticks(range(len(values.columns)), values.columns, rotation=35, ha="right")
     ax.set_yticks(range(len(values.index)), values.index)
     ax.set_xlabel("B (caller)")
     ax.set_ylabel("A (callee)")
     ax.set_title(title)
-    for i, row in enumerate(values.index):
-        for j, col in enumerate(values.columns):
-            v = values.loc[row, col]
-            text = labels.loc[row, col] if labels is not None else ("" if pd.isna(v) else f"{v:.0%}")
-            ax.text(j, i, text, ha="center", va="center", fontsize=8)
-    fig.colorbar(im, ax=ax, fraction=0.04)
-    return _png(fig)
 
 
-def figures(cells: pd.DataFrame, plugins: pd.DataFrame, trials: pd.DataFrame) -> dict[str, bytes]:
-    out: dict[str, bytes] = {}
+def _winners(winner: pd.DataFrame, flags: pd.DataFrame, title: str, plugins: list[str]) -> Rendered:
+    """Winners as categories: one colour per plugin (Okabe-Ito), none in grey, (!) on a cell that
+    disagrees with theory."""
+    fig, ax = plt.subplots(figsize=(1.4 + 1.2 * len(winner.columns), 1.0 + 0.8 * len(winner.index)))
+    for i, row in enumerate(winner.index):
+        for j, col in enumerate(winner.columns):
+            w = winner.loc[row, col]
+            colour = style.colour_of(w, plugins) if w != "-" else "#FFFFFF"
+            ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, color=colour, ec="#666666"))
+            ax.text(j, i, w + (" (!)" if flags.loc[row, col] else ""), ha="center", va="center", fontsize=7)
+    ax.set_xlim(-0.5, len(winner.columns) - 0.5)
+    ax.set_ylim(len(winner.index) - 0.5, -0.5)
+    _axes(ax, winner, title)
+    handles = [Rectangle((0, 0), 1, 1, color=style.colour_of(p, plugins)) for p in plugins]
+    ax.legend(handles, plugins, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=7, title="winner")
+    return style.render(fig)
+
+
+def figures(cells: pd.DataFrame, plugins: pd.DataFrame, trials: pd.DataFrame) -> dict[str, Rendered]:
+    out: dict[str, Rendered] = {}
     rows, cols = _order(cells["a"]), _order(cells["b"])
+    names = sorted({str(w) for w in trials["winner"].dropna()} | set(plugins["plugin"]))
     for run, c in cells.groupby("run"):
         label = run or "all plugins"
         run = str(run).replace(",", "+")
-        success = c.pivot(index="a", columns="b", values="success").reindex(index=rows, columns=cols)
-        out[f"success-{run or 'race'}"] = _heatmap(success, f"success rate ({label})")
-        winner = (
-            c.pivot(index="a", columns="b", values="winner").reindex(index=rows, columns=cols).fillna("-")
+
+        def grid(column: str, c: pd.DataFrame = c) -> pd.DataFrame:
+            return c.pivot(index="a", columns="b", values=column).reindex(index=rows, columns=cols)
+
+        success, n, lo, hi = grid("success"), grid("n"), grid("success_low"), grid("success_high")
+        labels = success.copy().astype(object)
+        for r in rows:
+            for k in cols:
+                v = success.loc[r, k]
+                labels.loc[r, k] = (
+                    ""
+                    if pd.isna(v)
+                    else f"{v:.0%}\nn={int(n.loc[r, k])}\n[{lo.loc[r, k]:.0%}, {hi.loc[r, k]:.0%}]"
+                )
+        out[f"success-{run or 'race'}"] = _heatmap(
+            success, f"success rate, n and 95 % Wilson interval ({label})", labels
         )
-        exp = c.pivot(index="a", columns="b", values="agrees").reindex(index=rows, columns=cols)
-        labels = winner.where(exp.isna() | (exp == "ok") | (exp == "no theory"), winner + "\n(!)")
-        out[f"winners-{run or 'race'}"] = _heatmap(
-            success, f"winner per cell ({label}); (!) = disagrees with theory", labels=labels
+        exp = grid("agrees")
+        flags = ~(exp.isna() | (exp == "ok") | (exp == "no theory"))
+        out[f"winners-{run or 'race'}"] = _winners(
+            grid("winner").fillna("-"),
+            flags,
+            f"winner per cell ({label}); (!) = disagrees with theory",
+            names,
         )
-        expected = c.pivot(index="a", columns="b", values="expected").reindex(index=rows, columns=cols)
+        expected = grid("expected")
         out[f"expected-{run or 'race'}"] = _heatmap(
             expected.astype(float),
             f"expected by theory ({label})",
             labels=expected.map(lambda v: "?" if v is None or pd.isna(v) else ("yes" if v else "no")),
+            bar="expected to connect (1) or not (0)",
         )
     for plugin, p in plugins.groupby("plugin"):
         m = p.pivot(index="a", columns="b", values="connected").reindex(index=rows, columns=cols)
-        out[f"plugin-{plugin}"] = _heatmap(m, f"{plugin}: share of trials in which it connected")
+        out[f"plugin-{plugin}"] = _heatmap(
+            m,
+            f"{plugin}: share of the trials it ran in where it connected",
+            bar="share of its trials",
+        )
     ok = trials[trials["outcome"] == "connected"]
     if not ok.empty:
-        fig, ax = plt.subplots(figsize=(6, 3.5))
+        fig, ax = plt.subplots(figsize=(6.5, 3.5))
         groups = [(w, g["ttc_ms"].dropna().to_numpy()) for w, g in ok.groupby("winner")]
-        ax.boxplot([g for _, g in groups], tick_labels=[w for w, _ in groups], showfliers=True)
-        ax.set_ylabel("time to connect (ms)")
-        ax.set_title("time to connect, by winning plugin")
-        out["time-to-connect"] = _png(fig)
-        fig, ax = plt.subplots(figsize=(6, 3.5))
+        ax.boxplot([g for _, g in groups], tick_labels=[w for w, _ in groups], showfliers=False)
+        for i, (w, g) in enumerate(groups):  # every trial as a point over its box
+            jitter = [(k % 7 - 3) * 0.03 for k in range(len(g))]
+            ax.scatter([i + 1 + x for x in jitter], g, s=6, alpha=0.5, color=style.colour_of(w, names))
+        ax.set_yscale("log")
+        ax.set_ylabel("time to connect (ms, log)")
+        ax.set_title("time to connect, by winning plugin (every trial a point)")
+        out["time-to-connect"] = style.render(fig)
+        fig, ax = plt.subplots(figsize=(6.5, 3.5))
         for w, g in ok.groupby("winner"):
             xs = g["ttc_ms"].dropna().sort_values().to_numpy()
-            ax.plot(xs, [(i + 1) / len(xs) for i in range(len(xs))], drawstyle="steps-post", label=w)
-        ax.set_xlabel("time to connect (ms)")
-        ax.set_ylabel("share of successful trials")
-        ax.set_title("time to connect, CDF")
-        ax.legend()
-        out["time-to-connect-cdf"] = _png(fig)
+            ax.plot(
+                xs,
+                [(i + 1) / len(xs) for i in range(len(xs))],
+                drawstyle="steps-post",
+                label=f"{w} (n={len(xs)})",
+                color=style.colour_of(str(w), names),
+            )
+        ax.set_xscale("log")
+        ax.set_xlabel("time to connect (ms, log)")
+        ax.set_ylabel("share of its successful trials")
+        ax.set_title("time to connect, CDF per winning plugin")
+        ax.legend(fontsize=7)
+        out["time-to-connect-cdf"] = style.render(fig)
     return out
 
 
@@ -260,8 +316,10 @@ def write(run: Path) -> Path:
     figs = figures(cells, plugins, trials)
     figdir = run / "figures"
     figdir.mkdir(exist_ok=True)
-    for name, png in figs.items():
-        (figdir / f"{name}.png").write_bytes(png)
+    for name, fig in figs.items():  # vector for papers, 300-dpi PNG for everything else
+        (figdir / f"{name}.png").write_bytes(fig.png)
+        (figdir / f"{name}.svg").write_bytes(fig.svg)
+        (figdir / f"{name}.pdf").write_bytes(fig.pdf)
     sc = meta.get("scenario", {})
     mismatches = cells[cells["agrees"].str.startswith("MISMATCH")]
     connected = int((trials["outcome"] == "connected").sum())
@@ -310,11 +368,11 @@ def write(run: Path) -> Path:
         md += ["", "## Router self-validation (RFC 5780)", "", _md_table(validation)]
     (run / "report.md").write_text("\n".join(md) + "\n")
     imgs = "".join(
-        f'<figure><img src="data:image/png;base64,{base64.b64encode(png).decode()}" alt="{html.escape(n)}">'
-        f"<figcaption>{html.escape(caption(n))}</figcaption></figure>"
-        for n, png in figs.items()
+        f'<figure><img src="data:image/svg+xml;base64,{base64.b64encode(fig.svg).decode()}"'
+        f' alt="{html.escape(n)}"><figcaption>{html.escape(caption(n))}</figcaption></figure>'
+        for n, fig in figs.items()
     )
-    style = (
+    css = (
         "body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
         "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px}"
         "figure{display:inline-block;margin:.5em}img{max-width:560px}.bad{background:#fdd}"
@@ -324,7 +382,7 @@ def write(run: Path) -> Path:
     title = html.escape(summary["scenario"])
     doc = (
         f"<!doctype html><html><head><meta charset='utf-8'><title>warpgate: {title}"
-        f"</title><style>{style}</style></head><body><h1>warpgate NAT matrix: {title}"
+        f"</title><style>{css}</style></head><body><h1>warpgate NAT matrix: {title}"
         f"</h1><p>{html.escape(sc.get('description', ''))}</p><ul>"
         + "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(str(v))}</li>" for k, v in summary.items())
         + "</ul><h2>Figures</h2>"

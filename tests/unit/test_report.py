@@ -47,3 +47,73 @@ def test_survival_after_a_mid_pipe_fault_is_checked():
     cells = verdicts(rows)
     assert cells[("open", "open")].agrees == "ok"
     assert cells[("open", "symmetric")].agrees == "MISMATCH (pipe expected to break under the fault)"
+
+
+def solo_run(tmp_path):
+    """A solo run: direct alone always connects, reverse alone never, 4 trials each."""
+    import json
+
+    lines = []
+    for plugin, ok in (("direct", True), ("reverse", False)):
+        for i in range(4):
+            key = {"a": "open", "b": "full-cone", "run": plugin, "trial": i}
+            lines.append(
+                {
+                    "type": "trial",
+                    **key,
+                    "outcome": "connected" if ok else "failed",
+                    "expected": ok,
+                    "winner": plugin if ok else None,
+                    "ttc_ms": 2.0 + i if ok else None,
+                    "overhead_ms": 1.0,
+                }
+            )
+            lines.append(
+                {
+                    "type": "attempt",
+                    **key,
+                    "plugin": plugin,
+                    "outcome": "connected" if ok else "failed",
+                    "start_ms": 0.0,
+                    "end_ms": 2.0 + i,
+                    "reason": None if ok else "no answer",
+                }
+            )
+    (tmp_path / "records.jsonl").write_text("\n".join(map(json.dumps, lines)) + "\n")
+    (tmp_path / "meta.json").write_text(json.dumps({"scenario": {"name": "solo-test", "mode": "solo"}}))
+    return tmp_path
+
+
+def test_solo_reach_is_the_share_of_the_plugins_own_runs(tmp_path):
+    """A plugin that always connects alone shows 100 %, not 1/N of the cell's runs."""
+    from netsim.report import load, plugin_table
+
+    trials, attempts, _ = load(solo_run(tmp_path))
+    reach = {r.plugin: r.connected for r in plugin_table(attempts, trials).itertuples()}
+    assert reach == {"direct": 1.0, "reverse": 0.0}
+
+
+def test_every_figure_renders_in_three_formats_from_a_recorded_run(tmp_path):
+    from netsim.report import write
+
+    run = solo_run(tmp_path)
+    write(run)
+    figs = run / "figures"
+    names = {p.stem for p in figs.glob("*.png")}
+    assert {
+        "success-direct",
+        "winners-direct",
+        "plugin-direct",
+        "plugin-reverse",
+        "time-to-connect-cdf",
+    } <= names
+    for name in names:
+        assert (figs / f"{name}.svg").read_bytes().lstrip().startswith(b"<?xml")
+        assert (figs / f"{name}.pdf").read_bytes().startswith(b"%PDF")
+        png = (figs / f"{name}.png").read_bytes()
+        assert png.startswith(b"\x89PNG")
+    cells = pd.read_csv(run / "cells.csv")
+    direct = cells[cells["run"] == "direct"].iloc[0]
+    assert direct["n"] == 4 and direct["success"] == 1.0 and 0.5 < direct["success_low"] < 0.52
+    html = (run / "report.html").read_text()
+    assert html.count("data:image/svg+xml;base64,") == len(names)
