@@ -22,7 +22,7 @@ from matplotlib.patches import Rectangle
 from netsim import style
 from netsim.errors import NetsimError, UsageError
 from netsim.nat import PROFILES
-from netsim.stats import Problem, Thresholds, wilson
+from netsim.stats import Problem, Thresholds, wilson, within_flake
 from netsim.style import Rendered
 
 ORDER = list(PROFILES)
@@ -51,7 +51,12 @@ def _order(values: Any) -> list[str]:
     return sorted(set(values), key=lambda p: ORDER.index(p) if p in ORDER else len(ORDER))
 
 
-def cell_table(trials: pd.DataFrame) -> pd.DataFrame:
+def flake_of(meta: dict[str, Any]) -> float:
+    """The scenario's declared flake rate (``flake`` key), 0 when it declares none."""
+    return float(meta.get("scenario", {}).get("flake", 0.0) or 0.0)
+
+
+def cell_table(trials: pd.DataFrame, flake: float = 0.0) -> pd.DataFrame:
     """One row per cell (A, B, run): trials, errors, success rate, expected, times, most frequent
     winner. A trial whose agent crashed (outcome ``error``) is counted apart: it says nothing about
     the NAT, so success and agreement are over the other trials. With a mid-pipe fault, ``survived``
@@ -96,9 +101,10 @@ def cell_table(trials: pd.DataFrame) -> pd.DataFrame:
             return "no data (every trial an agent error)"
         if row["expected"] is None or pd.isna(row["expected"]):
             return "no theory"
-        if bool(row["expected"]) and row["success"] != 1.0:
+        n, hits = int(row["judged"]), int(row["hits"])
+        if bool(row["expected"]) and not within_flake(n - hits, n, flake):
             return "MISMATCH (expected to connect)"
-        if not bool(row["expected"]) and row["success"] != 0.0:
+        if not bool(row["expected"]) and not within_flake(hits, n, flake):
             return "MISMATCH (expected to fail)"
         if not pd.isna(row["survives_expected"]) and not pd.isna(row["survived"]):
             want = float(row["survives_expected"])
@@ -304,7 +310,7 @@ def caption(name: str) -> str:
 def write(run: Path) -> Path:
     """Tables (CSV, Parquet), figures (PNG) and both reports; returns the HTML report's path."""
     trials, attempts, meta = load(run)
-    cells = cell_table(trials)
+    cells = cell_table(trials, flake_of(meta))
     plugins = plugin_table(attempts, trials)
     trials.to_csv(run / "trials.csv", index=False)
     attempts.to_csv(run / "attempts.csv", index=False)
@@ -414,8 +420,10 @@ DEFAULT = Thresholds()
 
 def compare(base: Path, new: Path, thresholds: Thresholds = DEFAULT) -> tuple[pd.DataFrame, list[Problem]]:
     """Per-cell differences between two runs, and the regressions among them (``Thresholds``)."""
-    b = cell_table(load(base)[0])
-    n = cell_table(load(new)[0])
+    base_trials, _, base_meta = load(base)
+    new_trials, _, new_meta = load(new)
+    b = cell_table(base_trials, flake_of(base_meta))
+    n = cell_table(new_trials, flake_of(new_meta))
     m = b.merge(n, on=["a", "b", "run"], how="outer", suffixes=("_base", "_new"))
     problems: list[Problem] = []
     for _, r in m.iterrows():

@@ -49,6 +49,7 @@ _TOP = {
     "plugins",
     "payload",
     "seed",
+    "flake",
     "matrix",
     "impairment",
     "expect",
@@ -77,6 +78,9 @@ class Scenario:
     fault: Fault | None = None
     capture: bool = False
     """Record each trial on both routers' WAN links (tcpdump) and count what went on the wire."""
+    flake: float = 0.0
+    """The declared flake rate: a cell still agrees with theory when its trials against the
+    expectation fit this rate (a one-sided binomial test at 5 %, ``netsim.stats.within_flake``)."""
     path: str = ""
 
     @property
@@ -200,9 +204,17 @@ def parse(text: str, path: str = "<scenario>") -> Scenario:
         impairment=impairment,
         expect=expect,
         capture=_get(w, data, "capture", bool, False),
+        flake=_flake(w, data),
         fault=fault,
         path=path,
     )
+
+
+def _flake(w: _Where, data: dict[str, Any]) -> float:
+    value = _get(w, data, "flake", (int, float), 0.0)
+    if isinstance(value, bool) or not 0.0 <= float(value) < 1.0:
+        raise w.err("flake", "must be a rate in [0, 1)")
+    return float(value)
 
 
 def _fault(w: _Where, table: Any, a: tuple[str, ...], b: tuple[str, ...], trials: int) -> Fault:

@@ -43,3 +43,19 @@ class Problem:
 
     def __str__(self) -> str:
         return f"{self.cell}: {self.detail}"
+
+
+def binomial_tail(k: int, n: int, p: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, p): how likely k or more flukes are at a flake rate p."""
+    if k <= 0:
+        return 1.0
+    if p <= 0.0:
+        return 0.0
+    return sum(math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(k, n + 1))
+
+
+def within_flake(flukes: int, n: int, flake: float, level: float = 0.05) -> bool:
+    """Whether ``flukes`` outcomes against the expectation, of ``n``, fit a declared flake rate: a
+    one-sided binomial test at ``level`` (0 flukes always fit; with no flake rate, none more do).
+    Under 2 % loss, 1 lost trial of 100 fits a declared 2 %; 20 do not."""
+    return flukes == 0 or binomial_tail(flukes, n, flake) >= level

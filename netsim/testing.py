@@ -22,7 +22,8 @@ def assert_scenario(path: str | Path, out: Path, *, trials: int | None = None) -
     """Run the scenario into ``out``, write its report, and fail on any cell that disagrees."""
     runner.run(scenario.load(path), out, trials=trials)
     report.write(out)
-    cells = report.cell_table(report.load(out)[0])
+    trials, _, meta = report.load(out)
+    cells = report.cell_table(trials, report.flake_of(meta))
     bad = cells[cells["agrees"].str.startswith("MISMATCH")]
     if not bad.empty:
         lines = [f"{r.a} <- {r.b}: success {r.success:.0%}, {r.agrees}" for r in bad.itertuples()]

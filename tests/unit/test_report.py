@@ -117,3 +117,17 @@ def test_every_figure_renders_in_three_formats_from_a_recorded_run(tmp_path):
     assert direct["n"] == 4 and direct["success"] == 1.0 and 0.5 < direct["success_low"] < 0.52
     html = (run / "report.html").read_text()
     assert html.count("data:image/svg+xml;base64,") == len(names)
+
+
+def test_a_declared_flake_rate_tolerates_a_loss_but_not_twenty():
+    """Under 2 % loss: 1 lost trial of 100 agrees with theory at a declared flake rate of 2 %,
+    20 lost do not; with no flake rate declared, 1 is already a disagreement."""
+    from netsim.stats import within_flake
+
+    one = [trial("connected")] * 99 + [trial("failed")]
+    twenty = [trial("connected")] * 80 + [trial("failed")] * 20
+    assert cell_table(pd.DataFrame(one), flake=0.02).iloc[0]["agrees"] == "ok"
+    assert cell_table(pd.DataFrame(twenty), flake=0.02).iloc[0]["agrees"].startswith("MISMATCH")
+    assert cell_table(pd.DataFrame(one)).iloc[0]["agrees"].startswith("MISMATCH")
+    assert within_flake(0, 10, 0.0) and not within_flake(1, 10, 0.0)
+    assert within_flake(2, 100, 0.02) and not within_flake(8, 100, 0.02)

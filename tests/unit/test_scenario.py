@@ -201,3 +201,15 @@ def test_a_shipped_scenario_runs_by_name():
     assert resolve("scenarios/quick.toml").name == "quick.toml"  # a path stays a path
     with pytest.raises(ScenarioError, match="no such file, nor a shipped scenario"):
         resolve("nosuch")
+
+
+def test_flake_is_a_rate():
+    from netsim.errors import ScenarioError
+    from netsim.scenario import parse
+
+    base = 'name = "f"\nplugins = ["direct"]\n[matrix]\na = ["open"]\nb = ["open"]\n'
+    assert parse("flake = 0.02\n" + base).flake == 0.02
+    assert parse(base).flake == 0.0
+    for bad in ("flake = 1.5", "flake = -0.1", 'flake = "a lot"', "flake = true"):
+        with pytest.raises(ScenarioError, match="flake"):
+            parse(bad + "\n" + base)
