@@ -181,7 +181,12 @@ def _shard(text: str) -> tuple[int, int]:
 def cmd_report(args: argparse.Namespace) -> int:
     from netsim import report
 
-    print(report.write(Path(args.run)).resolve())
+    if len(args.run) == 1:
+        print(report.write(Path(args.run[0])).resolve())
+        return 0
+    if not args.out:
+        raise UsageError("a report over several runs needs --out DIR")
+    print(report.side_by_side([Path(r) for r in args.run], Path(args.out)).resolve())
     return 0
 
 
@@ -259,8 +264,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--sabotage", metavar="PLUGIN", help=argparse.SUPPRESS)  # regression tests of compare
     p.set_defaults(func=cmd_run)
-    p = sub.add_parser("report", help="(re)write tables, figures, report.html and report.md of a run")
-    p.add_argument("run", metavar="DIR")
+    p = sub.add_parser(
+        "report", help="(re)write a run's tables, figures and reports; several runs: side by side in --out"
+    )
+    p.add_argument("run", metavar="DIR", nargs="+")
+    p.add_argument("--out", metavar="DIR", help="where the side-by-side report of several runs goes")
     p.set_defaults(func=cmd_report)
     p = sub.add_parser("compare", help="per-cell differences; exit 1 when NEW regresses against BASE")
     p.add_argument("base", metavar="BASE")

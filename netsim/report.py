@@ -307,6 +307,27 @@ def caption(name: str) -> str:
     return name
 
 
+def _save(figs: dict[str, Rendered], figdir: Path) -> None:
+    """Each figure as PNG (300 dpi), SVG and PDF: vector for papers, PNG for everything else."""
+    figdir.mkdir(parents=True, exist_ok=True)
+    for name, fig in figs.items():
+        for fmt in ("png", "svg", "pdf"):
+            (figdir / f"{name}.{fmt}").write_bytes(getattr(fig, fmt))
+
+
+def _html_figures(figs: dict[str, Rendered], captions: Any = None) -> str:
+    """The figures inline (SVG), for a self-contained HTML page."""
+    parts = []
+    for name, fig in figs.items():
+        text = html.escape(captions(name) if captions else name)
+        data = base64.b64encode(fig.svg).decode()
+        parts.append(
+            f'<figure><img src="data:image/svg+xml;base64,{data}" alt="{html.escape(name)}">'
+            f"<figcaption>{text}</figcaption></figure>"
+        )
+    return "".join(parts)
+
+
 def write(run: Path) -> Path:
     """Tables (CSV, Parquet), figures (PNG) and both reports; returns the HTML report's path."""
     trials, attempts, meta = load(run)
@@ -320,12 +341,7 @@ def write(run: Path) -> Path:
             run / f"{name}.parquet"
         )
     figs = figures(cells, plugins, trials)
-    figdir = run / "figures"
-    figdir.mkdir(exist_ok=True)
-    for name, fig in figs.items():  # vector for papers, 300-dpi PNG for everything else
-        (figdir / f"{name}.png").write_bytes(fig.png)
-        (figdir / f"{name}.svg").write_bytes(fig.svg)
-        (figdir / f"{name}.pdf").write_bytes(fig.pdf)
+    _save(figs, run / "figures")
     sc = meta.get("scenario", {})
     mismatches = cells[cells["agrees"].str.startswith("MISMATCH")]
     connected = int((trials["outcome"] == "connected").sum())
@@ -373,11 +389,7 @@ def write(run: Path) -> Path:
     if not validation.empty:
         md += ["", "## Router self-validation (RFC 5780)", "", _md_table(validation)]
     (run / "report.md").write_text("\n".join(md) + "\n")
-    imgs = "".join(
-        f'<figure><img src="data:image/svg+xml;base64,{base64.b64encode(fig.svg).decode()}"'
-        f' alt="{html.escape(n)}"><figcaption>{html.escape(caption(n))}</figcaption></figure>'
-        for n, fig in figs.items()
-    )
+    imgs = _html_figures(figs, caption)
     css = (
         "body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
         "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px}"
@@ -413,6 +425,90 @@ def write(run: Path) -> Path:
 
 
 # -- compare and merge ---------------------------------------------------------------------------
+
+
+def side_by_side(runs: list[Path], out: Path) -> Path:
+    """Several runs in one report (two engine versions, solo against race, two machines): per cell,
+    each run's n, success with its Wilson interval, winner and median time to connect side by
+    side; the success matrices next to each other; the time-to-connect CDFs on one plot. Returns
+    the HTML report's path."""
+    if len(runs) < 2:
+        raise UsageError("a side-by-side report needs at least two runs")
+    names = [r.name or str(r) for r in runs]
+    if len(set(names)) != len(names):
+        names = [str(r) for r in runs]
+    tables = []
+    all_trials = []
+    for name, run in zip(names, runs, strict=True):
+        trials, _, meta = load(run)
+        cells = cell_table(trials, flake_of(meta)).assign(label=name)
+        tables.append(cells)
+        all_trials.append(trials.assign(label=name))
+    cells = pd.concat(tables, ignore_index=True)
+    wide = cells.pivot_table(
+        index=["a", "b"],
+        columns="label",
+        values=["n", "success", "success_low", "success_high", "median_ttc_ms"],
+        aggfunc="first",
+    )
+    winners = cells.pivot_table(index=["a", "b"], columns="label", values="winner", aggfunc="first")
+
+    def get(frame: pd.DataFrame, cell: tuple[str, str], column: Any) -> Any:
+        return frame.loc[cell, column] if column in frame.columns else float("nan")
+
+    rows = []
+    for cell in wide.index:
+        row: dict[str, Any] = {"a": cell[0], "b": cell[1]}
+        for name in names:
+            succ = get(wide, cell, ("success", name))
+            lo, hi, n = (get(wide, cell, (k, name)) for k in ("success_low", "success_high", "n"))
+            row[f"{name}: success"] = "-" if pd.isna(succ) else f"{succ:.0%} [{lo:.0%}, {hi:.0%}] n={int(n)}"
+            row[f"{name}: winner"] = get(winners, cell, name)
+            row[f"{name}: median ms"] = get(wide, cell, ("median_ttc_ms", name))
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out / "side-by-side.csv", index=False)
+    order_a, order_b = _order(cells["a"]), _order(cells["b"])
+    fig, axes = plt.subplots(
+        1, len(names), figsize=(1.0 + (1.2 * len(order_b) + 0.6) * len(names), 1.2 + 0.8 * len(order_a))
+    )
+    for ax, name in zip(axes, names, strict=True):
+        c = cells[cells["label"] == name].groupby(["a", "b"])["success"].mean().unstack()
+        c = c.reindex(index=order_a, columns=order_b)
+        im = ax.imshow(c.to_numpy(dtype=float), cmap=style.RATE_CMAP, vmin=0, vmax=1)
+        _axes(ax, c, name)
+    fig.colorbar(im, ax=list(axes), fraction=0.03, label="success rate")
+    figs = {"success-side-by-side": style.render(fig)}
+    fig, ax = plt.subplots(figsize=(6.5, 3.5))
+    for name, trials in zip(names, all_trials, strict=True):
+        xs = trials.loc[trials["outcome"] == "connected", "ttc_ms"].dropna().sort_values().to_numpy()
+        if len(xs):
+            ax.plot(
+                xs,
+                [(i + 1) / len(xs) for i in range(len(xs))],
+                drawstyle="steps-post",
+                label=f"{name} (n={len(xs)})",
+            )
+    ax.set_xscale("log")
+    ax.set_xlabel("time to connect (ms, log)")
+    ax.set_ylabel("share of successful trials")
+    ax.set_title("time to connect, CDF per run")
+    ax.legend(fontsize=7)
+    figs["time-to-connect-side-by-side"] = style.render(fig)
+    _save(figs, out / "figures")
+    md = [f"# Side by side: {', '.join(names)}", "", _md_table(table), ""]
+    md += [f"![{n}](figures/{n}.png)" for n in figs]
+    (out / "side-by-side.md").write_text("\n".join(md) + "\n")
+    imgs = _html_figures(figs)
+    page = (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>side by side</title></head><body>"
+        f"<h1>Side by side: {html.escape(', '.join(names))}</h1>{table.to_html(index=False, na_rep='')}"
+        f"{imgs}</body></html>"
+    )
+    path = out / "side-by-side.html"
+    path.write_text(page)
+    return path
 
 
 DEFAULT = Thresholds()

@@ -106,3 +106,24 @@ def test_wilson_interval():
     assert lo == 0.0 and 0.27 < hi < 0.31
     lo, hi = wilson(50, 100)
     assert 0.40 < lo < 0.41 and 0.59 < hi < 0.60
+
+
+def test_side_by_side_report_of_two_runs(tmp_path):
+    """Two engine versions in one report: each cell's success per run with n and its interval."""
+    from netsim.report import side_by_side
+
+    old, new = write_run(tmp_path / "v1"), write_run(tmp_path / "v2", broken=[CELLS[1]])
+    page = side_by_side([old, new], tmp_path / "both")
+    assert page.exists() and page.read_text().count("data:image/svg+xml") == 2
+    import pandas as pd
+
+    table = pd.read_csv(tmp_path / "both" / "side-by-side.csv")
+    row = table[table["b"] == "port-restricted-cone"].iloc[0]
+    assert row["v1: success"].startswith("100% [") and row["v1: success"].endswith("n=10")
+    assert row["v2: success"].startswith("0% [") and row["v1: winner"] == "direct"
+    for fmt in ("png", "svg", "pdf"):
+        assert (tmp_path / "both" / "figures" / f"success-side-by-side.{fmt}").stat().st_size > 0
+    out = subprocess.run(
+        [sys.executable, "-m", "netsim", "report", str(old), str(new)], capture_output=True, text=True
+    )
+    assert out.returncode == 2 and "--out" in out.stderr  # several runs need somewhere to go
