@@ -267,7 +267,73 @@ def figures(cells: pd.DataFrame, plugins: pd.DataFrame, trials: pd.DataFrame) ->
         ax.set_title("time to connect, CDF per winning plugin")
         ax.legend(fontsize=7)
         out["time-to-connect-cdf"] = style.render(fig)
+        out["time-to-connect-cells"] = _ttc_per_cell(ok, names)
+    wire = _wire_per_run(trials)
+    if wire is not None:
+        out["wire-cost"] = wire
     return out
+
+
+def _ttc_per_cell(ok: pd.DataFrame, names: list[str]) -> Rendered:
+    """Every successful trial's time to connect per cell (log axis), coloured by winner, TCP as
+    circles and UDP as triangles: the groups of one cell stay apart instead of pooling."""
+    cells = sorted(
+        {(a, b) for a, b in zip(ok["a"], ok["b"], strict=True)}, key=lambda c: (_rank(c[0]), _rank(c[1]))
+    )
+    x = {cell: i for i, cell in enumerate(cells)}
+    fig, ax = plt.subplots(figsize=(max(6.5, 0.28 * len(cells) + 1.5), 3.8))
+    transports = ok["transport"] if "transport" in ok.columns else pd.Series("?", index=ok.index)
+    for (winner, transport), g in ok.assign(transport=transports).groupby(["winner", "transport"]):
+        xs = [x[(a, b)] for a, b in zip(g["a"], g["b"], strict=True)]
+        ax.scatter(
+            xs,
+            g["ttc_ms"],
+            s=10,
+            alpha=0.7,
+            marker="^" if transport == "udp" else "o",
+            color=style.colour_of(str(winner), names),
+            label=f"{winner} over {transport}",
+        )
+    ax.set_xticks(range(len(cells)), [f"{a} <- {b}" for a, b in cells], rotation=90, fontsize=6)
+    ax.set_yscale("log")
+    ax.set_ylabel("time to connect (ms, log)")
+    ax.set_title("time to connect per cell (A <- B), by winner and transport")
+    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1))
+    return style.render(fig)
+
+
+def _rank(profile: str) -> int:
+    return ORDER.index(profile) if profile in ORDER else len(ORDER)
+
+
+def wire_per_run(trials: pd.DataFrame) -> pd.DataFrame | None:
+    """Median bytes per class on the caller's WAN per trial, per run: in solo mode a run is one
+    plugin, so this is each plugin's wire cost (in a race the attempts share the wire)."""
+    cols = [c for c in trials.columns if c.startswith("wire_b_") and c.endswith("_bytes")]
+    if not cols:
+        return None
+    return trials.groupby("run")[cols].median().rename(columns=lambda c: c[len("wire_b_") : -len("_bytes")])
+
+
+def _wire_per_run(trials: pd.DataFrame) -> Rendered | None:
+    med = wire_per_run(trials)
+    if med is None:
+        return None
+    fig, ax = plt.subplots(figsize=(6.5, 0.6 + 0.45 * len(med.index) + 1.0))
+    left = pd.Series(0.0, index=med.index)
+    for i, cls in enumerate(med.columns):
+        ax.barh(
+            [str(r) or "race" for r in med.index],
+            med[cls],
+            left=left,
+            color=style.OKABE_ITO[i % len(style.OKABE_ITO)],
+            label=cls,
+        )
+        left += med[cls].fillna(0)
+    ax.set_xlabel("median bytes on the caller's WAN per trial")
+    ax.set_title("wire cost per run (solo: per plugin), by class")
+    ax.legend(fontsize=7, loc="lower right")
+    return style.render(fig)
 
 
 # -- documents -------------------------------------------------------------------------------
@@ -295,6 +361,8 @@ CAPTIONS = {
     "expected": "expected by theory",
     "plugin": "share of trials in which the plugin connected",
     "time-to-connect-cdf": "time to connect (CDF)",
+    "time-to-connect-cells": "time to connect per cell and transport",
+    "wire-cost": "wire cost per run (per plugin in solo mode)",
     "time-to-connect": "time to connect by winning plugin",
 }
 

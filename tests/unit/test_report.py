@@ -66,6 +66,10 @@ def solo_run(tmp_path):
                     "winner": plugin if ok else None,
                     "ttc_ms": 2.0 + i if ok else None,
                     "overhead_ms": 1.0,
+                    "transport": "tcp" if ok else None,
+                    "wire_b_signal_bytes": 100 * (i + 1) if ok else 5000,
+                    "wire_b_attempts_bytes": 700,
+                    "wire_b_path": "direct" if ok else None,
                 }
             )
             lines.append(
@@ -106,6 +110,8 @@ def test_every_figure_renders_in_three_formats_from_a_recorded_run(tmp_path):
         "plugin-direct",
         "plugin-reverse",
         "time-to-connect-cdf",
+        "time-to-connect-cells",
+        "wire-cost",
     } <= names
     for name in names:
         assert (figs / f"{name}.svg").read_bytes().lstrip().startswith(b"<?xml")
@@ -131,3 +137,13 @@ def test_a_declared_flake_rate_tolerates_a_loss_but_not_twenty():
     assert cell_table(pd.DataFrame(one)).iloc[0]["agrees"].startswith("MISMATCH")
     assert within_flake(0, 10, 0.0) and not within_flake(1, 10, 0.0)
     assert within_flake(2, 100, 0.02) and not within_flake(8, 100, 0.02)
+
+
+def test_wire_cost_per_plugin_in_solo_mode(tmp_path):
+    from netsim.report import load, wire_per_run
+
+    trials, _, _ = load(solo_run(tmp_path))
+    wire = wire_per_run(trials)
+    assert wire is not None
+    assert wire.loc["direct", "signal"] == 250.0 and wire.loc["reverse", "signal"] == 5000.0
+    assert wire.loc["direct", "attempts"] == 700.0
