@@ -11,6 +11,7 @@ No readiness sleeps, no ``pkill``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import shutil
@@ -82,11 +83,15 @@ class Daemon:
             stdin=subprocess.DEVNULL,
             env=self.env,
         )
+        self._eof = False
         self._reader = threading.Thread(target=self._pump, name=f"log-{self.spec.name}", daemon=True)
         self._reader.start()
-        ready = self._ready.wait(self.spec.timeout)
+        ready = self._ready.wait(self.spec.timeout) and not self._eof
         if not ready or self.proc.poll() is not None:
             code = self.proc.poll()
+            if self._eof and code is None:  # its output ended first; the exit follows at once
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    code = self.proc.wait(self.spec.stop_grace)
             self.stop()
             why = f"exited with {code}" if code is not None else f"not ready within {self.spec.timeout:.0f} s"
             raise DaemonError(
@@ -103,7 +108,11 @@ class Daemon:
                 log.flush()
                 if not self._ready.is_set() and pattern.search(line.decode("utf-8", "replace")):
                     self._ready.set()
-        self._ready.set()  # EOF: wake start(), which then sees the exit
+        # EOF without the ready line: wake start(), which waits for the exit. The end of the output
+        # can be seen before the exit is (poll() still None): that race once passed for "ready".
+        if not self._ready.is_set():
+            self._eof = True
+        self._ready.set()
 
     def log_tail(self, lines: int = 30) -> str:
         try:

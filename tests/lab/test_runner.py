@@ -50,7 +50,7 @@ def test_results_agree_with_theory_and_the_report_shows_them(tmp_path):
     assert by[("open", "symmetric")].winner == "direct"
     assert by[("symmetric", "full-cone")].winner == "reverse"  # only the caller is reachable
     html = (tmp_path / "run" / "report.html").read_text()
-    assert "data:image/png;base64," in html and "winner per cell" in html
+    assert "data:image/svg+xml;base64," in html and "winner per cell" in html
     assert (tmp_path / "run" / "trials.parquet").exists() and (tmp_path / "run" / "report.md").exists()
 
 
