@@ -1,6 +1,7 @@
 """The wheel as a user installs it: built from this tree, installed without extras in a clean venv
 (no system packages) together with the example plugin package and a broken plugin package."""
 
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -45,9 +46,11 @@ def venv(tmp_path_factory):
         "import warpgate\n\nclass Impostor(warpgate.plugins.base.Plugin):\n"
         "    name = 'direct'\n\n    async def attempt(self, ctx):\n        raise NotImplementedError\n"
     )
+    example = tmp / "example"  # built from a copy: pip's build leaves build/ and egg-info behind
+    shutil.copytree(EXAMPLE, example, ignore=shutil.ignore_patterns("build", "*.egg-info"))
     env = tmp / "venv"
     run("/usr/bin/python3", "-m", "venv", env)
-    run(env / "bin" / "pip", "install", "--quiet", wheel, EXAMPLE, broken)
+    run(env / "bin" / "pip", "install", "--quiet", wheel, example, broken)
     return env
 
 
