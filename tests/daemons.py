@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import socket
 
 
@@ -45,3 +47,22 @@ def self_signed_cert(directory, ip: str = "127.0.0.1") -> tuple[str, str]:
         )
     )
     return str(cert_path), str(key_path)
+
+
+@contextlib.asynccontextmanager
+async def tarpit():
+    """(tcp_port, udp_port, held) on 127.0.0.1: a TCP port that accepts and never answers, a UDP
+    port that never answers; ``held`` lists the accepted connections. What a dial-back to an
+    attacker-named address meets: every dial holds its sockets until its own timeout."""
+    held: list[asyncio.StreamWriter] = []
+    server = await asyncio.start_server(lambda _r, w: held.append(w), "127.0.0.1", 0)
+    loop = asyncio.get_running_loop()
+    silent, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0))
+    try:
+        yield server.sockets[0].getsockname()[1], silent.get_extra_info("sockname")[1], held
+    finally:
+        for w in held:
+            w.close()
+        server.close()
+        await server.wait_closed()
+        silent.close()

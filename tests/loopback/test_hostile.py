@@ -8,6 +8,7 @@ import os
 
 import pytest
 
+from tests.daemons import tarpit
 from warpgate import Node, auto_connect
 from warpgate.errors import PipeClosed
 from warpgate.identity import Identity
@@ -25,58 +26,39 @@ async def test_a_strangers_dial_back_requests_are_capped(mosquitto_factory):
     UDP port is silent, so each dial-back holds its sockets for its whole timeout: two at once
     per sender, the rest refused as busy. A friend's reverse connect still succeeds meanwhile."""
     broker = mosquitto_factory()
-    held: list[asyncio.StreamWriter] = []
-    tarpit = await asyncio.start_server(lambda _r, w: held.append(w), "127.0.0.1", 0)
-    loop = asyncio.get_running_loop()
-    silent, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0))
-    try:
-        async with lo(broker) as victim, lo(broker) as attacker, lo(broker) as friend:
-            forged = dataclasses.replace(
-                attacker.address,
-                tcp_port=tarpit.sockets[0].getsockname()[1],
-                udp_port=silent.get_extra_info("sockname")[1],
-            )
-            attacker.signal._address = lambda: forged  # signed by the attacker's own key: valid
-            answers = []
-            for _ in range(6):
-                body = ReverseConnect(os.urandom(16)).to_body()
-                answers.append(await attacker.signal.request(victim.address, ReverseConnect.kind, body))
-            busy = [a for a in answers if "busy" in a.get("error", "")]
-            assert len(busy) == 4 and victim.signal.stats["request_busy"] == 4
-            assert len(held) <= 2  # the tarpit saw at most one connection per admitted dial-back
-            pipe, plugin = await auto_connect(friend, victim.address, plugins=["reverse"], timeout=5)
-            assert plugin.name == "reverse"
-            await pipe.close()
-    finally:
-        for w in held:
-            w.close()
-        tarpit.close()
-        await tarpit.wait_closed()
-        silent.close()
+    async with (
+        tarpit() as (tcp_port, udp_port, held),
+        lo(broker) as victim,
+        lo(broker) as attacker,
+        lo(broker) as friend,
+    ):
+        forged = dataclasses.replace(attacker.address, tcp_port=tcp_port, udp_port=udp_port)
+        attacker.signal._address = lambda: forged  # signed by the attacker's own key: valid
+        answers = []
+        for _ in range(6):
+            body = ReverseConnect(os.urandom(16)).to_body()
+            answers.append(await attacker.signal.request(victim.address, ReverseConnect.kind, body))
+        busy = [a for a in answers if "busy" in a.get("error", "")]
+        assert len(busy) == 4 and victim.signal.stats["request_busy"] == 4
+        assert len(held) <= 2  # the tarpit saw at most one connection per admitted dial-back
+        pipe, plugin = await auto_connect(friend, victim.address, plugins=["reverse"], timeout=5)
+        assert plugin.name == "reverse"
+        await pipe.close()
 
 
 async def test_dial_backs_are_capped_in_total(mosquitto_factory, monkeypatch):
     """Many strangers (keys cost nothing) meet the total cap."""
     monkeypatch.setattr(reverse, "MAX_DIAL_BACKS", 3)
     broker = mosquitto_factory()
-    held: list[asyncio.StreamWriter] = []
-    tarpit = await asyncio.start_server(lambda _r, w: held.append(w), "127.0.0.1", 0)
-    try:
-        async with lo(broker) as victim:
-            tarpit_port = tarpit.sockets[0].getsockname()[1]
-            answers = []
-            for _ in range(5):
-                async with lo(broker) as stranger:
-                    forged = dataclasses.replace(stranger.address, tcp_port=tarpit_port)
-                    stranger.signal._address = lambda forged=forged: forged
-                    body = ReverseConnect(os.urandom(16)).to_body()
-                    answers.append(await stranger.signal.request(victim.address, ReverseConnect.kind, body))
-            assert sum("busy" in a.get("error", "") for a in answers) == 2
-    finally:
-        for w in held:
-            w.close()
-        tarpit.close()
-        await tarpit.wait_closed()
+    async with tarpit() as (tcp_port, _, _held), lo(broker) as victim:
+        answers = []
+        for _ in range(5):
+            async with lo(broker) as stranger:
+                forged = dataclasses.replace(stranger.address, tcp_port=tcp_port)
+                stranger.signal._address = lambda forged=forged: forged
+                body = ReverseConnect(os.urandom(16)).to_body()
+                answers.append(await stranger.signal.request(victim.address, ReverseConnect.kind, body))
+        assert sum("busy" in a.get("error", "") for a in answers) == 2
 
 
 async def test_a_strangers_broker_hints_open_no_link(mosquitto_factory):

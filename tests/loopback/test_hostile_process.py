@@ -12,6 +12,7 @@ import time
 import aiomqtt
 import pytest
 
+from tests.daemons import tarpit
 from warpgate import Node, auto_connect
 from warpgate.channels import tcp_connect
 from warpgate.identity import Identity
@@ -183,17 +184,9 @@ async def test_a_flood_of_dial_back_requests(victim):
     """One stranger asks for 50 dial-backs to an address that holds them (a tarpit): two run,
     the rest are refused as busy; a friend's reverse connect succeeds meanwhile."""
     v, broker = victim
-    held = []
-    tarpit = await asyncio.start_server(lambda _r, w: held.append(w), "127.0.0.1", 0)
-    loop = asyncio.get_running_loop()
-    silent, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0))
-    try:
+    async with tarpit() as (tcp_port, udp_port, _held):
         async with friend(broker) as attacker, friend(broker) as f:
-            forged = dataclasses.replace(
-                attacker.address,
-                tcp_port=tarpit.sockets[0].getsockname()[1],
-                udp_port=silent.get_extra_info("sockname")[1],
-            )
+            forged = dataclasses.replace(attacker.address, tcp_port=tcp_port, udp_port=udp_port)
             attacker.signal._address = lambda: forged
 
             async def ask():
@@ -205,9 +198,3 @@ async def test_a_flood_of_dial_back_requests(victim):
             await connects(f, v.address, ["reverse"])
         after = await v.stats()
         assert after["signal"].get("request_busy", 0) >= 48
-    finally:
-        for w in held:
-            w.close()
-        tarpit.close()
-        await tarpit.wait_closed()
-        silent.close()
