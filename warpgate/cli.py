@@ -170,24 +170,20 @@ async def _pump_out(pipe: Pipe) -> None:
 
 
 async def cmd_plugins(args: argparse.Namespace) -> int:
+    from importlib.metadata import packages_distributions
+
+    shipped_by = packages_distributions()  # one scan of the installed packages, not one per plugin
     rows = []
     for name, cls in registry.available().items():
         doc = (cls.__doc__ or sys.modules[cls.__module__].__doc__ or "").strip().splitlines()
-        rows.append((name, _package_of(cls.__module__), doc[0] if doc else ""))
+        top = cls.__module__.split(".")[0]
+        rows.append((name, ",".join(shipped_by.get(top, [top])), doc[0] if doc else ""))
     for name, bad in registry.broken().items():
         rows.append((name, bad.package, f"NOT LOADED ({bad.target}): {bad.reason}"))
     width = max((len(r[1]) for r in rows), default=8)
     for name, package, text in rows:
         print(f"{name:14} {package:{width}}  {text}")
     return 0
-
-
-def _package_of(module: str) -> str:
-    """The distribution that ships ``module`` (``warpgate`` for the built-ins)."""
-    from importlib.metadata import packages_distributions
-
-    top = module.split(".")[0]
-    return ",".join(packages_distributions().get(top, [top]))
 
 
 async def cmd_address(args: argparse.Namespace) -> int:

@@ -45,6 +45,13 @@ async def gone() -> bool:
     return all(left <= 1 for left in await coturn_allocations("127.0.0.1", CLI))
 
 
+async def relayed_pair(a, b):
+    """B connects to A with turn alone: (B's pipe, the pipe A accepted)."""
+    accepted = asyncio.ensure_future(a.accept())
+    pipe, _ = await auto_connect(b, a.address, plugins=["turn"], timeout=5)
+    return pipe, await accepted
+
+
 def node(broker, turn, **kw):
     return Node(interfaces=["lo"], families=["ipv4"], brokers=[broker.url], turn=turn, **kw)
 
@@ -98,9 +105,7 @@ async def test_a_relay_that_dies_mid_pipe_closes_the_pipe_with_a_reason(
         url = f"turn://wg:{PASSWORD}@127.0.0.1:3478?transport={transport}"
         quick = Liveness(idle=0.2, interval=0.1, dead=1.0)
         async with node(broker, [url], keepalive=quick) as a, node(broker, [url], keepalive=quick) as b:
-            accepted = asyncio.ensure_future(a.accept())
-            pipe, _ = await auto_connect(b, a.address, plugins=["turn"], timeout=5)
-            theirs = await accepted
+            pipe, theirs = await relayed_pair(a, b)
             await pipe.send(b"before")
             assert await theirs.recv() == b"before"
             daemon.stop()
@@ -123,9 +128,7 @@ async def test_an_idle_relayed_pipe_stays_open(coturn, mosquitto_factory):
     url = f"turn://wg:{PASSWORD}@127.0.0.1:3478"
     quick = Liveness(idle=0.1, interval=0.05, dead=0.5)
     async with node(broker, [url], keepalive=quick) as a, node(broker, [url], keepalive=quick) as b:
-        accepted = asyncio.ensure_future(a.accept())
-        pipe, _ = await auto_connect(b, a.address, plugins=["turn"], timeout=5)
-        theirs = await accepted
+        pipe, theirs = await relayed_pair(a, b)
         with pytest.raises(TimeoutError):
             await theirs.recv(timeout=2.0)  # the behaviour under test: four dead times of silence
         assert not pipe.closed and not theirs.closed
@@ -155,9 +158,7 @@ async def test_turns_relays_over_tls_and_refuses_an_unknown_certificate(tmp_path
         broker = mosquitto_factory()
         url = f"turns://wg:{PASSWORD}@127.0.0.1:5349?ca={cert}"
         async with node(broker, [url]) as a, node(broker, [url]) as b:
-            accepted = asyncio.ensure_future(a.accept())
-            pipe, _ = await auto_connect(b, a.address, plugins=["turn"], timeout=5)
-            theirs = await accepted
+            pipe, theirs = await relayed_pair(a, b)
             await pipe.send(b"over tls")
             assert await theirs.recv(timeout=2) == b"over tls"
             await pipe.close()
