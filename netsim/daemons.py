@@ -299,8 +299,17 @@ def names_server(python: str, host: str, port: int = 5300) -> DaemonSpec:
     )
 
 
-def miniupnpd(wan: str, lan: str, lan_net: str, stun_ip: str, uuid_suffix: int) -> DaemonSpec:
-    """UPnP IGD + NAT-PMP/PCP on a router (recipes §6.3).
+def miniupnpd(
+    wan: str,
+    lan: str,
+    lan_net: str,
+    stun_ip: str,
+    uuid_suffix: int,
+    *,
+    upnp: bool = True,
+    natpmp: bool = True,
+) -> DaemonSpec:
+    """UPnP IGD and/or NAT-PMP + PCP on a router (recipes §6.3).
 
     miniupnpd 2.3.1 calls 203.0.113.0/24 "reserved" and refuses to forward unless a STUN check
     shows the router's WAN address is reachable: ``ext_perform_stun`` against the lab's coturn,
@@ -309,8 +318,8 @@ def miniupnpd(wan: str, lan: str, lan_net: str, stun_ip: str, uuid_suffix: int) 
     conf = f"""ext_ifname={wan}
 listening_ip={lan}
 http_port=5555
-enable_natpmp=yes
-enable_upnp=yes
+enable_natpmp={"yes" if natpmp else "no"}
+enable_upnp={"yes" if upnp else "no"}
 secure_mode=yes
 system_uptime=yes
 uuid=fa000000-0000-4000-8000-{uuid_suffix:012x}

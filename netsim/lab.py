@@ -31,6 +31,8 @@ from typing import Any
 
 from netsim.daemons import Daemon, DaemonSpec
 from netsim.errors import CommandError, NetsimError
+from netsim.nat import Profile
+from netsim.nat import profile as nat_profile
 from netsim.plan import Plan, Step, build_plan, router_steps
 from netsim.topology import Topology
 
@@ -258,15 +260,13 @@ class Lab:
         daemon.start()
         return daemon
 
-    def set_profile(self, site: str, profile: str) -> None:
+    def set_profile(self, site: str, profile: str | Profile) -> None:
         """Switch a NAT router to another translating profile in place (flushes conntrack too)."""
         from dataclasses import replace
 
-        from netsim.nat import PROFILES
-
         r = self.topology.router(site)
         old = self.plan.routers[r]
-        if PROFILES[profile].translates != PROFILES[old.profile].translates:
+        if nat_profile(profile).translates != nat_profile(old.profile).translates:
             raise NetsimError(f"{site}: cannot switch between public-LAN and NAT profiles in place; rebuild")
         cfg = replace(old, profile=profile)
         loss = self.topology.site(site).wan.loss if self.impaired else 0.0

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from netsim import topology as T
-from netsim.nat import PROFILES, RouterConfig, ruleset, sysctls
+from netsim.nat import RouterConfig, ruleset, sysctls
 from netsim.topology import Impairment, Topology
 
 BASE_SYSCTLS = (
@@ -122,9 +122,7 @@ def build_plan(topo: Topology) -> Plan:
         return port
 
     public_routes = [
-        f"route add {topo.lan(s.name)} via {topo.wan_ip(s.name)}"
-        for s in topo.sites
-        if not PROFILES[s.profile].translates
+        f"route add {topo.lan(s.name)} via {topo.wan_ip(s.name)}" for s in topo.sites if not s.nat.translates
     ]
     if topo.servers:
         servers = [(T.STUN_HOST, [T.STUN_IP, T.STUN_IP2]), *[(h, [a]) for h, a in T.BROKER_HOSTS]]
@@ -182,8 +180,8 @@ def build_plan(topo: Topology) -> Plan:
             hairpin=site.hairpin,
             mapping_lifetime=site.mapping_lifetime,
             port_range=site.port_range,
-            upnp=site.upnp,
-            allow_stun_from=(T.STUN_IP, T.STUN_IP2) if site.upnp else (),
+            upnp=site.port_mapping,
+            allow_stun_from=(T.STUN_IP, T.STUN_IP2) if site.port_mapping else (),
         )
         plan.routers[r] = cfg
         plan.steps += router_steps(r, cfg)

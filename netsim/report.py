@@ -48,7 +48,7 @@ def load(run: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
 
 
 def _order(values: Any) -> list[str]:
-    return sorted(set(values), key=lambda p: ORDER.index(p) if p in ORDER else len(ORDER))
+    return sorted(set(values), key=lambda p: (_rank(p), p))  # presets in zoo order, then sites by name
 
 
 def flake_of(meta: dict[str, Any]) -> float:

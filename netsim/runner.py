@@ -33,9 +33,9 @@ from netsim import faults, services, theory, verify
 from netsim.capture import Capture, analyse, flatten
 from netsim.errors import NetsimError, UsageError
 from netsim.lab import PYTHON, Lab, clean, leftovers
-from netsim.nat import PROFILES
+from netsim.nat import as_table
 from netsim.scenario import Scenario
-from netsim.topology import Site, Topology
+from netsim.topology import Topology
 
 RECORDS = "records.jsonl"
 META = "meta.json"
@@ -50,8 +50,9 @@ def site_b(profile: str) -> str:
 
 
 def topology_for(scenario: Scenario) -> Topology:
-    sites = [Site(site_a(p), p, wan=scenario.impairment) for p in scenario.a]
-    sites += [Site(site_b(p), p, wan=scenario.impairment) for p in scenario.b]
+    """A site per matrix entry and side (with its carrier, when it is behind one)."""
+    sites = [s for p in scenario.a for s in scenario.site(p).sites(site_a(p), scenario.impairment)]
+    sites += [s for p in scenario.b for s in scenario.site(p).sites(site_b(p), scenario.impairment)]
     return Topology(f"run-{scenario.name}", tuple(sites))
 
 
@@ -313,6 +314,12 @@ def run(
                 "impairment": asdict(scenario.impairment),
                 "expect": {f"{a}/{b}": sorted(v) for (a, b), v in scenario.expect.items()},
                 "fault": scenario.fault.as_dict() if scenario.fault else None,
+                "sites": {
+                    name: asdict(spec)
+                    | {"nat": as_table(spec.nat), "behind": as_table(spec.behind) if spec.behind else None}
+                    | {"seen": spec.seen.name}
+                    for name, spec in scenario.sites.items()
+                },
             },
             "seed": scenario.seed,
             "shard": list(shard),
@@ -374,11 +381,12 @@ def run(
 def expected_outcome(scenario: Scenario, plugins: tuple[str, ...], cell: tuple[str, str]) -> bool | None:
     """Should this run of the cell connect? The scenario's ``[expect]`` wins; else the theory, over
     the plugins the scenario's fault leaves able to work."""
-    pa, pb = cell
     exp = scenario.expect.get(cell)
     if exp is not None:
         return bool(exp) if scenario.mode == "race" else bool(plugins) and plugins[0] in exp
     usable = faults.usable(scenario.fault, plugins)
+    # what the internet sees of each side decides (a site behind a carrier: both NATs composed)
+    pa, pb = scenario.site(cell[0]).seen, scenario.site(cell[1]).seen
     if scenario.mode == "race":
         return theory.expected_race(usable, pa, pb) if usable else False
     return theory.expected(usable[0], pa, pb) if usable else False
@@ -541,8 +549,7 @@ def _connect(
 def public_of(lab: Lab, site: str) -> str:
     """The address the internet sees for a site's host: its own on a public LAN, else the NAT's."""
     topo = lab.topology
-    profile = topo.site(site).profile
-    return topo.public_ip(site) if PROFILES[profile].translates else topo.host_ip(site)
+    return topo.public_ip(site) if topo.site(site).nat.translates else topo.host_ip(site)
 
 
 def _winner_remote(result: dict[str, Any]) -> tuple[str, int] | None:

@@ -9,9 +9,19 @@ plugins = ["direct", "reverse"]
 payload = 1024             # bytes echoed through each pipe
 seed = 1
 
+[sites.home]               # optional: a site (router) to name in the matrix beside the presets
+profile = { mapping = "ADM", filtering = "APDF", allocation = "sequential", delta = 2 }
+hairpin = true             # RFC 4787 §6
+mapping_lifetime = 30      # seconds
+port_range = [40000, 40999]
+upnp = true                # miniupnpd on the router: UPnP IGD
+natpmp = true              # ... NAT-PMP; pcp goes with it (miniupnpd serves both on one switch)
+pcp = true
+behind = "symmetric"       # a carrier-grade NAT in front (a preset or an inline tuple)
+
 [matrix]                   # every a x b pair is a cell; B calls auto_connect to A
 a = ["open", "full-cone", "port-restricted-cone", "symmetric"]
-b = ["open", "full-cone", "port-restricted-cone", "symmetric"]
+b = ["open", "home", "port-restricted-cone", "symmetric"]
 
 [impairment]               # applied to every router's WAN link
 delay_ms = 0
@@ -36,8 +46,8 @@ from typing import Any
 
 from netsim.errors import ScenarioError
 from netsim.faults import SIDES, WHEN, Fault
-from netsim.nat import PROFILES
-from netsim.topology import Impairment
+from netsim.nat import PROFILES, Profile, behind, from_table
+from netsim.topology import Impairment, Site
 
 MODES = ("race", "solo")
 _TOP = {
@@ -55,10 +65,55 @@ _TOP = {
     "expect",
     "capture",
     "fault",
+    "sites",
 }
+_SITE = {"profile", "hairpin", "mapping_lifetime", "port_range", "upnp", "natpmp", "pcp", "behind", "ipv6"}
 _FAULT = {"what", "when", "sites", "down_s", "trials", "survives"}
 _MATRIX = {"a", "b"}
 _IMPAIRMENT = {"delay_ms", "jitter_ms", "loss", "rate_mbit"}
+
+
+@dataclass(frozen=True)
+class SiteSpec:
+    """A router as a scenario declares it (``[sites.NAME]``), or a preset named in the matrix."""
+
+    nat: Profile
+    hairpin: bool = False
+    mapping_lifetime: int | None = None
+    port_range: tuple[int, int] | None = None
+    upnp: bool = False
+    natpmp: bool = False
+    """NAT-PMP and PCP (miniupnpd serves both on one switch)."""
+    behind: Profile | None = None
+    """A carrier-grade NAT in front of this router (double NAT)."""
+
+    @property
+    def seen(self) -> Profile:
+        """The behaviour the internet sees: through the carrier's NAT too, when there is one."""
+        return behind(self.nat, self.behind) if self.behind is not None else self.nat
+
+    def sites(self, name: str, wan: Impairment, hosts: int = 1) -> list[Site]:
+        """The lab sites that make it: the router (and its carrier, ``NAME-cgn``, first)."""
+        carrier = [Site(f"{name}-cgn", self.behind, hosts=0, wan=wan)] if self.behind is not None else []
+        return [
+            *carrier,
+            Site(
+                name,
+                self.nat,
+                upstream=carrier[0].name if carrier else None,
+                hairpin=self.hairpin,
+                hosts=hosts,
+                mapping_lifetime=self.mapping_lifetime,
+                port_range=self.port_range,
+                upnp=self.upnp,
+                natpmp=self.natpmp,
+                wan=Impairment() if carrier else wan,
+            ),
+        ]
+
+
+def preset(name: str) -> SiteSpec:
+    return SiteSpec(PROFILES[name])
 
 
 @dataclass(frozen=True)
@@ -78,6 +133,8 @@ class Scenario:
     fault: Fault | None = None
     capture: bool = False
     """Record each trial on both routers' WAN links (tcpdump) and count what went on the wire."""
+    sites: dict[str, SiteSpec] = field(default_factory=dict)
+    """Routers declared in ``[sites.NAME]``; the matrix names these or presets."""
     flake: float = 0.0
     """The declared flake rate: a cell still agrees with theory when its trials against the
     expectation fit this rate (a one-sided binomial test at 5 %, ``netsim.stats.within_flake``)."""
@@ -86,6 +143,10 @@ class Scenario:
     @property
     def cells(self) -> list[tuple[str, str]]:
         return [(pa, pb) for pa in self.a for pb in self.b]
+
+    def site(self, name: str) -> SiteSpec:
+        """A matrix entry: a declared site, else the preset of that name."""
+        return self.sites[name] if name in self.sites else preset(name)
 
     def runs(self) -> list[tuple[str, ...] | None]:
         """What one trial races: all plugins at once, or (solo) each plugin on its own."""
@@ -129,12 +190,13 @@ def _get(
     return value
 
 
-def _profiles(w: _Where, value: Any, key: str) -> tuple[str, ...]:
+def _profiles(w: _Where, value: Any, key: str, sites: dict[str, SiteSpec]) -> tuple[str, ...]:
     if not isinstance(value, list) or not value:
-        raise w.err(key, "must be a non-empty list of profile names")
+        raise w.err(key, "must be a non-empty list of profile or site names")
     for p in value:
-        if p not in PROFILES:
-            raise w.err(key, f"unknown profile {p!r} (known: {', '.join(PROFILES)})")
+        if p not in PROFILES and p not in sites:
+            known = ", ".join([*PROFILES, *sites])
+            raise w.err(key, f"unknown profile or site {p!r} (known: {known})")
     if len(set(value)) != len(value):
         raise w.err(key, "lists a profile twice")
     return tuple(value)
@@ -149,8 +211,9 @@ def parse(text: str, path: str = "<scenario>") -> Scenario:
     _check_keys(w, data, _TOP, "")
     matrix = _get(w, data, "matrix", dict, None)
     _check_keys(w, matrix, _MATRIX, "matrix.")
-    a = _profiles(w, matrix.get("a"), "matrix.a")
-    b = _profiles(w, matrix.get("b"), "matrix.b")
+    sites = _sites(w, _get(w, data, "sites", dict, {}))
+    a = _profiles(w, matrix.get("a"), "matrix.a", sites)
+    b = _profiles(w, matrix.get("b"), "matrix.b", sites)
     plugins = _get(w, data, "plugins", list, None)
     if not plugins or not all(isinstance(p, str) for p in plugins):
         raise w.err("plugins", "must be a non-empty list of plugin names")
@@ -205,9 +268,102 @@ def parse(text: str, path: str = "<scenario>") -> Scenario:
         expect=expect,
         capture=_get(w, data, "capture", bool, False),
         flake=_flake(w, data),
+        sites=sites,
         fault=fault,
         path=path,
     )
+
+
+def _nat(w: _Where, value: Any, key: str, name: str) -> Profile:
+    """A preset's name or an inline RFC 4787 tuple."""
+    if isinstance(value, str):
+        if value not in PROFILES:
+            raise w.err(key, f"unknown profile {value!r} (known: {', '.join(PROFILES)})")
+        return PROFILES[value]
+    if isinstance(value, dict):
+        try:
+            return from_table(value, name)
+        except ScenarioError as exc:
+            raise w.err(key, str(exc)) from None
+    raise w.err(key, f"must be a preset's name or an inline table of axes, got {value!r}")
+
+
+def _sites(w: _Where, table: dict[str, Any]) -> dict[str, SiteSpec]:
+    """``[sites.NAME]`` tables: every value checked, every error with file, line and key."""
+    out: dict[str, SiteSpec] = {}
+    for name, site in table.items():
+        at = f"sites.{name}"
+        if not isinstance(site, dict):
+            raise w.err(at, "must be a table")
+        if name in PROFILES:
+            raise w.err(at, "is a preset's name; give the site its own name")
+        if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,39}", name):
+            raise w.err(at, "a site name is 1-40 of a-z, 0-9 and '-'")
+        _check_keys(w, site, _SITE, at + ".")
+        if "ipv6" in site:
+            raise w.err(f"{at}.ipv6", "the lab has no IPv6 yet (issue 12): not supported")
+        nat = _nat(w, site.get("profile"), f"{at}.profile", name) if "profile" in site else None
+        if nat is None:
+            raise w.err(f"{at}.profile", "is required")
+        carrier = _nat(w, site["behind"], f"{at}.behind", f"{name}-cgn") if "behind" in site else None
+        if carrier is not None and not (nat.translates and carrier.translates):
+            raise w.err(f"{at}.behind", "a site behind a carrier and its carrier must both NAT")
+        natpmp = _get(w, site, "natpmp", bool, False, at + ".")
+        if _get(w, site, "pcp", bool, natpmp, at + ".") != natpmp:
+            raise w.err(
+                f"{at}.pcp", "miniupnpd serves NAT-PMP and PCP on one switch: set natpmp and pcp alike"
+            )
+        lifetime = site.get("mapping_lifetime")
+        if lifetime is not None and (
+            isinstance(lifetime, bool) or not isinstance(lifetime, int) or lifetime < 1
+        ):
+            raise w.err(f"{at}.mapping_lifetime", f"must be whole seconds >= 1, got {lifetime!r}")
+        port_range = site.get("port_range")
+        if port_range is not None:
+            if not (
+                isinstance(port_range, list)
+                and len(port_range) == 2
+                and all(isinstance(v, int) and not isinstance(v, bool) for v in port_range)
+                and 1024 <= port_range[0] <= port_range[1] <= 65535
+            ):
+                raise w.err(f"{at}.port_range", f"must be [low, high] within 1024..65535, got {port_range!r}")
+            port_range = (port_range[0], port_range[1])
+        upnp = _get(w, site, "upnp", bool, False, at + ".")
+        if (upnp or natpmp) and not nat.translates:
+            raise w.err(f"{at}.upnp" if upnp else f"{at}.natpmp", "port mapping needs a NAT")
+        out[name] = SiteSpec(
+            nat,
+            hairpin=_get(w, site, "hairpin", bool, False, at + "."),
+            mapping_lifetime=lifetime,
+            port_range=port_range,
+            upnp=upnp,
+            natpmp=natpmp,
+            behind=carrier,
+        )
+        try:
+            out[name].sites(name, Impairment())  # the topology's own checks, now rather than at run time
+        except ScenarioError as exc:
+            raise w.err(at, str(exc)) from None
+    return out
+
+
+def load_sites(path: str | Path) -> dict[str, SiteSpec]:
+    """The ``[sites]`` of a file (a scenario, or a file of sites alone such as ``warpgate nat
+    --export`` writes); nothing else in it is read."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise ScenarioError(f"{p}: cannot read: {exc.strerror}") from None
+    w = _Where(str(p), text)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(f"{p}: not valid TOML: {exc}") from None
+    sites = _sites(w, _get(w, data, "sites", dict, {}))
+    if not sites:
+        raise ScenarioError(f"{p}: no [sites.NAME] table")
+    return sites
 
 
 def _flake(w: _Where, data: dict[str, Any]) -> float:

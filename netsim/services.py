@@ -3,7 +3,7 @@
 - ``wgs1``: coturn (STUN on 203.0.113.10 and .11, ports 3478/3479; TURN as ``wg``/``wgpass``) and
   netsim's prober;
 - ``wgs2``: mosquitto and the names server; ``wgs3``: a second mosquitto;
-- miniupnpd on the router of every site with ``upnp=True``.
+- miniupnpd on the router of every site with ``upnp`` or ``natpmp`` (NAT-PMP and PCP) on.
 
 Each daemon runs with a generated config, logs into the lab's work directory, and is stopped by PID.
 """
@@ -56,13 +56,19 @@ def start(lab: Lab, *, brokers: bool = True, names: bool = True) -> Infrastructu
         lab.start_daemon(T.NAMES_HOST, daemons.names_server(PYTHON, T.NAMES_IP, NAMES_PORT))
     topo = lab.topology
     for site in topo.sites:
-        if site.upnp:
+        if site.port_mapping:
             r = topo.router(site.name)
             cfg = lab.plan.routers[r]
             lab.start_daemon(
                 r,
                 daemons.miniupnpd(
-                    cfg.wan, cfg.lan, str(topo.lan(site.name)), T.STUN_IP, topo.index(site.name)
+                    cfg.wan,
+                    cfg.lan,
+                    str(topo.lan(site.name)),
+                    T.STUN_IP,
+                    topo.index(site.name),
+                    upnp=site.upnp,
+                    natpmp=site.natpmp,
                 ),
             )
     return Infrastructure(

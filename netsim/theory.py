@@ -5,22 +5,24 @@ Each plugin owns its rule (``Plugin.reach(caller, callee)`` over a site's UDP an
 reachable from the callee, ``udp_punch`` when both mappings can be predicted (or one side is a cone
 that lets in any port of the other's address). A plugin without a rule gives ``None`` (not
 deterministic, or not modelled): reports show it as observed only. Side A is the callee, B the
-caller.
+caller. A side is a preset's name or any ``Profile`` (a scenario's site, as the internet sees it).
 """
 
 from __future__ import annotations
 
-from netsim.nat import PROFILES
+from netsim.nat import Profile, profile
 from warpgate import plugins
 from warpgate.proto.nat import Behaviours
 
+Side = str | Profile
 
-def behaviours(profile: str) -> Behaviours:
-    p = PROFILES[profile]
+
+def behaviours(side: Side) -> Behaviours:
+    p = profile(side)
     return Behaviours(p.udp, p.tcp)
 
 
-def expected(plugin: str, a: str, b: str) -> bool | None:
+def expected(plugin: str, a: Side, b: Side) -> bool | None:
     """Should ``plugin`` alone connect B (caller) to A (callee)? None: no theory for it."""
     cls = plugins.available().get(plugin)
     if cls is None:
@@ -28,7 +30,7 @@ def expected(plugin: str, a: str, b: str) -> bool | None:
     return cls.reach(behaviours(b), behaviours(a))
 
 
-def expected_race(names: tuple[str, ...], a: str, b: str) -> bool | None:
+def expected_race(names: tuple[str, ...], a: Side, b: Side) -> bool | None:
     """A race succeeds when any plugin would; unknown when none is known to and one is unknown."""
     verdicts = [expected(p, a, b) for p in names]
     if any(v is True for v in verdicts):

@@ -20,7 +20,7 @@ import ipaddress
 from dataclasses import dataclass, field
 
 from netsim.errors import ScenarioError
-from netsim.nat import PROFILES
+from netsim.nat import PROFILES, Profile, profile
 
 INTERNET = ipaddress.IPv4Network("203.0.113.0/24")
 PUBLIC_LANS = ipaddress.IPv4Network("198.51.100.0/24")
@@ -62,7 +62,8 @@ class Site:
     """A router with a NAT profile and its LAN hosts."""
 
     name: str
-    profile: str
+    profile: str | Profile
+    """A preset's name (``netsim.nat.PROFILES``) or a router declared as RFC 4787 axes."""
     hosts: int = 1
     upstream: str | None = None
     """Name of a carrier site this router sits behind (double NAT); None: the internet."""
@@ -72,20 +73,35 @@ class Site:
     port_range: tuple[int, int] | None = None
     """External ports the NAT allocates from; None: the profile's own choice."""
     upnp: bool = False
-    """Run miniupnpd (UPnP IGD + NAT-PMP/PCP) on this router."""
+    """Run miniupnpd on this router with UPnP IGD on."""
+    natpmp: bool = False
+    """Run miniupnpd on this router with NAT-PMP and PCP on (one switch in miniupnpd)."""
     wan: Impairment = field(default_factory=Impairment)
 
     def __post_init__(self) -> None:
-        if self.profile not in PROFILES:
-            raise ScenarioError(
-                f"site {self.name}: unknown profile {self.profile!r}; known: {', '.join(PROFILES)}"
-            )
+        try:
+            profile(self.profile)
+        except ScenarioError as exc:
+            raise ScenarioError(f"site {self.name}: {exc}") from None
         if not 0 <= self.hosts <= 8:
             raise ScenarioError(f"site {self.name}: hosts must be 0..8")
         if self.port_range is not None and not 1024 <= self.port_range[0] <= self.port_range[1] <= 65535:
             raise ScenarioError(f"site {self.name}: bad port range {self.port_range}")
         if self.mapping_lifetime is not None and self.mapping_lifetime < 1:
             raise ScenarioError(f"site {self.name}: mapping_lifetime must be >= 1 s")
+
+    @property
+    def port_mapping(self) -> bool:
+        return self.upnp or self.natpmp
+
+    @property
+    def nat(self) -> Profile:
+        return profile(self.profile)
+
+    @property
+    def label(self) -> str:
+        """The profile's name: a preset's, or the tuple in RFC 4787 shorthand."""
+        return self.nat.name
 
 
 @dataclass(frozen=True)
@@ -109,11 +125,11 @@ class Topology:
                     raise ScenarioError(f"site {s.name}: upstream {s.upstream!r} is not a site")
                 if up.upstream is not None:
                     raise ScenarioError(f"site {s.name}: only one level of carrier NAT is supported")
-                if not PROFILES[s.profile].translates or not PROFILES[up.profile].translates:
+                if not s.nat.translates or not up.nat.translates:
                     raise ScenarioError(
                         f"site {s.name}: a site behind a carrier and its carrier must both NAT"
                     )
-        if sum(1 for s in self.sites if not PROFILES[s.profile].translates) > 32:
+        if sum(1 for s in self.sites if not s.nat.translates) > 32:
             raise ScenarioError(f"topology {self.name}: at most 32 sites with public LANs")
 
     # -- derived addressing (pure) -------------------------------------------------------------
@@ -153,9 +169,9 @@ class Topology:
         k = self.index(site)
         if any(o.upstream == site for o in self.sites):  # a carrier: its LAN holds routers
             return ipaddress.IPv4Network(f"172.16.{k}.0/24")
-        if PROFILES[s.profile].translates:
+        if s.nat.translates:
             return ipaddress.IPv4Network(f"10.{k}.0.0/24")
-        public = [o.name for o in self.sites if not PROFILES[o.profile].translates]
+        public = [o.name for o in self.sites if not o.nat.translates]
         return list(PUBLIC_LANS.subnets(new_prefix=29))[public.index(site)]
 
     def gateway(self, site: str) -> str:

@@ -17,9 +17,9 @@ from typing import Any
 from netsim import services
 from netsim.errors import NetsimError
 from netsim.lab import PYTHON, Lab
-from netsim.nat import expected
+from netsim.nat import Profile, behind, expected
 from netsim.topology import Site, Topology
-from warpgate.proto.nat import Filtering, NatBehaviour
+from warpgate.proto.nat import Filtering, Mapping, NatBehaviour, PortAllocation, shorthand
 
 
 @dataclass(frozen=True)
@@ -61,16 +61,31 @@ def short(mapping: str, filtering: str, allocation: str | None = None) -> str:
     return f"{text} {allocation}" if allocation else text
 
 
-def describe(b: NatBehaviour, *, allocation: bool) -> str:
+def describe(b: NatBehaviour, proto: str = "udp", *, allocation: bool = True) -> str:
+    """The axes a check compares, in RFC 4787 shorthand: UDP with its allocation (and delta);
+    TCP with whether the port is kept (one TCP sample shows no more)."""
     if b.filtering is Filtering.BLOCKED:
         return "blocked"
-    return short(
-        b.mapping.name.lower(), b.filtering.name.lower(), b.allocation.name.lower() if allocation else None
+    text = shorthand(b, allocation=allocation and proto == "udp")
+    if proto == "tcp" and allocation:
+        text += " preserving" if b.allocation is PortAllocation.PRESERVING else " translated"
+    return text
+
+
+def measured_behaviour(m: dict[str, Any]) -> NatBehaviour:
+    """The classifier's JSON (``warpgate.proto.nat.as_dict``) back as a ``NatBehaviour``."""
+    if m["filtering"] == "blocked":
+        return NatBehaviour(filtering=Filtering.BLOCKED)
+    return NatBehaviour(
+        Mapping[m["mapping"].upper()],
+        Filtering[m["filtering"].upper()],
+        PortAllocation[str(m.get("allocation") or "unknown").upper()],
+        int(m.get("delta") or 0),
     )
 
 
 def measured_text(m: dict[str, Any], *, allocation: bool) -> str:
-    return short(m["mapping"], m["filtering"], m.get("allocation") if allocation else None)
+    return describe(measured_behaviour(m), allocation=allocation)
 
 
 def classify(lab: Lab, infra: services.Infrastructure, site: str) -> dict[str, Any]:
@@ -104,9 +119,15 @@ def check_sites(
     make one measurement wrong, not two of three); without a majority ``measured`` lists the most
     frequent verdict with its count, and the check fails."""
 
+    topo = lab.topology
+    sites = [s for s in sites if s.hosts >= 1]  # a carrier alone has no host to measure from
+
+    def seen(site: Site) -> Profile:
+        return behind(site.nat, topo.site(site.upstream).nat) if site.upstream else site.nat
+
     def measure(site: Site) -> list[dict[str, Any]]:
         runs = [classify(lab, infra, site.name)]
-        if all(c.ok for c in _compare(site, runs[0])):
+        if all(c.ok for c in _compare(site, seen(site), runs[0])):
             return runs
         runs += [classify(lab, infra, site.name) for _ in range(repeats - 1)]
         return runs
@@ -115,27 +136,31 @@ def check_sites(
         results = dict(zip([s.name for s in sites], pool.map(measure, sites), strict=True))
     checks = []
     for s in sites:
-        per_run = [_compare(s, m) for m in results[s.name]]
+        per_run = [_compare(s, seen(s), m) for m in results[s.name]]
         for i, first in enumerate(per_run[0]):
             votes = Counter(run[i].measured for run in per_run)
             measured, n = votes.most_common(1)[0]
             if len(per_run) > 1:
                 measured = f"{measured} ({n} of {len(per_run)})" if n * 2 <= len(per_run) else measured
-            checks.append(Check(s.name, s.profile, first.what, first.expected, measured, len(per_run)))
+            checks.append(Check(s.name, first.profile, first.what, first.expected, measured, len(per_run)))
     return checks
 
 
-def _compare(s: Site, m: dict[str, Any]) -> list[Check]:
-    udp, tcp = expected(s.profile, s.port_range)
+def _compare(s: Site, nat: Profile, m: dict[str, Any]) -> list[Check]:
+    """Every axis the classifier observes: UDP mapping, filtering, allocation and delta; TCP
+    mapping, filtering (the prober) and port preservation (not with a port range: a local port
+    that happens to lie inside the range is kept)."""
+    udp, tcp = expected(nat, s.port_range)
+    tcp_alloc = s.port_range is None
     return [
+        Check(s.name, nat.name, "udp", describe(udp, "udp"), describe(measured_behaviour(m["udp"]), "udp")),
         Check(
             s.name,
-            s.profile,
-            proto,
-            describe(behaviour, allocation=with_allocation),
-            measured_text(m[proto], allocation=with_allocation),
-        )
-        for proto, behaviour, with_allocation in (("udp", udp, True), ("tcp", tcp, False))
+            nat.name,
+            "tcp",
+            describe(tcp, "tcp", allocation=tcp_alloc),
+            describe(measured_behaviour(m["tcp"]), "tcp", allocation=tcp_alloc),
+        ),
     ]
 
 
@@ -169,7 +194,7 @@ def check_hairpin(lab: Lab, infra: services.Infrastructure, site: Site) -> Check
     )
     listen.wait(10)
     ok = json.loads(sent.stdout)["ok"]
-    return Check(site.name, site.profile, "hairpin", "on" if site.hairpin else "off", "on" if ok else "off")
+    return Check(site.name, site.label, "hairpin", "on" if site.hairpin else "off", "on" if ok else "off")
 
 
 def check_lifetime(lab: Lab, infra: services.Infrastructure, site: Site) -> Check:
@@ -199,7 +224,7 @@ def check_lifetime(lab: Lab, infra: services.Infrastructure, site: Site) -> Chec
         return "alive" if ok else "gone"
 
     measured = f"{state(alive[str(early)])} at {early}s, {state(alive[str(late)])} at {late}s"
-    return Check(site.name, site.profile, "lifetime", f"alive at {early}s, gone at {late}s", measured)
+    return Check(site.name, site.label, "lifetime", f"alive at {early}s, gone at {late}s", measured)
 
 
 def verification_topology(profiles: list[str], *, hairpin: bool = True, lifetime: int | None = 3) -> Topology:
@@ -275,10 +300,10 @@ def check_natdiscovery(lab: Lab, infra: services.Infrastructure, site: Site) -> 
         timeout=60,
         check=False,
     )
-    udp, _ = expected(site.profile, site.port_range)
+    udp, _ = expected(site.nat, site.port_range)
     if udp.filtering is Filtering.BLOCKED:
         want = "blocked"
     else:
         mapping = "endpoint_independent" if udp.mapping.name == "NONE" else udp.mapping.name.lower()
         want = short(mapping, udp.filtering.name.lower())
-    return Check(site.name, site.profile, "natdiscovery", want, parse_natdiscovery(proc.stdout))
+    return Check(site.name, site.label, "natdiscovery", want, parse_natdiscovery(proc.stdout))

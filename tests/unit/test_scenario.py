@@ -213,3 +213,72 @@ def test_flake_is_a_rate():
     for bad in ("flake = 1.5", "flake = -0.1", 'flake = "a lot"', "flake = true"):
         with pytest.raises(ScenarioError, match="flake"):
             parse(bad + "\n" + base)
+
+
+SITES = GOOD.replace(
+    "[matrix]",
+    """[sites.home]
+profile = { mapping = "ADM", filtering = "APDF", allocation = "sequential", delta = 2 }
+hairpin = true
+port_range = [40000, 40999]
+
+[sites.cgn-home]
+profile = "full-cone"
+behind = "symmetric"
+
+[matrix]""",
+).replace('b = ["full-cone"]', 'b = ["full-cone", "home", "cgn-home"]')
+
+
+def test_sites_are_named_in_the_matrix_beside_presets():
+    sc = parse(SITES, "t.toml")
+    assert ("open", "home") in sc.cells and ("symmetric", "cgn-home") in sc.cells
+    home = sc.site("home")
+    assert home.nat.name == "home" and home.nat.udp.delta == 2 and home.hairpin
+    assert home.port_range == (40000, 40999)
+    assert sc.site("symmetric").nat.name == "symmetric"  # a preset needs no table
+    # behind a carrier: the internet sees both NATs composed; the lab builds the carrier first
+    assert sc.site("cgn-home").seen.udp.mapping.name == "ADDRESS_PORT_DEPENDENT"
+    topo = runner.topology_for(sc)
+    assert topo.site("b-cgn-home").upstream == "b-cgn-home-cgn"
+    assert topo.site("b-cgn-home-cgn").hosts == 0
+    # the theory reads a site's axes: no branch on names
+    assert theory.expected("direct", sc.site("cgn-home").seen, "open") is False
+    assert theory.expected("reverse", "open", sc.site("home").seen) is False
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        ('delta = 2 }', r"t.toml:\d+: sites.home.profile: delta: port delta"),
+        ('mapping = "ADM"', r"t.toml:\d+: sites.home.profile: mapping: 'XDM' is not one of"),
+        ("hairpin = true", r"t.toml:\d+: sites.home.hairpin: must be bool"),
+        ("port_range = [40000, 40999]", r"t.toml:\d+: sites.home.port_range: must be \[low, high\]"),
+        ('behind = "symmetric"', r"t.toml:\d+: sites.cgn-home.behind: a site behind a carrier"),
+        ('profile = "full-cone"', r"t.toml:\d+: sites.cgn-home.profile: unknown profile"),
+    ],
+)
+def test_bad_sites_name_file_line_and_key(change, match):
+    bad = {
+        "delta = 2 }": "delta = 99999 }",
+        'mapping = "ADM"': 'mapping = "XDM"',
+        "hairpin = true": 'hairpin = "yes"',
+        "port_range = [40000, 40999]": "port_range = [40000]",
+        'behind = "symmetric"': 'behind = "open"',
+        'profile = "full-cone"': 'profile = "fool-cone"',
+    }[change]
+    with pytest.raises(ScenarioError, match=match):
+        parse(SITES.replace(change, bad), "t.toml")
+
+
+def test_site_keys_are_checked():
+    with pytest.raises(ScenarioError, match=r"t.toml:\d+: sites.home.colour: unknown key"):
+        parse(SITES.replace("hairpin = true", "colour = 1"), "t.toml")
+    with pytest.raises(ScenarioError, match="pcp: miniupnpd serves NAT-PMP and PCP on one switch"):
+        parse(SITES.replace("hairpin = true", "natpmp = true\npcp = false"), "t.toml")
+    with pytest.raises(ScenarioError, match="ipv6: the lab has no IPv6 yet"):
+        parse(SITES.replace("hairpin = true", 'ipv6 = "open"'), "t.toml")
+    with pytest.raises(ScenarioError, match="sites.symmetric: is a preset's name"):
+        parse(SITES.replace("[sites.home]", "[sites.symmetric]"), "t.toml")
+    with pytest.raises(ScenarioError, match="unknown profile or site 'nowhere'"):
+        parse(SITES.replace('"cgn-home"]', '"nowhere"]'), "t.toml")
