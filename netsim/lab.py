@@ -31,7 +31,7 @@ from typing import Any
 
 from netsim.daemons import Daemon, DaemonSpec
 from netsim.errors import CommandError, NetsimError
-from netsim.nat import Profile
+from netsim.nat import Profile, forget
 from netsim.nat import profile as nat_profile
 from netsim.plan import Plan, Step, build_plan, router_steps
 from netsim.topology import Topology
@@ -294,6 +294,9 @@ class Lab:
         """Forget every mapping on one router (or all): a trial starts from clean state."""
         routers = [self.topology.router(site)] if site else list(self.plan.routers)
         for r in routers:
+            state = forget(self.plan.routers[r])
+            if state:  # the NAT's learned maps first: no new flow may pick up a stale mapping
+                self.run(r, ["nft", "-f", "-"], input=state)
             proc = self.run(r, ["conntrack", "-F"], check=False)
             # conntrack -F exits 1 with "0 flow entries" on an empty table on some versions
             if proc.returncode not in (0, 1):

@@ -325,6 +325,20 @@ def ruleset(cfg: RouterConfig) -> str:
     return "flush ruleset\n" + "\n".join(parts)
 
 
+def forget(cfg: RouterConfig) -> str:
+    """``nft -f -`` text that empties the router's learned state (mappings, permissions): with
+    ``conntrack -F`` a trial starts from a router that remembers nothing, as a real NAT whose
+    mappings expired. (A stale ``used`` entry would make a preserving APDM NAT look random.)"""
+    out, table = [], ""
+    for line in ruleset(cfg).splitlines():
+        words = line.split()
+        if line.startswith("table "):
+            table = " ".join(words[1:3])
+        elif len(words) > 2 and words[0] in ("map", "set") and "dynamic" in line:
+            out.append(f"flush {words[0]} {table} {words[1]}")
+    return "\n".join(out) + "\n" if out else ""
+
+
 def sysctls(cfg: RouterConfig) -> list[str]:
     """``key=value`` settings for the router namespace (conntrack timeouts are per namespace)."""
     out = [

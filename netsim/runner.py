@@ -120,6 +120,14 @@ def schedule_cells(
         raise NetsimError(f"a cell failed: {errors[0]}") from errors[0]
 
 
+def workers_for(scenario: Scenario) -> int:
+    """Cells run side by side: as many as the matrix allows, but at most four per CPU. Each trial
+    starts two fresh nodes (keys, discovery, broker links); past that, on this 2-core machine, a
+    27 x 27 matrix with 27 cells at once missed 1.5 s timeouts that idle machines meet (measured:
+    the cube scenario's direct attempts between two full cones failed)."""
+    return max(1, min(len(scenario.a), len(scenario.b), 4 * (os.cpu_count() or 1)))
+
+
 def shard_cells(cells: list[tuple[str, str]], shard: tuple[int, int]) -> list[tuple[str, str]]:
     k, n = shard
     if not 1 <= k <= n:
@@ -323,6 +331,7 @@ def run(
             },
             "seed": scenario.seed,
             "shard": list(shard),
+            "workers": workers_for(scenario),
             "kernel": platform.release(),
             "python": platform.python_version(),
             "versions": _versions(),
@@ -360,7 +369,7 @@ def run(
                 lambda cell: _run_cell(
                     scenario, lab, agents, spawn, recorder, run_id, cell, done, stats, progress, abort
                 ),
-                workers=max(1, min(len(scenario.a), len(scenario.b))),
+                workers=workers_for(scenario),
             )
         except BaseException:
             # interrupted, or a cell failed: no cell starts another trial or restarts an agent, and

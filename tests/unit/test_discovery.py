@@ -181,6 +181,9 @@ def test_negative_tests_wait_a_few_round_trips_not_seconds(rtt, most):
         ([(5000, 40002), (5001, 40006), (5002, 40008)], (PortAllocation.SEQUENTIAL, 2)),
         ([(5000, 40010), (5001, 40009), (5002, 40008)], (PortAllocation.SEQUENTIAL, -1)),
         ([(5000, 40001), (5001, 40002), (5002, 40000)], (PortAllocation.RANDOM, 0)),
+        # the allocator wrapped at the end of its range between two of four samples
+        ([(5000, 41996), (5001, 41998), (5002, 40000), (5003, 40002)], (PortAllocation.SEQUENTIAL, 2)),
+        ([(5000, 40002), (5001, 40004), (5002, 11000), (5003, 60000)], (PortAllocation.RANDOM, 0)),
         ([(5000, 5000)], (PortAllocation.UNKNOWN, 0)),
     ],
 )

@@ -250,7 +250,7 @@ def test_sites_are_named_in_the_matrix_beside_presets():
 @pytest.mark.parametrize(
     "change, match",
     [
-        ('delta = 2 }', r"t.toml:\d+: sites.home.profile: delta: port delta"),
+        ("delta = 2 }", r"t.toml:\d+: sites.home.profile: delta: port delta"),
         ('mapping = "ADM"', r"t.toml:\d+: sites.home.profile: mapping: 'XDM' is not one of"),
         ("hairpin = true", r"t.toml:\d+: sites.home.hairpin: must be bool"),
         ("port_range = [40000, 40999]", r"t.toml:\d+: sites.home.port_range: must be \[low, high\]"),

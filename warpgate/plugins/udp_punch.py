@@ -16,11 +16,11 @@ on ``timers.PUNCH``:
 A keeps the first authenticated channel and nominates it; B's copy reaches ``accept()`` then.
 Nothing heard for ``SILENCE`` seconds after the answer ends the attempt early.
 
-Reach (``punchable``): both mappings predictable (endpoint-independent, or sequential with a
-measured delta), at least one endpoint-independent (two sequential address-dependent NATs defeat
-it: each probe takes a port the other side predicted); or one side random-port symmetric and the
-other an endpoint-independent NAT that lets in any port of the symmetric side's address (full or
-restricted cone). Neither side may block UDP.
+Reach (``punchable``): one side lets in the peer's probes from any port (endpoint-independent
+filtering, or address-dependent filtering on a predictable mapping); or both mappings are
+predictable (endpoint-independent, or sequential with a measured delta) and not both address-and-
+port-dependent (two sequential APDM NATs defeat it: each probe takes a port the other side
+predicted for another). Neither side may block UDP.
 
 Round trips: 1 signalling round trip (offer, answer), then 2 data-path round trips for the
 handshake (HELLO/CHALLENGE, PROOF/DONE); the callee starts punching half a signalling round trip
@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
+from collections.abc import Callable
 
 from warpgate.errors import AttemptFailed
 from warpgate.pipe import Pipe
@@ -67,28 +68,56 @@ def predictable(b: NatBehaviour) -> bool | None:
     return False
 
 
+def open_to_peer(b: NatBehaviour) -> bool:
+    """Does this NAT let in the peer's packets from ports it never sent to, when they are aimed at
+    the port it advertised or predicted? EIF does; ADF does when that port is the one this side
+    sends to the peer's address from (its mapping is predictable). The answer then rides the
+    inbound flow's own conntrack entry, so this side's mapping towards the peer does not matter."""
+    if b.filtering is Filtering.ENDPOINT_INDEPENDENT:
+        return True
+    return b.filtering is Filtering.ADDRESS_DEPENDENT and predictable(b) is True
+
+
 def punchable(a: NatBehaviour, b: NatBehaviour) -> bool | None:
-    """Theory: does UDP punching join NAT ``a`` and NAT ``b`` (RFC 4787 axes)? None: it depends."""
+    """Theory: does UDP punching join NAT ``a`` and NAT ``b`` (RFC 4787 axes)? None: it depends.
+
+    - One side open to the peer (``open_to_peer``): the other side's probes get in from whatever
+      port its NAT gives them, and the handshake's answers return on that flow.
+    - Otherwise both sides filter by port, so each must aim at the other's real port: both
+      mappings predictable, and at most one address-and-port-dependent. An endpoint- or address-
+      dependent side sends every probe from one port, which is among the candidates the peer
+      probes; two sequential APDM NATs each take a new port per probe, and the stale STUN
+      candidate first in each list shifts one sequence against the other (measured).
+    """
     if Filtering.BLOCKED in (a.filtering, b.filtering):
         return False
     pa, pb = predictable(a), predictable(b)
     if pa is None or pb is None or Filtering.UNKNOWN in (a.filtering, b.filtering):
         return None
+    if open_to_peer(a) or open_to_peer(b):
+        return True
     if pa and pb:
-        # Both sequential and address-dependent: every probe one side sends to a predicted port
-        # takes the next port of its own NAT, which the other side predicted for something else.
-        return a.endpoint_independent_mapping or b.endpoint_independent_mapping
-    if not pa and not pb:
+        return not a.mapping is b.mapping is Mapping.ADDRESS_PORT_DEPENDENT
+    return False
+
+
+def passive(own: NatBehaviour, peer: NatBehaviour, *, caller: bool) -> bool:
+    """Does this side only answer, and not dial? When its NAT filters endpoint-independently the
+    peer's probes get in wherever the peer's NAT sends them from, and the answers return on that
+    inbound flow. Dialling as well would, under ADM or APDM, open a second mapping towards the peer
+    whose conntrack entry collides with the inbound one, and the two sides can end up on different
+    paths (measured in the cube scenario). With EIF on both sides the callee answers; a caller that
+    does not know the peer's filtering dials."""
+    if own.filtering is not Filtering.ENDPOINT_INDEPENDENT:
         return False
-    easy = a if pa else b
-    return easy.endpoint_independent_mapping and easy.filtering in (
-        Filtering.ENDPOINT_INDEPENDENT,
-        Filtering.ADDRESS_DEPENDENT,
-    )
+    return not caller or peer.filtering not in (Filtering.ENDPOINT_INDEPENDENT, Filtering.UNKNOWN)
 
 
-async def gather(ctx: Context) -> tuple[tuple[Candidate, ...], tuple[Candidate, ...]]:
-    """(public, private) candidates of the node's UDP socket, predicted ports included."""
+async def gather(
+    ctx: Context, *, predict: bool = True
+) -> tuple[tuple[Candidate, ...], tuple[Candidate, ...]]:
+    """(public, private) candidates of the node's UDP socket, predicted ports included (unless
+    ``predict`` is off: a passive side's peer aims at its advertised mapping only)."""
     ep = ctx.udp_socket()
     if ep is None:
         raise AttemptFailed("the node has no IPv4 UDP socket")
@@ -100,7 +129,12 @@ async def gather(ctx: Context) -> tuple[tuple[Candidate, ...], tuple[Candidate, 
         return (local,), ()
     public = [Candidate(*nat.mapped_udp)]
     b = nat.udp
-    if b.allocation is PortAllocation.SEQUENTIAL and b.delta and not b.endpoint_independent_mapping:
+    if (
+        predict
+        and b.allocation is PortAllocation.SEQUENTIAL
+        and b.delta
+        and not b.endpoint_independent_mapping
+    ):
         ref = await ctx.fresh_mapping()
         if ref is not None:
             ports = [ref[1] + b.delta * k for k in range(1, WINDOW + 1)]
@@ -133,11 +167,18 @@ def check_candidates(sender: Address, public: tuple[Candidate, ...], private: tu
             raise MessageError("foreign_candidate", f"{c} is not an address of the sender")
 
 
-async def punch(ctx: Context, dial_to: list[Candidate], incoming: asyncio.Future[Pipe] | None) -> Pipe:
+async def punch(
+    ctx: Context,
+    dial_to: list[Candidate],
+    incoming: asyncio.Future[Pipe] | None,
+    keep: Callable[[Pipe], None] | None = None,
+) -> Pipe:
     """Dial every candidate from the node's socket; the first authenticated channel wins.
 
     ``incoming`` resolves with a channel the peer completed towards us (we answered its HELLO).
-    Extra channels finished in the same instant are closed.
+    Extra channels finished in the same instant are closed, or handed to ``keep``: the callee
+    keeps them all, because the caller may have picked a different one of the same instant (two
+    EIF NATs open two paths at once, each side seeing one first) and its nomination decides.
     """
     loop = asyncio.get_running_loop()
     dials = {asyncio.ensure_future(ctx.dial_shared(c.hostport)): c for c in dial_to}
@@ -180,7 +221,10 @@ async def punch(ctx: Context, dial_to: list[Candidate], incoming: asyncio.Future
             except (asyncio.CancelledError, AttemptFailed):
                 continue
             if extra is not chosen:
-                await extra.close()
+                if keep is not None:
+                    keep(extra)
+                else:
+                    await extra.close()
 
 
 @register
@@ -213,9 +257,11 @@ class UdpPunch(Plugin):
         return None
 
     async def attempt(self, ctx: AttemptContext) -> Pipe:
-        public, private = await gather(ctx)
+        answer_only = passive(ctx.local_behaviour, ctx.peer_behaviour, caller=True)
+        public, private = await gather(ctx, predict=not answer_only)
         incoming = ctx.expect("authenticated")
         won = False
+        pipe: Pipe | None = None
         try:
             async with asyncio.timeout_at(ctx.deadline):
                 answer = await ctx.request(PunchOffer(ctx.conn_id, public, private))
@@ -225,7 +271,10 @@ class UdpPunch(Plugin):
                     check_candidates(ctx.dest, answer.public, answer.private)
                 except MessageError as exc:
                     raise AttemptFailed(f"the peer's answer was refused: {exc}") from None
-                pipe = await punch(ctx, targets(answer.public, answer.private, public), incoming)
+                if answer_only:
+                    pipe = await incoming  # the peer dials; we answer (bounded by the deadline)
+                else:
+                    pipe = await punch(ctx, targets(answer.public, answer.private, public), incoming)
                 won = True
                 return pipe
         except TimeoutError:
@@ -233,6 +282,8 @@ class UdpPunch(Plugin):
         finally:
             if not incoming.done():
                 incoming.cancel()
+            elif not incoming.cancelled() and incoming.exception() is None and incoming.result() is not pipe:
+                ctx.spawn(incoming.result().close())  # the peer's channel we did not pick
             if not won and ctx.signal_reason is None:
                 ctx.spawn(_cancel(ctx))
 
@@ -249,9 +300,11 @@ class UdpPunch(Plugin):
         self._seen[key] = None
         while len(self._seen) > SEEN:
             self._seen.popitem(last=False)
-        public, private = await gather(ctx)
-        dial_to = targets(msg.public, msg.private, public)
-        self._sessions.start(ctx, self._punch_back(ctx, dial_to))
+        answer_only = passive(ctx.local_behaviour, ctx.peer_behaviour, caller=False)
+        public, private = await gather(ctx, predict=not answer_only)
+        if not answer_only:  # else the caller dials us, and its channel reaches accept() as any
+            dial_to = targets(msg.public, msg.private, public)
+            self._sessions.start(ctx, self._punch_back(ctx, dial_to))
         return PunchAnswer(msg.conn_id, public, private)
 
     async def _punch_back(self, ctx: ResponderContext, dial_to: list[Candidate]) -> None:
@@ -260,7 +313,7 @@ class UdpPunch(Plugin):
         with ctx.arrival() as reached:
             try:
                 async with asyncio.timeout(RESPONDER_LIMIT):
-                    pipe = await punch(ctx, dial_to, reached)
+                    pipe = await punch(ctx, dial_to, reached, keep=ctx.offer)
             except (AttemptFailed, TimeoutError) as exc:
                 log.info("udp_punch: no path to %s: %s", ctx.sender.node_id[:12], exc)
                 return

@@ -289,12 +289,20 @@ def allocation(pairs: list[tuple[int, int]]) -> tuple[PortAllocation, int]:
     if all(local == mapped for local, mapped in pairs):
         return PortAllocation.PRESERVING, 0
     steps = [b[1] - a[1] for a, b in itertools.pairwise(pairs)]
+
+    def one_way(ss: list[int]) -> bool:
+        return all(0 < s <= MAX_SEQUENTIAL_DELTA for s in ss) or all(
+            -MAX_SEQUENTIAL_DELTA <= s < 0 for s in ss
+        )
+
     # Other flows of this host (a broker connection, another plugin) may take ports from a
     # sequential allocator between two samples: steps are then small multiples of the delta, all
     # with one sign. A random allocator gives that by chance with odds of about (16/65536)^3.
-    if all(0 < s <= MAX_SEQUENTIAL_DELTA for s in steps) or all(
-        -MAX_SEQUENTIAL_DELTA <= s < 0 for s in steps
-    ):
-        delta = math.gcd(*steps)
-        return PortAllocation.SEQUENTIAL, delta if steps[0] > 0 else -delta
+    # A sequential allocator also wraps at the end of its range: one step may jump back, if the
+    # others (at least two; odds for a random one about (16/65536)^2) agree.
+    for skip in (None, *range(len(steps))):
+        rest = [s for i, s in enumerate(steps) if i != skip]
+        if len(rest) >= 2 and one_way(rest):
+            delta = math.gcd(*rest)
+            return PortAllocation.SEQUENTIAL, delta if rest[0] > 0 else -delta
     return PortAllocation.RANDOM, 0
