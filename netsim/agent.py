@@ -2,17 +2,7 @@
 
     python -m netsim.agent --interface wgh1x0-eth0 --stun 203.0.113.10 --broker mqtt://203.0.113.20:1883
 
-Control protocol: one JSON object per line on stdin, one answer per line on stdout, in order.
-
-- ``{"cmd": "listen"}``: start a fresh node (fresh port, fresh STUN mapping) that echoes every
-  message of every accepted pipe; answers ``{"ok": true, "address": "wg1..."}``.
-- ``{"cmd": "connect", "address": ..., "plugins": [...] | null, "timeout": s, "payload": n}``: a fresh
-  node calls ``auto_connect``, sends ``payload`` random bytes, checks the echo; answers
-  ``{"ok", "winner", "ms", "bytes_echoed", "error_class", "error", "events": [...]}``.
-  With ``"pause": true`` (a scenario's mid-pipe fault), after the first echo the agent prints
-  ``{"paused": true}`` and waits for ``{"cmd": "resume"}`` while the runner breaks something; then
-  it checks the echo again over the same pipe and answers with ``"after_fault": {"ok", ...}``.
-- ``{"cmd": "reset"}``: stop the listening node. ``{"cmd": "quit"}``: stop and exit.
+Control protocol: ``netsim.protocol`` (JSON lines on stdin and stdout, in order).
 
 Outcomes: ``connected`` (the payload came back), ``payload_failed`` (connected, but the echo did
 not come back within the deadline, or differed), ``failed`` (no pipe). An exception anywhere is
@@ -37,6 +27,7 @@ import traceback
 from dataclasses import asdict
 from typing import Any
 
+from netsim import protocol
 from warpgate import AttemptFailed, Node, Plugin, auto_connect, register
 from warpgate import plugins as registry
 from warpgate.errors import WarpgateError
@@ -64,9 +55,9 @@ class Agent:
             turn=a.turn,
         )
 
-    async def listen(self, req: dict[str, Any]) -> dict[str, Any]:
-        await self.reset(req)
-        logging.getLogger("netsim.agent").info("trial %s: listen", req.get("trial", "?"))
+    async def listen(self, req: protocol.Listen) -> dict[str, Any]:
+        await self.reset(protocol.Reset())
+        logging.getLogger("netsim.agent").info("trial %s: listen", req.trial or "?")
 
         async def echo(pipe: Pipe) -> None:
             with contextlib.suppress(WarpgateError):
@@ -84,13 +75,13 @@ class Agent:
             **measured(node, t0),
         }
 
-    async def reset(self, req: dict[str, Any]) -> dict[str, Any]:
+    async def reset(self, req: protocol.Reset) -> dict[str, Any]:
         if self.listener is not None:
             await self.listener.stop()
             self.listener = None
         return {"ok": True}
 
-    async def connect(self, req: dict[str, Any]) -> dict[str, Any]:
+    async def connect(self, req: protocol.Connect) -> dict[str, Any]:
         events: list[AttemptEvent] = []
         out: dict[str, Any] = {
             "ok": False,
@@ -103,16 +94,16 @@ class Agent:
         }
         node = self.node()
         started = time.perf_counter()
-        logging.getLogger("netsim.agent").info("trial %s: connect", req.get("trial", "?"))
+        logging.getLogger("netsim.agent").info("trial %s: connect", req.trial or "?")
         async with node:
             out |= measured(node, started)
             t0 = time.perf_counter()
             try:
                 pipe, plugin = await auto_connect(
                     node,
-                    req["address"],
-                    plugins=req.get("plugins"),
-                    timeout=float(req.get("timeout", 10)),
+                    req.address,
+                    plugins=list(req.plugins) or None,
+                    timeout=float(req.timeout),
                     on_event=events.append,
                 )
                 out["ms"] = round((time.perf_counter() - t0) * 1000, 3)
@@ -120,12 +111,12 @@ class Agent:
                 out["path"] = pipe.path
                 out["transport"] = pipe.proto
                 out["outcome"] = "payload_failed"  # until the echo proves the pipe carries data
-                limit = float(req.get("timeout", 10))
-                payload = os.urandom(int(req.get("payload", 1024)))
+                limit = float(req.timeout)
+                payload = os.urandom(req.payload)
                 out["bytes_echoed"] = await check_echo(pipe, payload, limit)
                 out["ok"] = True
                 out["outcome"] = "connected"
-                if req.get("pause"):
+                if req.pause:
                     out["after_fault"] = await self.after_fault(pipe, payload, limit)
                 await pipe.close()
             except (WarpgateError, TimeoutError) as exc:
@@ -138,10 +129,10 @@ class Agent:
     async def after_fault(self, pipe: Pipe, payload: bytes, limit: float) -> dict[str, Any]:
         """Tell the runner the pipe is up, wait while it breaks something, check the pipe again."""
         assert self.control is not None
-        print(json.dumps({"paused": True}), flush=True)
+        print(json.dumps(protocol.PAUSED), flush=True)
         line = await self.control.readline()
-        if json.loads(line or b"{}").get("cmd") != "resume":
-            raise AgentProtocolError(f"expected resume, got {line[:80]!r}")
+        if not isinstance(protocol.decode(line or b"{}"), protocol.Resume):
+            raise protocol.AgentProtocolError(f"expected resume, got {line[:80]!r}")
         t0 = time.perf_counter()
         try:
             await check_echo(pipe, payload, limit)
@@ -155,10 +146,6 @@ def describe(exc: BaseException) -> tuple[str, str]:
     """An exception as a record's (class, message); the first line, or its repr when it has no
     message (a bare ``TimeoutError``)."""
     return type(exc).__name__, (str(exc).splitlines() or [repr(exc)])[0]
-
-
-class AgentProtocolError(WarpgateError):
-    """The runner sent what the control protocol does not allow here."""
 
 
 async def check_echo(pipe: Pipe, payload: bytes, limit: float) -> int:
@@ -216,9 +203,10 @@ def sabotage(name: str) -> None:
     register(Broken)
 
 
-async def bounded(handler: Any, req: dict[str, Any]) -> dict[str, Any]:
+async def bounded(handler: Any, req: protocol.Request) -> dict[str, Any]:
     """Run one command with a deadline, so the runner always gets an answer; on a hang, log where."""
-    limit = 2 * float(req.get("timeout", 10)) + 15
+    name = type(req).__name__.lower()
+    limit = 2 * float(getattr(req, "timeout", 10)) + 15
     task = asyncio.ensure_future(handler(req))
     done, _ = await asyncio.wait([task], timeout=limit)
     if done:
@@ -228,54 +216,43 @@ async def bounded(handler: Any, req: dict[str, Any]) -> dict[str, Any]:
             return result
         # one trial's bug must not end the agent: it becomes this trial's recorded error
         traceback.print_exception(exc, file=sys.stderr)
-        error_class, error = describe(exc)
-        return {
-            "ok": False,
-            "outcome": "error",
-            "winner": None,
-            "ms": None,
-            "bytes_echoed": 0,
-            "error_class": error_class,
-            "error": error,
-            "events": [],
-        }
-    print(f"agent: {req.get('cmd')} still running after {limit:.0f} s; tasks:", file=sys.stderr, flush=True)
+        return protocol.failure(*describe(exc))
+    print(f"agent: {name} still running after {limit:.0f} s; tasks:", file=sys.stderr, flush=True)
     for t in asyncio.all_tasks():
         t.print_stack(file=sys.stderr)
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
-    return {
-        "ok": False,
-        "outcome": "error",
-        "winner": None,
-        "ms": None,
-        "bytes_echoed": 0,
-        "error_class": "AgentTimeout",
-        "error": f"{req.get('cmd')} did not finish within {limit:.0f} s",
-        "events": [],
-    }
+    return protocol.failure("AgentTimeout", f"{name} did not finish within {limit:.0f} s")
 
 
 async def serve(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader()
+    reader = asyncio.StreamReader(limit=protocol.MAX_LINE + 2)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     agent = Agent(args, reader)
-    handlers = {"listen": agent.listen, "connect": agent.connect, "reset": agent.reset}
-    print(json.dumps({"ready": True}), flush=True)
+    handlers: dict[type, Any] = {
+        protocol.Listen: agent.listen,
+        protocol.Connect: agent.connect,
+        protocol.Reset: agent.reset,
+    }
+    print(json.dumps(protocol.READY), flush=True)
     try:
         while line := await reader.readline():
-            req = json.loads(line)
-            if req.get("cmd") == "quit":
+            try:
+                req = protocol.decode(line)
+            except protocol.AgentProtocolError as exc:
+                print(json.dumps(protocol.failure(*describe(exc))), flush=True)
+                continue
+            if isinstance(req, protocol.Quit):
                 break
-            handler = handlers.get(req.get("cmd"))
+            handler = handlers.get(type(req))
             if handler is None:
-                answer: dict[str, Any] = {"ok": False, "error": f"unknown command {req.get('cmd')!r}"}
+                answer = protocol.failure("AgentProtocolError", f"{type(req).__name__} is not a request here")
             else:
                 answer = await bounded(handler, req)
             print(json.dumps(answer), flush=True)
     finally:
-        await agent.reset({})
+        await agent.reset(protocol.Reset())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -44,25 +44,40 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from netsim import services, verify
+    from netsim import scenario, services, verify
     from netsim.lab import Lab
+    from netsim.topology import Impairment
 
-    profiles = args.profiles or list(PROFILES)
+    names = args.profiles or list(PROFILES)
+    files = [n for n in names if n.endswith(".toml")]
+    profiles = [n for n in names if not n.endswith(".toml")]
     for p in profiles:
         if p not in PROFILES:
-            raise UsageError(f"unknown profile {p!r}; known: {', '.join(PROFILES)}")
-    topo = verify.verification_topology(profiles, hairpin=not args.no_hairpin, lifetime=args.lifetime or None)
+            raise UsageError(f"unknown profile {p!r}; known: {', '.join(PROFILES)} (or a FILE.toml of sites)")
+    # a file's sites (warpgate nat --export, or a scenario's [sites]) are replayed as declared
+    replayed = [
+        site
+        for f in files
+        for name, spec in scenario.load_sites(f).items()
+        for site in spec.sites(name, Impairment(), hosts=2 if spec.hairpin else 1)
+    ]
+    topo = verify.verification_topology(
+        profiles, hairpin=not args.no_hairpin and not files, lifetime=None if files else args.lifetime or None
+    )
+    topo = Topology("verify", (*topo.sites, *replayed))
     t0 = time.perf_counter()
     with Lab(topo) as lab:
         infra = services.start(lab, brokers=False, names=False)
         up = time.perf_counter() - t0
         checks = verify.run_checks(lab, infra)
         if args.natdiscovery:
-            plain = [s for s in topo.sites if s.name in profiles]
+            plain = [s for s in topo.sites if s.hosts and not s.upstream]
             with ThreadPoolExecutor(max_workers=8) as pool:
                 checks += list(pool.map(lambda s: verify.check_natdiscovery(lab, infra, s), plain))
     elapsed = time.perf_counter() - t0
-    table = Table(title=f"netsim verify: {len(profiles)} profiles (lab up {up:.1f} s, total {elapsed:.1f} s)")
+    table = Table(
+        title=f"netsim verify: {len(topo.sites)} routers (lab up {up:.1f} s, total {elapsed:.1f} s)"
+    )
     for col in ("site", "profile", "check", "expected", "measured", "ok"):
         table.add_column(col)
     for c in checks:
@@ -101,7 +116,7 @@ def cmd_shell(args: argparse.Namespace) -> int:
         for s in topo.sites:
             hosts = ", ".join(f"{h} ({topo.host_ip(s.name, i)})" for i, h in enumerate(topo.hosts_of(s.name)))
             router = f"{topo.router(s.name)} ({topo.wan_ip(s.name)})"
-            print(f"  site {s.name:12} {s.profile:22} router {router}  hosts {hosts}")
+            print(f"  site {s.name:12} {s.label:22} router {router}  hosts {hosts}")
         from mininet.log import setLogLevel
 
         setLogLevel("output")  # the CLI prints command output through Mininet's logger
@@ -124,7 +139,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from netsim import report, runner, scenario
+    from netsim import records, report, runner, scenario
 
     sc = scenario.load(args.scenario)
     shard = _shard(args.shard)
@@ -150,7 +165,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         def started(stats: dict[str, object]) -> None:
             print(
-                f"netsim: lab up and validated; {stats['trials']} trials (records: {out / runner.RECORDS})",
+                f"netsim: lab up and validated; {stats['trials']} trials (records: {out / records.RECORDS})",
                 file=sys.stderr,
                 flush=True,
             )
@@ -166,7 +181,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             sabotage=args.sabotage,
         )
     html = report.write(out)
-    print(f"records: {out / 'records.jsonl'}")
+    print(f"records: {out / records.RECORDS}")
     print(f"report: {html.resolve()}")
     return 0
 
@@ -228,9 +243,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"netsim (warpgate) {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser(
-        "verify", help="classify NAT profiles with RFC 5780 tests; non-zero exit on any mismatch"
+        "verify",
+        help="classify NAT routers (presets, or the [sites] of a FILE.toml) with RFC 5780 tests;"
+        " non-zero exit on any mismatch",
     )
-    p.add_argument("profiles", nargs="*", metavar="PROFILE", help=f"default: all ({', '.join(PROFILES)})")
+    p.add_argument(
+        "profiles",
+        nargs="*",
+        metavar="PROFILE|FILE.toml",
+        help=f"presets (default: all: {', '.join(PROFILES)}), or files whose [sites.NAME] are replayed"
+        " (warpgate nat --export writes one)",
+    )
     p.add_argument("--no-hairpin", action="store_true", help="skip the hairpinning on/off check")
     p.add_argument(
         "--lifetime",

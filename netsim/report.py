@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.patches import Rectangle
 
-from netsim import style
+from netsim import records, style
 from netsim.errors import NetsimError, UsageError
 from netsim.nat import PROFILES
 from netsim.stats import Problem, Thresholds, wilson, within_flake
@@ -29,21 +29,15 @@ ORDER = list(PROFILES)
 
 
 def load(run: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
-    path = run / "records.jsonl"
+    path = run / records.RECORDS
     if not path.exists():
-        raise UsageError(f"{run}: no records.jsonl (is this a run directory?)")
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except ValueError:
-            continue  # the last line of a killed run may be cut
-    trials = pd.DataFrame([r for r in rows if r["type"] == "trial"])
-    attempts = pd.DataFrame([r for r in rows if r["type"] == "attempt"])
+        raise UsageError(f"{run}: no {records.RECORDS} (is this a run directory?)")
+    trial_rows, attempt_rows = records.read(path)
+    trials = pd.DataFrame(trial_rows)
+    attempts = pd.DataFrame(attempt_rows)
     meta = json.loads((run / "meta.json").read_text()) if (run / "meta.json").exists() else {}
     if trials.empty:
         raise NetsimError(f"{run}: no finished trial yet")
-    trials = trials.drop_duplicates(subset=["a", "b", "trial", "run"], keep="last")
     return trials, attempts, meta
 
 
@@ -661,23 +655,19 @@ def junit(problems: list[Problem], table: pd.DataFrame) -> str:
 def merge(runs: list[Path], out: Path) -> Path:
     """Join shards (or partial runs) of one scenario into one run directory, then write its report."""
     for run in runs:
-        for needed in ("meta.json", "records.jsonl"):
+        for needed in ("meta.json", records.RECORDS):
             if not (run / needed).is_file():
                 raise UsageError(f"{run}: no {needed} (is this a run directory?)")
     out.mkdir(parents=True, exist_ok=True)
-    seen: set[tuple[str, str, int, str]] = set()
+    seen: set[records.Key] = set()
     lines: list[str] = []
     metas = []
     for run in runs:
         metas.append(json.loads((run / "meta.json").read_text()))
         keep = False
-        for line in (run / "records.jsonl").read_text().splitlines():
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue
+        for line, rec in records.lines(run / records.RECORDS):
             if rec["type"] == "trial":
-                key = (rec["a"], rec["b"], rec["trial"], rec["run"])
+                key = records.Key.of(rec)
                 keep = key not in seen
                 seen.add(key)
             if keep:
@@ -688,6 +678,6 @@ def merge(runs: list[Path], out: Path) -> Path:
     meta = dict(metas[0])
     meta["merged_from"] = [str(r) for r in runs]
     meta["shards"] = [m.get("shard") for m in metas]
-    (out / "records.jsonl").write_text("\n".join(lines) + "\n")
+    (out / records.RECORDS).write_text("\n".join(lines) + "\n")
     (out / "meta.json").write_text(json.dumps(meta, indent=2))
     return write(out)

@@ -29,15 +29,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from netsim import faults, services, theory, verify
+from netsim import faults, protocol, records, services, theory, verify
 from netsim.capture import Capture, analyse, flatten
 from netsim.errors import NetsimError, UsageError
 from netsim.lab import PYTHON, Lab, clean, leftovers
 from netsim.nat import as_table
+from netsim.records import RECORDS, Key, Recorder
 from netsim.scenario import Scenario
 from netsim.topology import Topology
 
-RECORDS = "records.jsonl"
 META = "meta.json"
 
 
@@ -174,7 +174,7 @@ class AgentProc:
             ready = self.read(30)
         except AgentDied as exc:
             raise NetsimError(f"agent in {site} did not start: {exc}") from None
-        if not ready.get("ready"):
+        if ready != protocol.READY:
             raise NetsimError(f"agent in {site} did not start: {ready}")
 
     def read(self, timeout: float) -> dict[str, Any]:
@@ -201,17 +201,17 @@ class AgentProc:
             ) from None
         return answer
 
-    def send(self, request: dict[str, Any]) -> None:
+    def send(self, request: protocol.Request) -> None:
         assert self.proc.stdin is not None
         try:
-            self.proc.stdin.write(json.dumps(request).encode() + b"\n")
+            self.proc.stdin.write(protocol.encode(request))
             self.proc.stdin.flush()
         except OSError as exc:  # BrokenPipeError: it is gone
             raise AgentDied(
                 self.site, f"agent in {self.site} is gone ({exc.strerror}); see agent-{self.site}.log"
             ) from None
 
-    def call(self, request: dict[str, Any], timeout: float = 60) -> dict[str, Any]:
+    def call(self, request: protocol.Request, timeout: float = 60) -> dict[str, Any]:
         self.send(request)
         return self.read(timeout)
 
@@ -226,40 +226,13 @@ class AgentProc:
             self.kill()
         if self.proc.poll() is None and self.proc.stdin is not None:
             try:
-                self.proc.stdin.write(b'{"cmd": "quit"}\n')
+                self.proc.stdin.write(protocol.encode(protocol.Quit()))
                 self.proc.stdin.close()
                 self.proc.wait(10)
             except (OSError, subprocess.TimeoutExpired):
                 self.proc.kill()
                 self.proc.wait(5)
         self.log.close()
-
-
-class Recorder:
-    """Appends records as JSON lines, one write + fsync per trial; thread-safe."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.lock = threading.Lock()
-
-    def done_keys(self) -> set[tuple[str, str, int, str]]:
-        keys = set()
-        if self.path.exists():
-            for line in self.path.read_text().splitlines():
-                try:
-                    rec = json.loads(line)
-                except ValueError:
-                    continue  # a line cut by a kill: that trial runs again
-                if rec.get("type") == "trial":
-                    keys.add((rec["a"], rec["b"], rec["trial"], rec["run"]))
-        return keys
-
-    def append(self, records: list[dict[str, Any]]) -> None:
-        data = "".join(json.dumps(r) + "\n" for r in records)
-        with self.lock, open(self.path, "a") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
 
 
 def run(
@@ -294,7 +267,7 @@ def run(
     cells = shard_cells(scenario.cells, shard)
     topo = topology_for(scenario)
     todo = [
-        (a, b, t, ",".join(r or ()))
+        Key(a, b, t, ",".join(r or ()))
         for a, b in cells
         for t in range(scenario.trials)
         for r in scenario.runs()
@@ -409,7 +382,7 @@ def _run_cell(
     recorder: Recorder,
     run_id: str,
     cell: tuple[str, str],
-    done: set[tuple[str, str, int, str]],
+    done: set[Key],
     stats: dict[str, Any],
     progress: Callable[[dict[str, Any]], None] | None,
     abort: threading.Event,
@@ -420,7 +393,8 @@ def _run_cell(
     for trial in range(scenario.trials):
         for plugins in scenario.runs():
             label = ",".join(plugins or ())
-            if (pa, pb, trial, label) in done:
+            key = Key(pa, pb, trial, label)
+            if key in done:
                 continue
             if abort.is_set():
                 return
@@ -438,12 +412,12 @@ def _run_cell(
             mid_pipe = fault is not None and fault.when == faults.MID_PIPE and fault.hits(trial)
             listen: dict[str, Any] = {}
             try:
-                listen = agents[sa].call({"cmd": "listen", "trial": f"{pa}/{pb}#{trial}"})
+                listen = agents[sa].call(protocol.Listen(f"{pa}/{pb}#{trial}"))
                 if not listen.get("ok"):
                     result = {**listen, "ok": False, "outcome": "error", "events": []}
                 else:
                     result = _connect(scenario, lab, agents, cell, plugins, listen["address"], mid_pipe)
-                agents[sa].call({"cmd": "reset"})
+                agents[sa].call(protocol.Reset())
             except AgentDied as exc:
                 if abort.is_set():
                     raise  # the run is being torn down: this is no crash to record
@@ -467,54 +441,45 @@ def _run_cell(
                 # B dialled (or was dialled by) A's public endpoint: the winning flow's far end on B's WAN
                 wire |= flatten("b", analyse(captures[1].path, _winner_remote(result), public_of(lab, sa)))
                 wire |= flatten("a", analyse(captures[0].path, None, public_of(lab, sb)))
-            key = {
-                "run_id": run_id,
-                "scenario": scenario.name,
-                "a": pa,
-                "b": pb,
-                "trial": trial,
-                "run": label,
-                "seed": scenario.seed,
-                "mode": scenario.mode,
-            }
             outcome = result.get("outcome") or ("connected" if result["ok"] else "failed")
             after = result.get("after_fault")
-            trial_rec = {
-                "type": "trial",
-                **key,
-                "plugins": label,
-                "outcome": outcome,
-                "winner": result.get("winner"),
-                "ttc_ms": result.get("ms"),
-                "path": result.get("path"),
-                "transport": result.get("transport"),
-                "bytes_echoed": result.get("bytes_echoed", 0),
-                "error_class": result.get("error_class", ""),
-                "error": result.get("error", ""),
-                "expected": expected_outcome(scenario, tuple(plugins or ()), cell),
-                "fault": fault.what
-                if fault is not None and (fault.when == faults.BEFORE or mid_pipe)
-                else None,
-                "survived": None if after is None else bool(after["ok"]),
-                "survives_expected": fault.survives.get(cell) if mid_pipe and fault is not None else None,
-                "after_fault_error": "" if after is None else after.get("error", ""),
-                # what the nodes measured themselves: the floors benchmarks compare against
-                "a_nat": listen.get("nat"),
-                "b_nat": result.get("nat"),
-                "a_start_ms": listen.get("start_ms"),
-                "b_start_ms": result.get("start_ms"),
-                "a_stun_rtt_ms": listen.get("stun_rtt_ms"),
-                "b_stun_rtt_ms": result.get("stun_rtt_ms"),
-                "signal_rtt_ms": result.get("signal_rtt_ms"),
-                "started": started,
-                "overhead_ms": round(total_ms - (result.get("ms") or 0), 3) if result["ok"] else None,
-                "total_ms": round(total_ms, 3),
-                **wire,
-                "impairment": asdict(scenario.impairment),
-            }
-            attempts = [
-                {"type": "attempt", **key, **{k: v for k, v in ev.items()}} for ev in result["events"]
-            ]
+            ctx = records.Context(run_id, scenario.name, scenario.seed, scenario.mode)
+            trial_rec = records.trial(
+                ctx,
+                key,
+                {
+                    "plugins": label,
+                    "outcome": outcome,
+                    "winner": result.get("winner"),
+                    "ttc_ms": result.get("ms"),
+                    "path": result.get("path"),
+                    "transport": result.get("transport"),
+                    "bytes_echoed": result.get("bytes_echoed", 0),
+                    "error_class": result.get("error_class", ""),
+                    "error": result.get("error", ""),
+                    "expected": expected_outcome(scenario, tuple(plugins or ()), cell),
+                    "fault": fault.what
+                    if fault is not None and (fault.when == faults.BEFORE or mid_pipe)
+                    else None,
+                    "survived": None if after is None else bool(after["ok"]),
+                    "survives_expected": fault.survives.get(cell) if mid_pipe and fault is not None else None,
+                    "after_fault_error": "" if after is None else after.get("error", ""),
+                    # what the nodes measured themselves: the floors benchmarks compare against
+                    "a_nat": listen.get("nat"),
+                    "b_nat": result.get("nat"),
+                    "a_start_ms": listen.get("start_ms"),
+                    "b_start_ms": result.get("start_ms"),
+                    "a_stun_rtt_ms": listen.get("stun_rtt_ms"),
+                    "b_stun_rtt_ms": result.get("stun_rtt_ms"),
+                    "signal_rtt_ms": result.get("signal_rtt_ms"),
+                    "started": started,
+                    "overhead_ms": round(total_ms - (result.get("ms") or 0), 3) if result["ok"] else None,
+                    "total_ms": round(total_ms, 3),
+                    **wire,
+                    "impairment": asdict(scenario.impairment),
+                },
+            )
+            attempts = [records.attempt(ctx, key, ev) for ev in result["events"]]
             recorder.append([trial_rec, *attempts])
             stats["done"] += 1
             stats["ok"] += int(outcome == "connected")
@@ -536,21 +501,20 @@ def _connect(
     sa, sb = site_a(cell[0]), site_b(cell[1])
     limit = scenario.timeout * 2 + 30
     agents[sb].send(
-        {
-            "cmd": "connect",
-            "address": address,
-            "plugins": list(plugins or []),
-            "timeout": scenario.timeout,
-            "payload": scenario.payload,
-            "pause": mid_pipe,
-            "trial": f"{cell[0]}/{cell[1]}",
-        }
+        protocol.Connect(
+            address,
+            tuple(plugins or ()),
+            timeout=scenario.timeout,
+            payload=scenario.payload,
+            pause=mid_pipe,
+            trial=f"{cell[0]}/{cell[1]}",
+        )
     )
     answer = agents[sb].read(limit)
-    if answer.get("paused"):
+    if answer == protocol.PAUSED:
         assert scenario.fault is not None
         faults.mid_pipe(lab, scenario.fault, {"a": agents[sa], "b": agents[sb]}, {"a": sa, "b": sb})
-        agents[sb].send({"cmd": "resume"})
+        agents[sb].send(protocol.Resume())
         answer = agents[sb].read(limit)
     return answer
 

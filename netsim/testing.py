@@ -22,10 +22,25 @@ def assert_scenario(path: str | Path, out: Path, *, trials: int | None = None) -
     """Run the scenario into ``out``, write its report, and fail on any cell that disagrees."""
     runner.run(scenario.load(path), out, trials=trials)
     report.write(out)
+    return check(out)
+
+
+def check(out: Path) -> pd.DataFrame:
+    """The cells of a finished run; ``AssertionError`` on a cell that disagrees, or that has no
+    trial to judge."""
     trials, _, meta = report.load(out)
     cells = report.cell_table(trials, report.flake_of(meta))
     bad = cells[cells["agrees"].str.startswith("MISMATCH")]
     if not bad.empty:
         lines = [f"{r.a} <- {r.b}: success {r.success:.0%}, {r.agrees}" for r in bad.itertuples()]
         raise AssertionError(f"{len(bad)} cell(s) disagree with the expected outcome:\n" + "\n".join(lines))
+    # An agent error is not judged (a crash is the agent's, not the cell's), but a cell none of
+    # whose trials could be judged says nothing: that is a failure of the run, never a pass.
+    blind = cells[cells["n"] == 0]
+    if not blind.empty:
+        first = trials[trials["outcome"] == "error"]["error"].iloc[0]
+        raise AssertionError(
+            f"{len(blind)} cell(s) have no trial that could be judged (every trial an agent error; "
+            f"the first: {first})"
+        )
     return cells

@@ -84,10 +84,6 @@ def measured_behaviour(m: dict[str, Any]) -> NatBehaviour:
     )
 
 
-def measured_text(m: dict[str, Any], *, allocation: bool) -> str:
-    return describe(measured_behaviour(m), allocation=allocation)
-
-
 def classify(lab: Lab, infra: services.Infrastructure, site: str) -> dict[str, Any]:
     proc = lab.run(
         lab.host(site),
@@ -243,19 +239,13 @@ def verification_topology(profiles: list[str], *, hairpin: bool = True, lifetime
 
 
 def run_checks(lab: Lab, infra: services.Infrastructure) -> list[Check]:
+    """Every check the topology allows: each site with a host is classified (through its carrier,
+    if it has one); a site with two hosts is checked for hairpinning (on or off, as declared); a
+    site with a mapping lifetime for it."""
     topo = lab.topology
-    plain = [
-        s
-        for s in topo.sites
-        if s.hosts >= 1
-        and s.upstream is None
-        and s.mapping_lifetime is None
-        and not s.hairpin
-        and not s.name.startswith("hairpin")
-    ]
-    checks = check_sites(lab, infra, plain)
+    checks = check_sites(lab, infra, [s for s in topo.sites if s.hosts >= 1])
     for s in topo.sites:
-        if s.name.startswith("hairpin") and s.hosts >= 2:
+        if s.hosts >= 2 and s.nat.translates:
             checks.append(check_hairpin(lab, infra, s))
         if s.mapping_lifetime is not None:
             checks.append(check_lifetime(lab, infra, s))

@@ -7,9 +7,13 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import signal
+import socket
 import sys
 import time
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from warpgate import __version__
@@ -22,7 +26,7 @@ from warpgate.node import Node
 from warpgate.pipe import Pipe
 from warpgate.proto.address import TEXT_PREFIX, Address, parse
 from warpgate.proto.names import NameServiceError
-from warpgate.proto.nat import shorthand
+from warpgate.proto.nat import shorthand, site_toml
 from warpgate.race import auto_connect
 
 
@@ -214,6 +218,18 @@ async def cmd_nat(args: argparse.Namespace) -> int:
         found = node.nat
         if found is None:
             raise WarpgateError(f"no STUN server answered ({', '.join(args.stun)})")
+        if args.export is not None:
+            note = (
+                f"warpgate nat --export: measured on {socket.gethostname()} at "
+                f"{datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')} against {', '.join(args.stun)}\n"
+                f"udp: {shorthand(found.udp)}; tcp: {shorthand(found.tcp)}"
+            )
+            try:
+                text = site_toml(found.udp, found.tcp, args.site, note)
+            except ValueError as exc:
+                raise WarpgateError(str(exc)) from None
+            Path(args.export).write_text(text)
+            print(f"wrote {args.export}: [sites.{args.site}] (replay it: netsim verify {args.export})")
         if args.json:
             print(json.dumps({"port": node.port, **found.as_dict()}))
             return 0
@@ -279,6 +295,12 @@ async def cmd_name(args: argparse.Namespace) -> int:
     return 0
 
 
+def _site_name(text: str) -> str:
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,39}", text):
+        raise argparse.ArgumentTypeError("a site name is 1-40 of a-z, 0-9 and '-'")
+    return text
+
+
 def _port(text: str) -> int:
     """A port number for argparse: 0..65535 (0: any free one)."""
     try:
@@ -342,6 +364,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-p", "--port", type=_port, default=0, help="the node's port (default: any free one)")
     p.add_argument("--timeout", type=float, default=3.0, help="seconds discovery may take")
     p.add_argument("--json", action="store_true", help="one JSON object instead of the table")
+    p.add_argument(
+        "--export",
+        metavar="FILE.toml",
+        help="also write the behaviour as a lab site ([sites.NAME] of a netsim scenario)",
+    )
+    p.add_argument("--site", default="measured", type=_site_name, help="the site's name in --export")
     p.set_defaults(func=cmd_nat)
 
     p = sub.add_parser("demo", help="two nodes on loopback connect, echo a message and show the race")

@@ -30,7 +30,7 @@ def test_every_profile_is_what_its_label_says():
     kinds = {c.what for c in checks}
     assert kinds == {"udp", "tcp", "hairpin", "lifetime", "natdiscovery"}
     udp = {c.site: c for c in checks if c.what == "udp"}
-    assert set(udp) == set(PROFILES) | {"port-range"}
+    assert set(udp) == set(PROFILES) | {"port-range", "hairpin-on", "hairpin-off", "lifetime"}
     assert udp["port-range"].measured == "EIM APDF random"  # the port-range knob took effect
 
 
@@ -245,10 +245,58 @@ def test_warpgate_nat_prints_every_label_and_agrees_with_verify():
                 got,
             )
             assert got["udp"]["delta"] == label.udp.delta
-            assert checks[(p, "udp")].measured == verify.short(
-                got["udp"]["mapping"], got["udp"]["filtering"], got["udp"]["allocation"]
-            )
+            assert checks[(p, "udp")].measured == verify.describe(verify.measured_behaviour(got["udp"]))
         assert got["tcp"]["mapping"] == label.tcp.mapping.name.lower(), (p, got)
         assert checks[(p, "tcp")].measured.split()[0] == verify.SHORT_MAPPING[got["tcp"]["mapping"]]
         if label.translates:
             assert got["mapped_udp"] is None or got["mapped_udp"][0] == topo.public_ip(p)
+
+
+def test_a_measured_nat_replays_as_a_site(tmp_path):
+    """From the wild to the lab (issue 17): ``warpgate nat --export`` behind a router writes a site;
+    ``netsim verify FILE`` builds it and classifies it the same, axis by axis."""
+    import subprocess
+
+    from netsim.nat import Profile
+    from warpgate.proto.nat import Filtering, Mapping, NatBehaviour, PortAllocation
+
+    wild = Profile.axes(
+        NatBehaviour(Mapping.ADDRESS_DEPENDENT, Filtering.ADDRESS_DEPENDENT, PortAllocation.SEQUENTIAL, 2)
+    )
+    sites = (
+        Site("wild", wild),
+        Site("wild-cgn", "symmetric", hosts=0),
+        Site("home", "full-cone", upstream="wild-cgn"),
+    )
+    warpgate_cli = str(Path(PYTHON).parent / "warpgate")
+    measured, files = {}, []
+    with Lab(Topology("wild", sites)) as lab:
+        infra = services.start(lab, brokers=False, names=False)
+        for name in ("wild", "home"):
+            host, path = lab.host(name), tmp_path / f"{name}.toml"
+            out = lab.run(
+                host,
+                [warpgate_cli, "nat", "--stun", infra.stun[0], "-i", f"{host.name}-eth0", "--json"]
+                + ["--export", str(path), "--site", f"replayed-{name}"],
+            )
+            measured[name] = json.loads(out.stdout.splitlines()[-1])
+            files.append(str(path))
+    assert verify.describe(verify.measured_behaviour(measured["wild"]["udp"])) == "ADM ADF sequential+2"
+    report = tmp_path / "checks.json"
+    netsim_cli = str(Path(PYTHON).parent / "netsim")
+    proc = subprocess.run(
+        [netsim_cli, "verify", *files, "--json", str(report)], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    checks = {(c["site"], c["what"]): c for c in json.loads(report.read_text())}
+    for name in ("wild", "home"):
+        replayed = checks[(f"replayed-{name}", "udp")]
+        assert replayed["ok"] and replayed["measured"] == verify.describe(
+            verify.measured_behaviour(measured[name]["udp"])
+        ), (name, replayed)
+        tcp = checks[(f"replayed-{name}", "tcp")]
+        assert (
+            tcp["ok"] and tcp["measured"].split()[0] == verify.SHORT_MAPPING[measured[name]["tcp"]["mapping"]]
+        )
+    # the double NAT measured as one router: what the internet sees of a full cone behind a symmetric
+    assert checks[("replayed-home", "udp")]["measured"] == "APDM APDF random"

@@ -77,3 +77,22 @@ def test_solo_short(tmp_path):
         and not theory.expected("reverse", a, b)
     }
     assert only_punch == gained and len(gained) == 17  # the pairs the race gained from udp_punch
+
+
+def test_cube(tmp_path):
+    """The RFC 4787 cube (issue 17): 27 routers built from mapping x filtering x allocation each
+    validate as declared, and each plugin alone agrees with its reach rule on all 729 pairs."""
+    cells = assert_scenario(SCENARIOS / "cube.toml", tmp_path / "run")
+    assert len(cells) == 729 * 3
+    meta = json.loads((tmp_path / "run" / "meta.json").read_text())
+    checks = meta["validation"]
+    assert len(checks) == 54 * 2 and all(c["ok"] for c in checks)  # both sides' 27 routers, UDP + TCP
+    assert {c["expected"] for c in checks if c["what"] == "udp"} >= {
+        "ADM APDF sequential+2",
+        "APDM EIF preserving",
+        "EIM ADF random",
+    }
+    # every axis matters somewhere: each plugin connects some pairs and not others
+    for plugin in ("direct", "reverse", "udp_punch"):
+        rates = set(cells[cells["run"] == plugin]["success"])
+        assert rates == {0.0, 1.0}, plugin

@@ -147,3 +147,23 @@ def test_wire_cost_per_plugin_in_solo_mode(tmp_path):
     assert wire is not None
     assert wire.loc["direct", "signal"] == 250.0 and wire.loc["reverse", "signal"] == 5000.0
     assert wire.loc["direct", "attempts"] == 700.0
+
+
+def test_a_run_whose_cells_cannot_be_judged_fails_the_check(tmp_path):
+    """CI must not pass a run in which every trial of a cell was an agent error (a broken agent
+    made the whole cube "agree" once: errors are not judged, so nothing disagreed)."""
+    import json
+
+    import pytest
+
+    from netsim.testing import check
+
+    run = solo_run(tmp_path)
+    assert len(check(run)) == 2  # the good run passes
+    lines = [json.loads(x) for x in (run / "records.jsonl").read_text().splitlines()]
+    for rec in lines:
+        if rec["type"] == "trial" and rec["run"] == "reverse":
+            rec |= {"outcome": "error", "error_class": "NameError", "error": "name 'protocol' is not defined"}
+    (run / "records.jsonl").write_text("\n".join(map(json.dumps, lines)) + "\n")
+    with pytest.raises(AssertionError, match="1 cell\\(s\\) have no trial that could be judged.*protocol"):
+        check(run)

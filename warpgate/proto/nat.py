@@ -170,3 +170,71 @@ def unpack(data: bytes) -> NatBehaviour:
         raise ValueError("NAT behaviour has an unknown hairpin value 3")
     hairpin = None if hairpin_bits == 0 else hairpin_bits == 1
     return NatBehaviour(mapping, filtering, allocation, int.from_bytes(data[2:], "big", signed=True), hairpin)
+
+
+_SITE_MAPPING = {Mapping.NONE: "none", _EI: "EIM", _AD: "ADM", _APD: "APDM"}
+_SITE_FILTERING = {
+    Filtering.ENDPOINT_INDEPENDENT: "EIF",
+    Filtering.ADDRESS_DEPENDENT: "ADF",
+    Filtering.ADDRESS_PORT_DEPENDENT: "APDF",
+    Filtering.BLOCKED: "blocked",
+}
+
+
+def site_toml(udp: NatBehaviour, tcp: NatBehaviour, name: str = "measured", note: str = "") -> str:
+    """A measured NAT as a lab site (``[sites.NAME]`` of a netsim scenario), to replay it there.
+
+    RFC 5780 cannot observe TCP filtering, nor TCP allocation beyond "the port was kept": those
+    are taken from UDP (the file says so). Raises ``ValueError`` naming an axis that is unknown."""
+    blocked = udp.filtering is Filtering.BLOCKED
+    if tcp.mapping is Mapping.UNKNOWN:
+        raise ValueError("cannot export: the TCP mapping is unknown")
+    if not blocked:
+        for axis in (udp.mapping, udp.filtering, udp.allocation):
+            if axis.name == "UNKNOWN":
+                raise ValueError(
+                    f"cannot export: the UDP {type(axis).__name__.lower()} is unknown "
+                    "(a STUN server with two addresses decides it)"
+                )
+    if tcp.allocation is PortAllocation.PRESERVING or tcp.mapping is Mapping.NONE:
+        tcp_alloc = (PortAllocation.PRESERVING, 0)
+    elif blocked or udp.allocation is PortAllocation.PRESERVING:
+        tcp_alloc = (PortAllocation.RANDOM, 0)  # the port was not kept; nothing tells more
+    else:
+        tcp_alloc = (udp.allocation, udp.delta)
+    tcp_filtering = Filtering.ADDRESS_PORT_DEPENDENT if blocked else udp.filtering
+    tcp = NatBehaviour(tcp.mapping, tcp_filtering, *tcp_alloc)
+    if blocked:  # nothing passes: the rest of UDP's axes are TCP's
+        udp = NatBehaviour(tcp.mapping, Filtering.BLOCKED, *tcp_alloc)
+    u, t = _site_axes(udp), _site_axes(tcp)
+    diff = {k: v for k, v in t.items() if u.get(k) != v}
+    if t["allocation"] != "sequential":
+        diff.pop("delta", None)
+    profile: dict[str, object] = {**u, **({"tcp": diff} if diff else {})}
+    lines = [f"# {line}" for line in note.splitlines()]
+    lines += [
+        "# TCP filtering is not observable with RFC 5780: taken to be UDP's.",
+        f"[sites.{name}]",
+        f"profile = {_toml(profile)}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _site_axes(b: NatBehaviour) -> dict[str, object]:
+    out: dict[str, object] = {
+        "mapping": _SITE_MAPPING[b.mapping],
+        "filtering": _SITE_FILTERING[b.filtering],
+        "allocation": b.allocation.name.lower(),
+    }
+    if b.allocation is PortAllocation.SEQUENTIAL:
+        out["delta"] = b.delta
+    return out
+
+
+def _toml(value: object) -> str:
+    """An inline TOML value: tables, strings and integers are all a site needs."""
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, int):
+        return str(value)
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
