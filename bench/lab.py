@@ -13,10 +13,10 @@ import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from netsim import services, verify
-from netsim.lab import Lab, leftovers
-from netsim.nat import PROFILES
-from netsim.topology import Site, Topology, two_sites
+from netsim.control import services, verify
+from netsim.control.lab import Lab, leftovers
+from netsim.model.nat import PROFILES
+from netsim.model.topology import Site, Topology, two_sites
 
 
 def two_site_run() -> dict[str, float]:

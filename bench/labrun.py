@@ -9,9 +9,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from netsim import runner
-from netsim.scenario import Scenario
-from netsim.topology import Impairment
+from netsim.control import runner
+from netsim.model.scenario import Scenario
+from netsim.model.topology import Impairment
 
 
 def arguments(doc: str | None) -> argparse.Namespace:

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine import _UdpBench, throughput_between  # noqa: F401  (_UdpBench registers bench_udp)
 
-from netsim.daemons import Daemon, coturn, mosquitto
+from netsim.control.daemons import Daemon, coturn, mosquitto
 from tests.daemons import free_port
 from warpgate import Node, auto_connect
 

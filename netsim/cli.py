@@ -15,12 +15,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import FrameType
 
+from netsim.control.lab import Interrupted, clean, tearing_down
 from netsim.errors import NetsimError, UsageError
-from netsim.lab import Interrupted, clean, tearing_down
-from netsim.nat import PROFILES
-from netsim.scenario import shipped
-from netsim.stats import Thresholds
-from netsim.topology import READY, Topology
+from netsim.model.nat import PROFILES
+from netsim.model.scenario import shipped
+from netsim.model.stats import Thresholds
+from netsim.model.topology import READY, Topology
 from warpgate import __version__
 
 
@@ -44,9 +44,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from netsim import scenario, services, verify
-    from netsim.lab import Lab
-    from netsim.topology import Impairment
+    from netsim.control import services, verify
+    from netsim.control.lab import Lab
+    from netsim.model import scenario
+    from netsim.model.topology import Impairment
 
     names = args.profiles or list(PROFILES)
     files = [n for n in names if n.endswith(".toml")]
@@ -100,11 +101,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_shell(args: argparse.Namespace) -> int:
     from mininet.cli import CLI
 
-    from netsim import services
-    from netsim.lab import Lab
+    from netsim.control import services
+    from netsim.control.lab import Lab
 
     if args.topology.endswith(".toml"):
-        from netsim import runner, scenario
+        from netsim.control import runner
+        from netsim.model import scenario
 
         topo = runner.topology_for(scenario.load(args.topology))
     else:
@@ -125,7 +127,7 @@ def cmd_shell(args: argparse.Namespace) -> int:
 
 
 def cmd_clean(args: argparse.Namespace) -> int:
-    from netsim.lab import clean
+    from netsim.control.lab import clean
 
     removed = clean()
     for line in removed:
@@ -139,7 +141,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from netsim import records, report, runner, scenario
+    from netsim.control import report, runner
+    from netsim.model import records, scenario
 
     sc = scenario.load(args.scenario)
     shard = _shard(args.shard)
@@ -194,7 +197,7 @@ def _shard(text: str) -> tuple[int, int]:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from netsim import report
+    from netsim.control import report
 
     if len(args.run) == 1:
         print(report.write(Path(args.run[0])).resolve())
@@ -206,7 +209,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from netsim import report
+    from netsim.control import report
 
     thresholds = Thresholds(args.max_drop, args.max_slowdown, args.min_ms)
     table, problems = report.compare(Path(args.base), Path(args.new), thresholds)
@@ -232,7 +235,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    from netsim import report
+    from netsim.control import report
 
     print(report.merge([Path(r) for r in args.runs], Path(args.out)).resolve())
     return 0

@@ -49,7 +49,7 @@ def lab() -> Iterator[Callable[..., Any]]:
     after the test, and nothing may be left behind."""
     _need_root()
     from netsim.cli import parse_topology
-    from netsim.lab import Lab, leftovers
+    from netsim.control.lab import Lab, leftovers
 
     made: list[Lab] = []
 
@@ -76,7 +76,7 @@ def scenario_cells(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
     if marker is None or not marker.args:
         raise pytest.UsageError("scenario_cells needs @pytest.mark.scenario(NAME_OR_PATH)")
     _need_root()
-    from netsim.lab import leftovers
+    from netsim.control.lab import leftovers
     from netsim.testing import assert_scenario
 
     cells = assert_scenario(marker.args[0], tmp_path / "run", trials=marker.kwargs.get("trials"))

@@ -5,7 +5,7 @@
     def test_nat_matrix(tmp_path):
         assert_scenario("scenarios/quick.toml", tmp_path / "run")   # AssertionError lists bad cells
 
-Expected outcomes come from the scenario's ``[expect]`` table, or else from ``netsim.theory``.
+Expected outcomes come from the scenario's ``[expect]`` table, or else from ``netsim.model.theory``.
 Needs root, like every lab run (mark such tests ``root``).
 """
 
@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from netsim import report, runner, scenario
+from netsim.control import report, runner
+from netsim.model import scenario
 
 
 def assert_scenario(path: str | Path, out: Path, *, trials: int | None = None) -> pd.DataFrame:

@@ -38,7 +38,7 @@ class Broker:
 @pytest.fixture
 def mosquitto_factory(tmp_path):
     """Start real mosquitto brokers on 127.0.0.1 (free ports); all stopped by PID afterwards."""
-    from netsim.daemons import Daemon, mosquitto
+    from netsim.control.daemons import Daemon, mosquitto
     from tests.daemons import free_port
 
     started = []

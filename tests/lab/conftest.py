@@ -2,7 +2,7 @@
 
 import pytest
 
-from netsim.lab import leftovers
+from netsim.control.lab import leftovers
 
 
 @pytest.fixture(autouse=True)

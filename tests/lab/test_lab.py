@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from netsim import services, verify
-from netsim.daemons import DaemonSpec
+from netsim.control import services, verify
+from netsim.control.daemons import DaemonSpec
+from netsim.control.lab import PYTHON, Lab, leftovers
 from netsim.errors import CommandError, DaemonError
-from netsim.lab import PYTHON, Lab, leftovers
-from netsim.nat import PROFILES
-from netsim.topology import Impairment, Site, Topology, double_nat, two_sites, zoo
+from netsim.model.nat import PROFILES
+from netsim.model.topology import Impairment, Site, Topology, double_nat, two_sites, zoo
 
 pytestmark = [pytest.mark.root, pytest.mark.lab]
 
@@ -71,7 +71,7 @@ def test_every_daemon_is_reachable_from_behind_every_nat():
             out = json.loads(
                 lab.run(
                     lab.host(site.name),
-                    [PYTHON, "-m", "netsim.probe", "reach", "--tcp", *tcp, "--stun", infra.stun[0]],
+                    [PYTHON, "-m", "netsim.hosts.probe", "reach", "--tcp", *tcp, "--stun", infra.stun[0]],
                 ).stdout
             )
             stun_expected = site.profile != "udp-blocked"
@@ -211,7 +211,7 @@ def test_warpgate_nat_prints_every_label_and_agrees_with_verify():
     (``warpgate.discovery``)."""
     import inspect
 
-    from netsim import probe
+    from netsim.hosts import probe
     from warpgate import discovery
 
     assert "discovery.classify(" in inspect.getsource(probe.classify_engine)  # one classifier
@@ -257,7 +257,7 @@ def test_a_measured_nat_replays_as_a_site(tmp_path):
     ``netsim verify FILE`` builds it and classifies it the same, axis by axis."""
     import subprocess
 
-    from netsim.nat import Profile
+    from netsim.model.nat import Profile
     from warpgate.proto.nat import Filtering, Mapping, NatBehaviour, PortAllocation
 
     wild = Profile.axes(

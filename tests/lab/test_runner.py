@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from netsim import report
-from netsim.lab import leftovers
+from netsim.control import report
+from netsim.control.lab import leftovers
 from netsim.testing import assert_scenario
 
 pytestmark = [pytest.mark.root, pytest.mark.lab]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from netsim import theory
+from netsim.model import theory
 from netsim.testing import assert_scenario
 
 pytestmark = [pytest.mark.root, pytest.mark.lab]

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from netsim.lab import leftovers
+from netsim.control.lab import leftovers
 
 pytestmark = [pytest.mark.root, pytest.mark.lab]
 

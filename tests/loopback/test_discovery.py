@@ -16,7 +16,7 @@ from warpgate.proto.nat import Filtering, Mapping, PortAllocation
 @pytest.fixture
 def coturn(tmp_path):
     """coturn on 127.0.0.1 and 127.0.0.2, ports 3478/3479 (RFC 5780 needs two of each); stopped by PID."""
-    from netsim.daemons import Daemon, coturn
+    from netsim.control.daemons import Daemon, coturn
 
     daemon = Daemon(coturn("127.0.0.1", "127.0.0.2"), tmp_path / "coturn")
     daemon.start()

@@ -80,7 +80,7 @@ def test_the_example_plugin_is_listed_and_raced_and_a_broken_one_breaks_nothing(
 
 
 def test_shipped_scenarios_are_in_the_wheel(venv):
-    code = "from netsim.scenario import shipped, resolve; print(shipped(), resolve('quick'))"
+    code = "from netsim.model.scenario import shipped, resolve; print(shipped(), resolve('quick'))"
     out = run(venv / "bin" / "python", "-c", code).stdout
     assert "quick" in out and "full-matrix" in out and out.strip().endswith("quick.toml")
 
@@ -88,7 +88,7 @@ def test_shipped_scenarios_are_in_the_wheel(venv):
 def test_the_example_scenario_races_the_installed_plugin(venv):
     """The example's scenario validates where the plugin is installed (its name must be known)."""
     code = (
-        "from netsim.scenario import load; from netsim import theory; "
+        "from netsim.model.scenario import load; from netsim import theory; "
         f"sc = load({str(EXAMPLE / 'scenario.toml')!r}); "
         "print(sc.plugins, theory.expected('tcp_only', 'full-cone', 'open'))"
     )

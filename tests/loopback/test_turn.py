@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from netsim.daemons import coturn_allocations
+from netsim.control.daemons import coturn_allocations
 from tests.daemons import self_signed_cert
 from warpgate import ConnectError, Node, Outcome, auto_connect
 from warpgate.errors import LocalProtocolError, PipeClosed
@@ -22,7 +22,7 @@ CLI = "cli-pass"
 
 
 def start_coturn(tmp_path, **kw):
-    from netsim.daemons import Daemon, coturn
+    from netsim.control.daemons import Daemon, coturn
 
     daemon = Daemon(
         coturn("127.0.0.1", "127.0.0.2", password=PASSWORD, loopback_peers=True, cli_password=CLI, **kw),

@@ -2,11 +2,11 @@
 
 import pytest
 
+from netsim.control.verify import parse_natdiscovery
 from netsim.errors import ScenarioError
-from netsim.nat import PROFILES, RouterConfig, expected, ruleset
-from netsim.plan import build_plan, loss_table
-from netsim.topology import INTERNET, PUBLIC_LANS, Impairment, Site, Topology, double_nat, two_sites
-from netsim.verify import parse_natdiscovery
+from netsim.model.nat import PROFILES, RouterConfig, expected, ruleset
+from netsim.model.plan import build_plan, loss_table
+from netsim.model.topology import INTERNET, PUBLIC_LANS, Impairment, Site, Topology, double_nat, two_sites
 
 
 def test_addresses_stay_in_documentation_and_private_ranges():
@@ -119,7 +119,7 @@ def test_two_sites_plan_has_one_ruleset_per_router():
 
 def test_impairments_wait_for_validation_and_every_router_has_an_uplink():
     """Loss and rate limits are not part of the build: Lab.impair() applies them after the routers
-    were validated on a clean wire; the relays start held (see netsim.delay --hold)."""
+    were validated on a clean wire; the relays start held (see netsim.hosts.delay --hold)."""
     bad = Impairment(delay_ms=30, jitter_ms=5, loss=0.02, rate_mbit=10)
     topo = Topology("t", (Site("a", "full-cone", wan=bad), Site("b", "open")))
     plan = build_plan(topo)
@@ -176,7 +176,7 @@ def _axes(mapping, filtering, allocation, delta=0):
     ],
 )
 def test_each_axis_value_is_one_fragment(axes, present, absent):
-    from netsim.nat import Profile
+    from netsim.model.nat import Profile
 
     rules = ruleset(RouterConfig(Profile.axes(_axes(*axes)), "w", "l", "1.2.3.4"))
     for text in present:
@@ -186,7 +186,7 @@ def test_each_axis_value_is_one_fragment(axes, present, absent):
 
 
 def test_sequential_allocation_steps_by_its_delta_within_the_pool():
-    from netsim.nat import Profile
+    from netsim.model.nat import Profile
 
     up = ruleset(
         RouterConfig(
@@ -221,7 +221,7 @@ def test_sequential_allocation_steps_by_its_delta_within_the_pool():
 
 
 def test_profiles_reject_what_no_router_can_be():
-    from netsim.nat import Profile
+    from netsim.model.nat import Profile
 
     with pytest.raises(ScenarioError, match="delta"):
         Profile.axes(_axes("ADDRESS_DEPENDENT", "ADDRESS_PORT_DEPENDENT", "RANDOM", 2))
@@ -235,7 +235,7 @@ def test_profiles_reject_what_no_router_can_be():
 
 
 def test_presets_are_tuples_and_round_trip_through_the_site_syntax():
-    from netsim.nat import as_table, from_table
+    from netsim.model.nat import as_table, from_table
 
     for p in PROFILES.values():
         back = from_table(as_table(p))
@@ -255,7 +255,7 @@ def test_presets_are_tuples_and_round_trip_through_the_site_syntax():
 
 
 def test_a_nat_behind_a_carrier_shows_the_stricter_of_both():
-    from netsim.nat import behind
+    from netsim.model.nat import behind
 
     home, cgn = PROFILES["full-cone"], PROFILES["symmetric"]
     seen = behind(home, cgn)

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from netsim import protocol, records
+from netsim.model import protocol, records
 
 
 @pytest.mark.parametrize(
@@ -56,7 +56,7 @@ def test_the_agent_answers_a_bad_line_and_goes_on():
         protocol.encode(protocol.Quit()),
     ]
     out = subprocess.run(
-        [sys.executable, "-m", "netsim.agent", "--interface", "lo"],
+        [sys.executable, "-m", "netsim.hosts.agent", "--interface", "lo"],
         input=b"".join(lines),
         capture_output=True,
         timeout=60,

@@ -3,7 +3,7 @@ and a mid-pipe fault's expected survival checked."""
 
 import pandas as pd
 
-from netsim.report import cell_table
+from netsim.control.report import cell_table
 
 
 def trial(outcome, *, cell=("open", "open"), expected=True, survived=None, survives=None, winner="direct"):
@@ -90,7 +90,7 @@ def solo_run(tmp_path):
 
 def test_solo_reach_is_the_share_of_the_plugins_own_runs(tmp_path):
     """A plugin that always connects alone shows 100 %, not 1/N of the cell's runs."""
-    from netsim.report import load, plugin_table
+    from netsim.control.report import load, plugin_table
 
     trials, attempts, _ = load(solo_run(tmp_path))
     reach = {r.plugin: r.connected for r in plugin_table(attempts, trials).itertuples()}
@@ -98,7 +98,7 @@ def test_solo_reach_is_the_share_of_the_plugins_own_runs(tmp_path):
 
 
 def test_every_figure_renders_in_three_formats_from_a_recorded_run(tmp_path):
-    from netsim.report import write
+    from netsim.control.report import write
 
     run = solo_run(tmp_path)
     write(run)
@@ -128,7 +128,7 @@ def test_every_figure_renders_in_three_formats_from_a_recorded_run(tmp_path):
 def test_a_declared_flake_rate_tolerates_a_loss_but_not_twenty():
     """Under 2 % loss: 1 lost trial of 100 agrees with theory at a declared flake rate of 2 %,
     20 lost do not; with no flake rate declared, 1 is already a disagreement."""
-    from netsim.stats import within_flake
+    from netsim.model.stats import within_flake
 
     one = [trial("connected")] * 99 + [trial("failed")]
     twenty = [trial("connected")] * 80 + [trial("failed")] * 20
@@ -140,7 +140,7 @@ def test_a_declared_flake_rate_tolerates_a_loss_but_not_twenty():
 
 
 def test_wire_cost_per_plugin_in_solo_mode(tmp_path):
-    from netsim.report import load, wire_per_run
+    from netsim.control.report import load, wire_per_run
 
     trials, _, _ = load(solo_run(tmp_path))
     wire = wire_per_run(trials)

@@ -4,9 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from netsim import runner, theory
+from netsim.control import runner
 from netsim.errors import ScenarioError
-from netsim.scenario import load, parse
+from netsim.model import theory
+from netsim.model.scenario import load, parse
 
 GOOD = """name = "t"
 trials = 2
@@ -194,7 +195,7 @@ def test_a_stopped_broker_leaves_the_theory_only_plugins_without_signal_messages
 
 def test_a_shipped_scenario_runs_by_name():
     from netsim.errors import ScenarioError
-    from netsim.scenario import SHIPPED, resolve, shipped
+    from netsim.model.scenario import SHIPPED, resolve, shipped
 
     assert {"quick", "full-matrix", "impaired", "fault-stun"} <= set(shipped())
     assert resolve("quick") == SHIPPED / "quick.toml"
@@ -205,7 +206,7 @@ def test_a_shipped_scenario_runs_by_name():
 
 def test_flake_is_a_rate():
     from netsim.errors import ScenarioError
-    from netsim.scenario import parse
+    from netsim.model.scenario import parse
 
     base = 'name = "f"\nplugins = ["direct"]\n[matrix]\na = ["open"]\nb = ["open"]\n'
     assert parse("flake = 0.02\n" + base).flake == 0.02

@@ -1,7 +1,7 @@
 """Probes that run *inside* lab hosts: RFC 5780 classification, hairpinning, mapping lifetime.
 
-    python -m netsim.probe classify --stun 203.0.113.10 --prober 203.0.113.10:7100
-    python -m netsim.probe serve --ips 203.0.113.10 203.0.113.11        (on the STUN host)
+    python -m netsim.hosts.probe classify --stun 203.0.113.10 --prober 203.0.113.10:7100
+    python -m netsim.hosts.probe serve --ips 203.0.113.10 203.0.113.11        (on the STUN host)
 
 UDP mapping, filtering and port allocation, and the TCP mapping, come from the engine's own
 RFC 5780 classifier (``warpgate.discovery.classify``: the code every node runs at start and
@@ -347,7 +347,7 @@ async def serve(ips: list[str], port: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m netsim.probe",
+        prog="python -m netsim.hosts.probe",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from netsim import daemons
-from netsim import topology as T
-from netsim.lab import PYTHON, Lab
+from netsim.control import daemons
+from netsim.control.lab import PYTHON, Lab
+from netsim.model import topology as T
 
 PROBER_PORT = 7100
 NAMES_PORT = 5300

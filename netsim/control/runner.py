@@ -29,14 +29,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from netsim import faults, protocol, records, services, theory, verify
-from netsim.capture import Capture, analyse, flatten
+from netsim.control import faults, services, verify
+from netsim.control.capture import Capture, analyse, flatten
+from netsim.control.lab import PYTHON, Lab, clean, leftovers
 from netsim.errors import NetsimError, UsageError
-from netsim.lab import PYTHON, Lab, clean, leftovers
-from netsim.nat import as_table
-from netsim.records import RECORDS, Key, Recorder
-from netsim.scenario import Scenario
-from netsim.topology import Topology
+from netsim.model import protocol, records, theory
+from netsim.model.nat import as_table
+from netsim.model.records import RECORDS, Key, Recorder
+from netsim.model.scenario import Scenario
+from netsim.model.topology import Topology
 
 META = "meta.json"
 
@@ -154,7 +155,7 @@ class AgentProc:
         argv = [
             PYTHON,
             "-m",
-            "netsim.agent",
+            "netsim.hosts.agent",
             "--interface",
             f"{host.name}-eth0",
             "--stun",

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Protocol
 from netsim.errors import NetsimError
 
 if TYPE_CHECKING:
-    from netsim.lab import Lab
+    from netsim.control.lab import Lab
 
 BEFORE, MID_PIPE = "before-trials", "mid-pipe"
 WHEN: dict[str, tuple[str, ...]] = {
@@ -71,7 +71,7 @@ def usable(fault: Fault | None, plugins: tuple[str, ...]) -> tuple[str, ...]:
     expected cells in ``[expect]``.)"""
     if fault is None or fault.what != "stop-brokers":
         return plugins
-    from netsim import theory
+    from netsim.model import theory
 
     return tuple(p for p in plugins if not theory.needs_signal(p))
 

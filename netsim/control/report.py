@@ -19,11 +19,12 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.patches import Rectangle
 
-from netsim import records, style
+from netsim.control import style
+from netsim.control.style import Rendered
 from netsim.errors import NetsimError, UsageError
-from netsim.nat import PROFILES
-from netsim.stats import Problem, Thresholds, wilson, within_flake
-from netsim.style import Rendered
+from netsim.model import records
+from netsim.model.nat import PROFILES
+from netsim.model.stats import Problem, Thresholds, wilson, within_flake
 
 ORDER = list(PROFILES)
 

@@ -1,8 +1,8 @@
 """The agent: a process inside a lab host that drives a real ``warpgate.Node``.
 
-    python -m netsim.agent --interface wgh1x0-eth0 --stun 203.0.113.10 --broker mqtt://203.0.113.20:1883
+    python -m netsim.hosts.agent --interface wgh1x0-eth0 --stun 203.0.113.10 --broker mqtt://203.0.113.20:1883
 
-Control protocol: ``netsim.protocol`` (JSON lines on stdin and stdout, in order).
+Control protocol: ``netsim.model.protocol`` (JSON lines on stdin and stdout, in order).
 
 Outcomes: ``connected`` (the payload came back), ``payload_failed`` (connected, but the echo did
 not come back within the deadline, or differed), ``failed`` (no pipe). An exception anywhere is
@@ -27,7 +27,7 @@ import traceback
 from dataclasses import asdict
 from typing import Any
 
-from netsim import protocol
+from netsim.model import protocol
 from warpgate import AttemptFailed, Node, Plugin, auto_connect, register
 from warpgate import plugins as registry
 from warpgate.errors import WarpgateError
@@ -57,7 +57,7 @@ class Agent:
 
     async def listen(self, req: protocol.Listen) -> dict[str, Any]:
         await self.reset(protocol.Reset())
-        logging.getLogger("netsim.agent").info("trial %s: listen", req.trial or "?")
+        logging.getLogger("netsim.hosts.agent").info("trial %s: listen", req.trial or "?")
 
         async def echo(pipe: Pipe) -> None:
             with contextlib.suppress(WarpgateError):
@@ -94,7 +94,7 @@ class Agent:
         }
         node = self.node()
         started = time.perf_counter()
-        logging.getLogger("netsim.agent").info("trial %s: connect", req.trial or "?")
+        logging.getLogger("netsim.hosts.agent").info("trial %s: connect", req.trial or "?")
         async with node:
             out |= measured(node, started)
             t0 = time.perf_counter()
@@ -263,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s"
     )
     parser = argparse.ArgumentParser(
-        prog="python -m netsim.agent",
+        prog="python -m netsim.hosts.agent",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

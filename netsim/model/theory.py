@@ -10,7 +10,7 @@ caller. A side is a preset's name or any ``Profile`` (a scenario's site, as the 
 
 from __future__ import annotations
 
-from netsim.nat import Profile, profile
+from netsim.model.nat import Profile, profile
 from warpgate import plugins
 from warpgate.proto.nat import Behaviours
 

@@ -20,7 +20,7 @@ import ipaddress
 from dataclasses import dataclass, field
 
 from netsim.errors import ScenarioError
-from netsim.nat import PROFILES, Profile, profile
+from netsim.model.nat import PROFILES, Profile, profile
 
 INTERNET = ipaddress.IPv4Network("203.0.113.0/24")
 PUBLIC_LANS = ipaddress.IPv4Network("198.51.100.0/24")
@@ -63,7 +63,7 @@ class Site:
 
     name: str
     profile: str | Profile
-    """A preset's name (``netsim.nat.PROFILES``) or a router declared as RFC 4787 axes."""
+    """A preset's name (``netsim.model.nat.PROFILES``) or a router declared as RFC 4787 axes."""
     hosts: int = 1
     upstream: str | None = None
     """Name of a carrier site this router sits behind (double NAT); None: the internet."""

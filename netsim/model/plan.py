@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from netsim import topology as T
-from netsim.nat import RouterConfig, ruleset, sysctls
-from netsim.topology import Impairment, Topology
+from netsim.model import topology as T
+from netsim.model.nat import RouterConfig, ruleset, sysctls
+from netsim.model.topology import Impairment, Topology
 
 BASE_SYSCTLS = (
     "net.ipv6.conf.all.disable_ipv6=1",

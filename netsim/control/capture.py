@@ -19,9 +19,9 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from netsim import topology as T
+from netsim.control.lab import Lab
 from netsim.errors import NetsimError
-from netsim.lab import Lab
+from netsim.model import topology as T
 
 CLASSES = ("signal", "stun", "names", "pipe", "winner")
 _PORTS = {1883: "signal", 3478: "stun", 3479: "stun", 5300: "names"}

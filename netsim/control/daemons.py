@@ -274,7 +274,7 @@ def prober(python: str, ips: list[str], port: int = 7100) -> DaemonSpec:
     """netsim's own helper on the STUN host: TCP filtering and mapping-lifetime probes."""
     return DaemonSpec(
         name="prober",
-        argv=(python, "-m", "netsim.probe", "serve", "--ips", *ips, "--port", str(port)),
+        argv=(python, "-m", "netsim.hosts.probe", "serve", "--ips", *ips, "--port", str(port)),
         ready=r"prober ready",
     )
 

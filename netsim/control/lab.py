@@ -29,12 +29,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from netsim.daemons import Daemon, DaemonSpec
+from netsim.control.daemons import Daemon, DaemonSpec
 from netsim.errors import CommandError, NetsimError
-from netsim.nat import Profile, forget
-from netsim.nat import profile as nat_profile
-from netsim.plan import Plan, Step, build_plan, router_steps
-from netsim.topology import Topology
+from netsim.model.nat import Profile, forget
+from netsim.model.nat import profile as nat_profile
+from netsim.model.plan import Plan, Step, build_plan, router_steps
+from netsim.model.topology import Topology
 
 PYTHON = sys.executable
 MARKER = "WG_LAB"
@@ -118,7 +118,7 @@ class Lab:
                         argv=(
                             PYTHON,
                             "-m",
-                            "netsim.delay",
+                            "netsim.hosts.delay",
                             relay.a,
                             relay.b,
                             "--delay-ms",

@@ -14,11 +14,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from netsim import services
+from netsim.control import services
+from netsim.control.lab import PYTHON, Lab
 from netsim.errors import NetsimError
-from netsim.lab import PYTHON, Lab
-from netsim.nat import Profile, behind, expected
-from netsim.topology import Site, Topology
+from netsim.model.nat import Profile, behind, expected
+from netsim.model.topology import Site, Topology
 from warpgate.proto.nat import Filtering, Mapping, NatBehaviour, PortAllocation, shorthand
 
 
@@ -90,7 +90,7 @@ def classify(lab: Lab, infra: services.Infrastructure, site: str) -> dict[str, A
         [
             PYTHON,
             "-m",
-            "netsim.probe",
+            "netsim.hosts.probe",
             "classify",
             "--stun",
             infra.stun[0],
@@ -164,7 +164,7 @@ def check_hairpin(lab: Lab, infra: services.Infrastructure, site: Site) -> Check
     """Host 1 sends to host 0's public mapping; a reply means the router hairpins (RFC 4787 §6)."""
     listen = lab.popen(
         lab.host(site.name, 0),
-        [PYTHON, "-m", "netsim.probe", "hairpin-listen", "--stun", infra.stun[0], "--wait", "3"],
+        [PYTHON, "-m", "netsim.hosts.probe", "hairpin-listen", "--stun", infra.stun[0], "--wait", "3"],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -177,7 +177,7 @@ def check_hairpin(lab: Lab, infra: services.Infrastructure, site: Site) -> Check
         [
             PYTHON,
             "-m",
-            "netsim.probe",
+            "netsim.hosts.probe",
             "hairpin-send",
             "--stun",
             infra.stun[0],
@@ -204,7 +204,7 @@ def check_lifetime(lab: Lab, infra: services.Infrastructure, site: Site) -> Chec
         [
             PYTHON,
             "-m",
-            "netsim.probe",
+            "netsim.hosts.probe",
             "lifetime",
             "--prober",
             infra.prober,

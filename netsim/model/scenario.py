@@ -31,7 +31,7 @@ loss = 0.0
 [expect]                   # optional: override the theory for a cell ("A/B" = plugins that must connect)
 "symmetric/symmetric" = []
 
-[fault]                    # optional: break something during the run (see netsim/faults.py)
+[fault]                    # optional: break something during the run (see netsim/control/faults.py)
 what = "link-flap"
 when = "mid-pipe"
 """
@@ -44,10 +44,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from netsim.control.faults import SIDES, WHEN, Fault
 from netsim.errors import ScenarioError
-from netsim.faults import SIDES, WHEN, Fault
-from netsim.nat import PROFILES, Profile, behind, from_table
-from netsim.topology import Impairment, Site
+from netsim.model.nat import PROFILES, Profile, behind, from_table
+from netsim.model.topology import Impairment, Site
 
 MODES = ("race", "solo")
 _TOP = {
@@ -137,7 +137,7 @@ class Scenario:
     """Routers declared in ``[sites.NAME]``; the matrix names these or presets."""
     flake: float = 0.0
     """The declared flake rate: a cell still agrees with theory when its trials against the
-    expectation fit this rate (a one-sided binomial test at 5 %, ``netsim.stats.within_flake``)."""
+    expectation fit this rate (a one-sided binomial test at 5 %, ``netsim.model.stats.within_flake``)."""
     path: str = ""
 
     @property
@@ -410,7 +410,7 @@ def _fault(w: _Where, table: Any, a: tuple[str, ...], b: tuple[str, ...], trials
     return Fault(what, when, sites, down_s, chosen, survives)
 
 
-SHIPPED = Path(__file__).resolve().parent / "scenarios"
+SHIPPED = Path(__file__).resolve().parent.parent / "scenarios"
 """The scenarios that ship with netsim (package data; ``scenarios/`` in a clone links here)."""
 
 

@@ -1,6 +1,6 @@
 """A userspace delay wire for kernels without ``sch_netem`` (this one has none; recipes §7).
 
-    python -m netsim.delay IF_A IF_B --delay-ms 20 [--jitter-ms 2] [--hold]
+    python -m netsim.hosts.delay IF_A IF_B --delay-ms 20 [--jitter-ms 2] [--hold]
 
 Forwards every Ethernet frame between two interfaces of one namespace (AF_PACKET raw sockets)
 after a fixed one-way delay plus uniform jitter, never reordering a direction. Measured here:
@@ -95,7 +95,7 @@ def relay(if_a: str, if_b: str, delay: float, jitter: float, *, hold: bool = Fal
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m netsim.delay",
+        prog="python -m netsim.hosts.delay",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
