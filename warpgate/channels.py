@@ -418,16 +418,14 @@ class UdpEndpoint(UdpSocket):
         # One channel per path: the peer may have completed (or begun) its handshake towards us
         # on this very path already (it started punching first).
         existing = self.pipes.get(peer)
-        if (
-            existing is not None
-            and not existing.closed
-            and (existing.peer_key, existing.conn_id)
-            == (
-                expected_key,
-                conn_id,
-            )
-        ):
-            return existing
+        if existing is not None and not existing.closed and existing.peer_key == expected_key:
+            if existing.conn_id == conn_id:
+                return existing
+            # Another attempt's live pipe to this peer holds the path. A second handshake on it
+            # would make the peer replace that pipe by ours (its rule for a restarted peer): a
+            # loser of a race, or a callee still punching back, would kill the winner.
+            self.drops["dial_path_busy"] += 1
+            raise AttemptFailed(f"udp {peer[0]}:{peer[1]}: the path already carries a pipe to this peer")
         init = handshake.Initiator(self.identity, expected_key, conn_id, purpose)
         dial = _Dial(init, asyncio.get_running_loop().create_future())
         resp = self._responders.get(peer)

@@ -3,6 +3,12 @@
 Structured: every attempt is a task owned by one call; when the first pipe arrives the others are
 cancelled *and awaited*, any pipe a loser still produced is closed (which tells the peer), and one
 ``AttemptEvent`` per plugin is emitted. Nothing is left pending when the call returns or raises.
+
+With ``observe=S`` (a lab measuring each plugin's reach while they race) the losers instead run on
+for up to S seconds after the winner, in a task the node owns: the call still returns the winner at
+once; each loser's event says whether it failed, was cancelled while pending, or completed after
+the winner (``connected``, ``won=False``: it would have connected; its pipe is closed at once,
+never nominated).
 """
 
 from __future__ import annotations
@@ -50,12 +56,14 @@ async def auto_connect(
     plugins: Sequence[str] | None = None,
     timeout: float = DEFAULT_TIMEOUT,
     on_event: EventCallback | None = None,
+    observe: float = 0.0,
 ) -> tuple[Pipe, Plugin]:
     """Connect to ``dest`` with every plugin (or those named in ``plugins``) at once.
 
     Returns the first authenticated pipe and the plugin that made it. Raises ``ConnectError``
     listing each plugin's reason when none succeeds within ``timeout`` seconds, and
-    ``AddressError`` when ``dest`` cannot be read.
+    ``AddressError`` when ``dest`` cannot be read. ``observe``: seconds the losers may run on after
+    the winner (within ``timeout``), to record whether they would have connected.
     """
     if not node.started:
         raise LocalProtocolError("start the node before connecting (async with Node(...) as node)")
@@ -105,6 +113,8 @@ async def auto_connect(
 
     winner: tuple[Pipe, Plugin] | None = None
     pending = set(attempts)
+    ctx_of = dict(zip(attempts, contexts, strict=True))
+    observing = False
     try:
         while pending and winner is None:
             done, pending = await asyncio.wait(
@@ -119,65 +129,119 @@ async def auto_connect(
                 if result[1] is not None:
                     if winner is None:
                         winner = (result[1], plugin)
-                    else:
+                    elif result[1] is not winner[0]:
                         await result[1].close()
             if winner is None and pending and all(waiting_until[t] > loop.time() for t in pending):
                 hurry.set()  # the plugins they waited for have failed: waiting cannot pay off
+        if winner is not None and pending and observe > 0:
+            hurry.set()  # a plugin waiting for its head start would never be seen otherwise
+            until = min(deadline, loop.time() + observe)
+            losers = [ctx_of[t] for t in pending]
+            observer = _observe(pending, until, attempts, losers, winner[0], address, ms, emit, node)
+            node.adopt(loop.create_task(observer, name="warpgate-observe-losers"))
+            observing = True
     finally:
-        why = "another plugin won" if winner else "deadline reached"
-        for task in pending:
-            task.cancel()
-        # A plugin must end promptly when cancelled; one that does not is a bug, reported in its event
-        # and handed to the node (which cancels and reaps it at stop) instead of hanging this call.
-        ended, stuck = await asyncio.wait(pending, timeout=CANCEL_GRACE) if pending else (set(), set())
-        for task in ended:
-            plugin, start = attempts[task]
-            if task.cancelled():
-                outcome = Outcome.CANCELLED if winner else Outcome.TIMEOUT
-                emit(AttemptEvent(plugin.name, outcome, start, ms(), why))
-                continue
-            exc = task.exception()
-            if isinstance(exc, AttemptFailed):
-                emit(
-                    AttemptEvent(
-                        plugin.name, Outcome.FAILED, start, ms(), exc.reason, error_class=type(exc).__name__
-                    )
-                )
-            elif exc is not None:  # a plugin bug: reported, with its traceback, never swallowed
-                log.error("plugin %s raised while being cancelled", plugin.name, exc_info=exc)
-                emit(
-                    AttemptEvent(
-                        plugin.name,
-                        Outcome.FAILED,
-                        start,
-                        ms(),
-                        f"bug: {exc!r}",
-                        error_class=type(exc).__name__,
-                    )
-                )
-            else:
-                await task.result().close()  # ignored cancellation but ended: close what it made
-                emit(AttemptEvent(plugin.name, Outcome.CANCELLED, start, ms(), why + " (pipe closed)"))
-        for task in stuck:
-            plugin, start = attempts[task]
-            log.error("plugin %s did not stop within %.1f s of being cancelled", plugin.name, CANCEL_GRACE)
-            emit(
-                AttemptEvent(
-                    plugin.name,
-                    Outcome.CANCELLED,
-                    start,
-                    ms(),
-                    f"{why}; ignored cancellation for {CANCEL_GRACE} s (plugin bug)",
-                    error_class="CancellationIgnored",
-                )
-            )
-            node.adopt(task)
-    for ctx in contexts:  # what attempts acquired and did not hand on ends with them
-        await ctx.resources.aclose()
+        if not observing:
+            why = "another plugin won" if winner else "deadline reached"
+            await _wind_down(pending, attempts, why, ms, emit, node)
+    for task, ctx in ctx_of.items():  # what attempts acquired and did not hand on ends with them
+        if not observing or task not in pending:
+            await ctx.resources.aclose()
     if winner is None:
         raise ConnectError(f"could not connect to {address.node_id}: every plugin failed", events)
     winner[0].nominate()
     return winner
+
+
+async def _observe(
+    pending: set[asyncio.Task[Pipe]],
+    until: float,
+    attempts: dict[asyncio.Task[Pipe], tuple[Plugin, float]],
+    contexts: list[AttemptContext],
+    winning: Pipe,
+    address: Address,
+    ms: Callable[[], float],
+    emit: Callable[[AttemptEvent], None],
+    node: Node,
+) -> None:
+    """The losers after the winner: each that completes before ``until`` is recorded and its pipe
+    closed; the rest are cancelled as in the race."""
+    loop = asyncio.get_running_loop()
+    try:
+        while pending:
+            done, pending = await asyncio.wait(
+                pending, timeout=max(0.0, until - loop.time()), return_when=asyncio.FIRST_COMPLETED
+            )
+            if not done:
+                break
+            for task in done:
+                plugin, start = attempts[task]
+                event, pipe = _settle(task, plugin.name, start, ms(), won=False, expected=address)
+                emit(event)
+                if pipe is not None and pipe is not winning:
+                    await pipe.close()
+    finally:
+        await _wind_down(pending, attempts, "another plugin won", ms, emit, node)
+        for ctx in contexts:
+            await ctx.resources.aclose()
+
+
+async def _wind_down(
+    pending: set[asyncio.Task[Pipe]],
+    attempts: dict[asyncio.Task[Pipe], tuple[Plugin, float]],
+    why: str,
+    ms: Callable[[], float],
+    emit: Callable[[AttemptEvent], None],
+    node: Node,
+) -> None:
+    """Cancel what is still pending and await it. A plugin must end promptly when cancelled; one that
+    does not is a bug, reported in its event and handed to the node (which cancels and reaps it at
+    stop) instead of hanging the caller."""
+    for task in pending:
+        task.cancel()
+    ended, stuck = await asyncio.wait(pending, timeout=CANCEL_GRACE) if pending else (set(), set())
+    for task in ended:
+        plugin, start = attempts[task]
+        if task.cancelled():
+            outcome = Outcome.CANCELLED if why == "another plugin won" else Outcome.TIMEOUT
+            emit(AttemptEvent(plugin.name, outcome, start, ms(), why))
+            continue
+        exc = task.exception()
+        if isinstance(exc, AttemptFailed):
+            emit(
+                AttemptEvent(
+                    plugin.name, Outcome.FAILED, start, ms(), exc.reason, error_class=type(exc).__name__
+                )
+            )
+        elif exc is not None:  # a plugin bug: reported, with its traceback, never swallowed
+            log.error("plugin %s raised while being cancelled", plugin.name, exc_info=exc)
+            emit(
+                AttemptEvent(
+                    plugin.name,
+                    Outcome.FAILED,
+                    start,
+                    ms(),
+                    f"bug: {exc!r}",
+                    error_class=type(exc).__name__,
+                )
+            )
+        else:
+            await task.result().close()  # ignored cancellation but ended: close what it made
+            emit(AttemptEvent(plugin.name, Outcome.CANCELLED, start, ms(), why + " (pipe closed)"))
+    for task in stuck:
+        plugin, start = attempts[task]
+        log.error("plugin %s did not stop within %.1f s of being cancelled", plugin.name, CANCEL_GRACE)
+        emit(
+            AttemptEvent(
+                plugin.name,
+                Outcome.CANCELLED,
+                start,
+                ms(),
+                f"{why}; ignored cancellation for {CANCEL_GRACE} s (plugin bug)",
+                error_class="CancellationIgnored",
+            )
+        )
+        node.adopt(task)
 
 
 async def _after(wait: float, plugin: Plugin, ctx: AttemptContext, hurry: asyncio.Event) -> Pipe:
@@ -199,7 +263,7 @@ def _settle(
             return AttemptEvent(plugin, Outcome.FAILED, start, end, "plugin returned an unusable pipe"), None
         local = f"{pipe.proto}://{pipe.local[0]}:{pipe.local[1]}"
         remote = f"{pipe.proto}://{pipe.remote[0]}:{pipe.remote[1]}"
-        reason = "" if won else "connected after another plugin won (pipe closed)"
+        reason = "" if won else "completed after the winner (pipe closed)"
         ev = AttemptEvent(plugin, Outcome.CONNECTED, start, end, reason, pipe.path, local, remote, won=won)
         return ev, pipe
     if isinstance(exc, AttemptFailed):

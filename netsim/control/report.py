@@ -113,9 +113,10 @@ def cell_table(trials: pd.DataFrame, flake: float = 0.0) -> pd.DataFrame:
 
 def plugin_table(attempts: pd.DataFrame, trials: pd.DataFrame) -> pd.DataFrame:
     """Per plugin and cell: of the trials the plugin ran in (one attempt each), the share in which
-    it connected (winner or not) and its median time when it did. In solo mode that is its reach;
-    in a race a plugin cancelled by the winner counts as not connected, so there it is a lower
-    bound (the race does not yet let losers finish)."""
+    it connected (winner, or completed after the winner) and its median time when it did. In solo
+    mode that is its reach; in a race it is too when the scenario observes the losers
+    (``observe``: they run on after the winner); without that a loser cancelled while pending
+    counts as not connected, and the share is a lower bound."""
     if attempts.empty:
         return pd.DataFrame(columns=["plugin", "a", "b", "n", "connected", "median_ms"])
     a = attempts.assign(ok=attempts["outcome"] == "connected", ms=attempts["end_ms"] - attempts["start_ms"])
@@ -227,11 +228,14 @@ def figures(cells: pd.DataFrame, plugins: pd.DataFrame, trials: pd.DataFrame) ->
             labels=expected.map(lambda v: "?" if v is None or pd.isna(v) else ("yes" if v else "no")),
             bar="expected to connect (1) or not (0)",
         )
+    raced = "mode" in trials and (trials["mode"] == "race").any()
+    observed = "observe" in trials and (trials["observe"].fillna(0) > 0).all()
+    note = "" if not raced or observed else "\n(a lower bound: the race cancelled losers while pending)"
     for plugin, p in plugins.groupby("plugin"):
         m = p.pivot(index="a", columns="b", values="connected").reindex(index=rows, columns=cols)
         out[f"plugin-{plugin}"] = _heatmap(
             m,
-            f"{plugin}: share of the trials it ran in where it connected",
+            f"{plugin}: share of the trials it ran in where it connected{note}",
             bar="share of its trials",
         )
     ok = trials[trials["outcome"] == "connected"]

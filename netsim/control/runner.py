@@ -450,6 +450,7 @@ def _run_cell(
                 key,
                 {
                     "plugins": label,
+                    "observe": scenario.observe,
                     "outcome": outcome,
                     "winner": result.get("winner"),
                     "ttc_ms": result.get("ms"),
@@ -509,6 +510,7 @@ def _connect(
             payload=scenario.payload,
             pause=mid_pipe,
             trial=f"{cell[0]}/{cell[1]}",
+            observe=scenario.observe,
         )
     )
     answer = agents[sb].read(limit)

@@ -35,6 +35,7 @@ from warpgate.events import AttemptEvent
 from warpgate.pipe import Pipe
 from warpgate.proto.nat import shorthand
 from warpgate.proto.timers import Backoff
+from warpgate.race import CANCEL_GRACE
 from warpgate.retry import retransmit
 
 
@@ -83,6 +84,12 @@ class Agent:
 
     async def connect(self, req: protocol.Connect) -> dict[str, Any]:
         events: list[AttemptEvent] = []
+        reported = asyncio.Event()
+
+        def report(event: AttemptEvent) -> None:
+            events.append(event)
+            reported.set()
+
         out: dict[str, Any] = {
             "ok": False,
             "outcome": "failed",
@@ -104,7 +111,8 @@ class Agent:
                     req.address,
                     plugins=list(req.plugins) or None,
                     timeout=float(req.timeout),
-                    on_event=events.append,
+                    on_event=report,
+                    observe=req.observe,
                 )
                 out["ms"] = round((time.perf_counter() - t0) * 1000, 3)
                 out["winner"] = plugin.name
@@ -119,6 +127,9 @@ class Agent:
                 if req.pause:
                     out["after_fault"] = await self.after_fault(pipe, payload, limit)
                 await pipe.close()
+                if req.observe:
+                    names = list(req.plugins) or list(registry.available())
+                    await all_reported(events, reported, names, req.observe)
             except (WarpgateError, TimeoutError) as exc:
                 out["error_class"], out["error"] = describe(exc)
             if node.signal is not None and node.signal.min_rtt is not None:
@@ -146,6 +157,19 @@ def describe(exc: BaseException) -> tuple[str, str]:
     """An exception as a record's (class, message); the first line, or its repr when it has no
     message (a bare ``TimeoutError``)."""
     return type(exc).__name__, (str(exc).splitlines() or [repr(exc)])[0]
+
+
+async def all_reported(
+    events: list[AttemptEvent], reported: asyncio.Event, plugins: list[str], observe: float
+) -> None:
+    """Wait until every plugin of the race has its event (losers observed after the winner end
+    within ``observe`` seconds, plus the race's grace for a cancelled plugin to stop); the events
+    arrive from a task the node owns, each one setting ``reported``."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(observe + CANCEL_GRACE + 1.0):
+            while {e.plugin for e in events} < set(plugins):
+                reported.clear()
+                await reported.wait()
 
 
 async def check_echo(pipe: Pipe, payload: bytes, limit: float) -> int:

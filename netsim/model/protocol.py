@@ -52,6 +52,8 @@ class Connect:
     payload: int = 1024
     pause: bool = False
     trial: str = ""
+    observe: float = 0.0
+    """Seconds the race's losers run on after the winner (their late completions are recorded)."""
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,7 @@ def decode(line: bytes) -> Request:
         "address": str,
         "trial": str,
         "timeout": (int, float),
+        "observe": (int, float),
         "payload": int,
         "pause": bool,
     }

@@ -5,6 +5,7 @@ description = "small matrix for the README's main job"
 trials = 3                 # per cell
 timeout = 2.0              # seconds per auto_connect
 mode = "race"              # race: all plugins at once; solo: each plugin alone, one after another
+observe = 0.5              # race: losers run on 0.5 s after the winner (reach counts late completions)
 plugins = ["direct", "reverse"]
 payload = 1024             # bytes echoed through each pipe
 seed = 1
@@ -66,6 +67,7 @@ _TOP = {
     "capture",
     "fault",
     "sites",
+    "observe",
 }
 _SITE = {"profile", "hairpin", "mapping_lifetime", "port_range", "upnp", "natpmp", "pcp", "behind", "ipv6"}
 _FAULT = {"what", "when", "sites", "down_s", "trials", "survives"}
@@ -135,6 +137,10 @@ class Scenario:
     """Record each trial on both routers' WAN links (tcpdump) and count what went on the wire."""
     sites: dict[str, SiteSpec] = field(default_factory=dict)
     """Routers declared in ``[sites.NAME]``; the matrix names these or presets."""
+    observe: float = 0.0
+    """Race mode: seconds the losers run on after the winner, so each plugin's reach counts its
+    late completions (``auto_connect(observe=...)``); 0 cancels them at once (reach is then a
+    lower bound)."""
     flake: float = 0.0
     """The declared flake rate: a cell still agrees with theory when its trials against the
     expectation fit this rate (a one-sided binomial test at 5 %, ``netsim.model.stats.within_flake``)."""
@@ -269,6 +275,7 @@ def parse(text: str, path: str = "<scenario>") -> Scenario:
         capture=_get(w, data, "capture", bool, False),
         flake=_flake(w, data),
         sites=sites,
+        observe=_observe(w, data, mode),
         fault=fault,
         path=path,
     )
@@ -364,6 +371,15 @@ def load_sites(path: str | Path) -> dict[str, SiteSpec]:
     if not sites:
         raise ScenarioError(f"{p}: no [sites.NAME] table")
     return sites
+
+
+def _observe(w: _Where, data: dict[str, Any], mode: str) -> float:
+    value = float(_get(w, data, "observe", (int, float), 0.0))
+    if not 0.0 <= value <= 30.0:
+        raise w.err("observe", "must be 0..30 seconds")
+    if value and mode != "race":
+        raise w.err("observe", "only a race has losers to observe (mode = \"race\")")
+    return value
 
 
 def _flake(w: _Where, data: dict[str, Any]) -> float:

@@ -55,6 +55,18 @@ def test_full_matrix_short(tmp_path):
     trials = [json.loads(x) for x in (tmp_path / "run" / "records.jsonl").read_text().splitlines()]
     paths = {(t["a"], t["b"]): t["path"] for t in trials if t["type"] == "trial"}
     assert {cell for cell, path in paths.items() if path == "relayed"} == only_relay
+    # the losers were observed (observe = 0.5): a relay completes after the winner wherever it runs
+    late = {
+        (t["a"], t["b"], t["plugin"])
+        for t in trials
+        if t["type"] == "attempt" and t["outcome"] == "connected" and not t["won"]
+    }
+    assert {(a, b) for a, b, p in late if p == "turn"} >= {("open", "open"), ("full-cone", "firewall")}
+    assert all(
+        t["reason"] == "completed after the winner (pipe closed)"
+        for t in trials
+        if t["type"] == "attempt" and t["outcome"] == "connected" and not t["won"]
+    )
 
 
 def test_solo_short(tmp_path):

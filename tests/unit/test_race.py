@@ -115,7 +115,19 @@ class Deaf(Plugin):
         raise AssertionError("unreachable")
 
 
-ALL = [Fast, Slow, Stubborn, Fails, Buggy, Never, Impostor, Deaf]
+class Late(Plugin):
+    """Connects once the test lets it: after the winner."""
+
+    name = "t_late"
+    release: asyncio.Event | None = None
+
+    async def attempt(self, ctx):
+        assert Late.release is not None
+        await Late.release.wait()
+        return fake_pipe(ctx, self.name)
+
+
+ALL = [Fast, Slow, Stubborn, Fails, Buggy, Never, Impostor, Deaf, Late]
 
 
 @pytest.fixture(autouse=True)
@@ -294,3 +306,36 @@ async def test_a_head_start_ends_when_every_plugin_it_waited_for_has_failed(node
     assert plugin.name == "t_patient"
     assert loop.time() - t0 < 5.0  # not its 20 s head start: t_fails failed at once
     await pipe.close()
+
+
+async def test_observed_losers_say_whether_they_would_have_connected(nodes):
+    """Race reach (issue 15): with ``observe`` the call returns the winner at once; a loser that
+    completes later is recorded as connected, not won, and its pipe closed; one still pending when
+    the window ends is cancelled."""
+    a, b = nodes
+    Late.release = asyncio.Event()
+    events = []
+    pipe, plugin = await auto_connect(
+        b, a.address, plugins=["t_fast", "t_late", "t_slow", "t_fails"], on_event=events.append, observe=0.3
+    )
+    assert plugin.name == "t_fast" and not pipe.closed
+    assert {e.plugin for e in events} == {"t_fast", "t_fails"}  # returned while the losers still run
+    Late.release.set()
+    (observer,) = [t for t in asyncio.all_tasks() if t.get_name() == "warpgate-observe-losers"]
+    await observer
+    by = {e.plugin: e for e in events}
+    assert by["t_late"].outcome is Outcome.CONNECTED and not by["t_late"].won
+    assert by["t_late"].reason == "completed after the winner (pipe closed)"
+    assert "t_late closed" in log and "t_fast closed" not in log and not pipe.closed
+    assert by["t_slow"].outcome is Outcome.CANCELLED and by["t_slow"].reason == "another plugin won"
+    assert "slow cleaned up" in log
+    assert_no_tasks()
+
+
+async def test_without_observe_losers_are_cancelled_before_the_call_returns(nodes):
+    a, b = nodes
+    Late.release = asyncio.Event()
+    events = []
+    await auto_connect(b, a.address, plugins=["t_fast", "t_late"], on_event=events.append)
+    assert {e.plugin: e.outcome for e in events} == {"t_fast": Outcome.CONNECTED, "t_late": Outcome.CANCELLED}
+    assert_no_tasks()

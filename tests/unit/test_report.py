@@ -167,3 +167,60 @@ def test_a_run_whose_cells_cannot_be_judged_fails_the_check(tmp_path):
     (run / "records.jsonl").write_text("\n".join(map(json.dumps, lines)) + "\n")
     with pytest.raises(AssertionError, match="1 cell\\(s\\) have no trial that could be judged.*protocol"):
         check(run)
+
+
+def test_race_reach_counts_late_completions(tmp_path):
+    """In a race that observed its losers, a plugin that completed after the winner connected
+    (it would have): its reach map shows it; one cancelled while pending did not."""
+    import json
+
+    from netsim.control.report import figures, load, plugin_table
+
+    lines = []
+    for i in range(4):
+        key = {"a": "open", "b": "full-cone", "run": "direct,reverse,turn", "trial": i, "mode": "race"}
+        lines.append(
+            {
+                "type": "trial",
+                **key,
+                "outcome": "connected",
+                "expected": True,
+                "winner": "direct",
+                "ttc_ms": 2.0,
+                "overhead_ms": 1.0,
+                "transport": "tcp",
+                "observe": 0.5,
+            }
+        )
+        late = i < 3  # reverse completed after the winner in 3 trials of 4, pending in the last
+        for plugin, outcome, won, reason in (
+            ("direct", "connected", True, ""),
+            (
+                "reverse",
+                "connected" if late else "cancelled",
+                False,
+                "completed after the winner (pipe closed)" if late else "another plugin won",
+            ),
+            ("turn", "cancelled", False, "another plugin won"),
+        ):
+            lines.append(
+                {
+                    "type": "attempt",
+                    **key,
+                    "plugin": plugin,
+                    "outcome": outcome,
+                    "won": won,
+                    "start_ms": 0.0,
+                    "end_ms": 3.0,
+                    "reason": reason,
+                }
+            )
+    (tmp_path / "records.jsonl").write_text("\n".join(map(json.dumps, lines)) + "\n")
+    (tmp_path / "meta.json").write_text(json.dumps({"scenario": {"name": "race-test", "mode": "race"}}))
+    trials, attempts, _ = load(tmp_path)
+    reach = {r.plugin: r.connected for r in plugin_table(attempts, trials).itertuples()}
+    assert reach == {"direct": 1.0, "reverse": 0.75, "turn": 0.0}
+    from netsim.control.report import cell_table
+
+    figs = figures(cell_table(trials), plugin_table(attempts, trials), trials)
+    assert "plugin-reverse" in figs

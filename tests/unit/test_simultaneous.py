@@ -142,3 +142,25 @@ async def test_another_channel_on_a_dialled_path_is_answered_apart():
     finally:
         e_dialer.close()
         e_other.close()
+
+
+async def test_a_second_attempt_on_a_live_path_fails_and_leaves_the_pipe():
+    """A race's loser (or a callee still punching back) dialling the winner's path with another
+    conn_id must not start a handshake there: the peer would replace the winner's pipe by the new
+    channel (its rule for a restarted peer), and data on the path would go to the loser's."""
+    lo, hi = pair()
+    incoming = []
+    e_lo = await UdpEndpoint.bind(("127.0.0.1", 0), lo, None)
+    e_hi = await UdpEndpoint.bind(("127.0.0.1", 0), hi, lambda p, c: incoming.append(p))
+    try:
+        winner = await e_lo.connect(e_hi.local, expected_key=hi.public_key, conn_id=bytes(16), purpose="t")
+        with pytest.raises(AttemptFailed, match="already carries a pipe to this peer"):
+            await e_lo.connect(e_hi.local, expected_key=hi.public_key, conn_id=bytes([1]) * 16, purpose="t")
+        assert e_lo.drops["dial_path_busy"] == 1
+        (theirs,) = incoming
+        assert not winner.closed and not theirs.closed
+        await winner.send(b"still ours")
+        assert await theirs.recv(timeout=2) == b"still ours"
+    finally:
+        e_lo.close()
+        e_hi.close()
