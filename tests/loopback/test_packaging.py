@@ -88,7 +88,7 @@ def test_shipped_scenarios_are_in_the_wheel(venv):
 def test_the_example_scenario_races_the_installed_plugin(venv):
     """The example's scenario validates where the plugin is installed (its name must be known)."""
     code = (
-        "from netsim.model.scenario import load; from netsim import theory; "
+        "from netsim.model.scenario import load; from netsim.model import theory; "
         f"sc = load({str(EXAMPLE / 'scenario.toml')!r}); "
         "print(sc.plugins, theory.expected('tcp_only', 'full-cone', 'open'))"
     )
