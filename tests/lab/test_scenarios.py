@@ -108,4 +108,4 @@ def test_cube(tmp_path):
     # every axis matters somewhere: each plugin connects some pairs and not others
     for plugin in ("direct", "reverse", "udp_punch"):
         rates = set(cells[cells["run"] == plugin]["success"])
-        assert rates == {0.0, 1.0}, plugin
+        assert {0.0, 1.0} <= rates, plugin
