@@ -19,11 +19,15 @@ from dataclasses import dataclass, field
 
 from warpgate.errors import AddressError, RemoteProtocolError
 from warpgate.identity import Identity
-from warpgate.proto import address, frames, handshake, names, record
+from warpgate.portmap import ssdp_location
+from warpgate.proto import address, frames, handshake, names, natpmp, pcp, record
 from warpgate.proto.address import Address, Interface
 from warpgate.proto.envelope import MsgType, ReplayCache, SignalRejected, open_envelope, seal
 from warpgate.proto.frames import Kind
+from warpgate.proto.natpmp import PortMapRefused, PortMapRejected
 from warpgate.stun import StunError, _parse, _request
+
+PortMapError = (PortMapRejected, PortMapRefused)
 
 NOW = 1_800_000_000.0
 
@@ -89,6 +93,17 @@ def targets() -> list[Target]:
     def tcp_header(data: bytes) -> object:
         return frames.tcp_header(data[: frames.HEADER_SIZE].ljust(frames.HEADER_SIZE, b"\0"))
 
+    pmp_req = natpmp.MapRequest("udp", 7000, 7000, 7200)
+    pmp_seed = bytes([0, 129, 0, 0, 0, 0, 0, 1]) + bytes([27, 88, 27, 88, 0, 0, 28, 32])
+    pcp_req = pcp.MapRequest("udp", ip.IPv4Address("10.0.1.11"), 7000, bytes(range(12)), 7200)
+    pcp_seed = (
+        bytes([2, 0x81, 0, 0, 0, 0, 28, 32])
+        + bytes(16)
+        + bytes(range(12))
+        + bytes([17, 0, 0, 0, 27, 88, 27, 88])
+        + pcp._v6(ip.IPv4Address("203.0.113.1"))
+    )
+    ssdp_seed = b"HTTP/1.1 200 OK\r\nST: x\r\nLOCATION: http://10.0.1.1:5555/rootDesc.xml\r\n\r\n"
     return [
         Target("address", address.decode, AddressError, [addr_a.to_bytes(), addr_b.to_bytes()]),
         Target("envelope", open_env, SignalRejected, [env]),
@@ -100,6 +115,10 @@ def targets() -> list[Target]:
         Target("record", open_record, RemoteProtocolError, sealed),
         Target("stun", parse_stun, StunError, [bytes(answer)]),
         Target("names", names.decode, names.NameServiceError, [record_name.to_bytes()]),
+        Target("nat-pmp", lambda d: natpmp.check(pmp_req, d), PortMapError, [pmp_seed]),
+        Target("pcp", lambda d: pcp.check(pcp_req, d), PortMapError, [pcp_seed]),
+        Target("pcp announce", pcp.check_announce, PortMapError, [pcp_seed[:24]]),
+        Target("ssdp", ssdp_location, PortMapError, [ssdp_seed]),
     ]
 
 

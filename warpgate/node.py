@@ -14,7 +14,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from types import TracebackType
 from typing import Any
 
-from warpgate import discovery, plugins
+from warpgate import discovery, plugins, portmap
 from warpgate.channels import UdpEndpoint, tcp_respond
 from warpgate.errors import LocalProtocolError, WarpgateError
 from warpgate.events import AttemptEvent
@@ -23,6 +23,7 @@ from warpgate.interfaces import LocalInterface, list_interfaces
 from warpgate.names import DEFAULT_TTL, NameClient
 from warpgate.pipe import Pipe
 from warpgate.plugins.base import Plugin, ResponderContext, When, encode_reply
+from warpgate.portmap import Lease, PortMapError, PortMapper
 from warpgate.proto import timers
 from warpgate.proto.address import Address, Interface
 from warpgate.proto.discovery import Discovery
@@ -44,6 +45,10 @@ MAX_UNNOMINATED_PER_PEER = 8
 """Of those, from one key (a race opens at most a few channels per plugin)."""
 NOMINATION_TIMEOUT = 30.0
 """Seconds an incoming channel may wait for nomination (a race lasts 10 s by default)."""
+
+PORTMAP_MODES = ("start", "demand", "off")
+PORTMAP_RETRY = 30.0
+"""Seconds before a gateway that granted no mapping is asked again."""
 
 PipeCallback = Callable[[Pipe], object]
 EventCallback = Callable[[AttemptEvent], object]
@@ -81,6 +86,9 @@ class Node:
         turn: Sequence[str] = (),
         relay_head_start: float = 1.0,
         keepalive: timers.Liveness | None = timers.LIVENESS,
+        portmap: str = "start",
+        portmap_deadline: float = portmap.DEADLINE,
+        portmap_lease: int = portmap.LEASE,
     ) -> None:
         if identity is not None and key_path is not None:
             raise LocalProtocolError("give identity or key_path, not both")
@@ -140,6 +148,18 @@ class Node:
         """Client of the names server: resolves nicknames given to ``auto_connect``."""
         for url in self.brokers:
             parse_broker(url)
+        if portmap not in PORTMAP_MODES:
+            raise LocalProtocolError(f"portmap is one of {', '.join(PORTMAP_MODES)}, not {portmap!r}")
+        self.portmap_mode = portmap
+        """``start``: ask the gateway for a mapping at start (PCP, NAT-PMP, UPnP IGD at once) and
+        advertise it; ``demand``: only when a peer asks (the ``portmap`` plugin); ``off``: never."""
+        self.portmap_deadline = portmap_deadline
+        self.portmap_lease = portmap_lease
+        self.portmapper: PortMapper | None = None
+        """The node's mapping client, when a default route leaves through one of its interfaces."""
+        self._mapping_lock = asyncio.Lock()
+        self._gateway_iface = ""
+        self._unmapped_until = 0.0
         self.started = False
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -165,6 +185,9 @@ class Node:
             # STUN and the brokers are independent: ask both at once (each waits on timeouts when a
             # path is blocked).
             jobs = []
+            self._find_gateway()
+            if self.portmapper is not None and self.portmap_mode == "start":
+                jobs.append(self._map_at_start())
             if self.stun_servers:
                 jobs.append(self._discover())
             if self.brokers:
@@ -221,6 +244,54 @@ class Node:
             )
         )
         self._address = None
+
+    def _find_gateway(self) -> None:
+        if self.portmap_mode == "off":
+            return
+        names = [i.name for i in self.local_interfaces]
+        found = portmap.default_gateway(names)
+        if found is None:
+            return
+        iface = next(i for i in self.local_interfaces if i.name == found[0])
+        if not iface.ipv4:
+            return
+        self.portmapper = PortMapper(str(iface.ipv4[0]), found[1], lease=self.portmap_lease)
+        self.portmapper.on_change = self._forget_address
+        self._gateway_iface = iface.name
+        self.portmapper.set_port(self.port)
+
+    def _forget_address(self) -> None:
+        self._address = None
+
+    async def _map_at_start(self) -> None:
+        try:
+            await self.map_port()
+        except PortMapError as exc:  # a start never fails for want of a mapping
+            log.info("node %s: no gateway mapping: %s", self.node_id[:8], exc)
+
+    async def map_port(self) -> Lease:
+        """An inbound mapping of the node's port at its gateway (the one it holds, else a new one,
+        asked within ``portmap_deadline``); advertised in ``address`` from then on, refreshed,
+        deleted at stop. ``PortMapError`` when there is no gateway or none grants one."""
+        mapper = self.portmapper
+        if self.portmap_mode == "off":
+            raise PortMapError("port mapping is off (Node(portmap='off'))")
+        if mapper is None:
+            raise PortMapError("no gateway: no default route leaves through the node's interfaces")
+        async with self._mapping_lock:
+            loop = asyncio.get_running_loop()
+            if mapper.lease is None and loop.time() < self._unmapped_until:
+                # a gateway that said no is not asked again for a while: peers' requests cannot
+                # make us flood it
+                raise PortMapError(f"the gateway {mapper.gateway} granted no mapping (asked lately)")
+            if mapper.lease is None:
+                if await mapper.first_offer(self.portmap_deadline) is None:
+                    self._unmapped_until = loop.time() + PORTMAP_RETRY
+                    raise PortMapError(f"the gateway {mapper.gateway} granted no mapping")
+                self._address = None
+                log.info("node %s: gateway mapping %s", self.node_id[:8], mapper.lease)
+        assert mapper.lease is not None
+        return mapper.lease
 
     @property
     def nat(self) -> Discovery | None:
@@ -293,6 +364,9 @@ class Node:
                 )
         await self.resources.aclose()
         self.resources = Resources("node")
+        if self.portmapper is not None:
+            await self.portmapper.close()
+            self.portmapper = None
         await self._close_sockets()
         for _, fut in list(self._expected.values()):
             fut.cancel()
@@ -339,6 +413,8 @@ class Node:
         if found is not None and found.mapped_tcp is not None and found.tcp.endpoint_independent_mapping:
             # discovery's STUN over TCP from the listening port opened this mapping for everyone
             public_tcp = found.mapped_tcp[1] if found.mapped_tcp[1] != self.port else None
+        lease = self.portmapper.lease if self.portmapper is not None else None
+        granted = lease is not None and i.name == self._gateway_iface
         return Interface(
             private4=private4,
             public4=public4,
@@ -346,6 +422,9 @@ class Node:
             public_udp_port=public_udp,
             public_tcp_port=public_tcp,
             nat=found.udp if found is not None else NatBehaviour(),
+            mapped4=ipaddress.IPv4Address(lease.external_ip) if granted and lease else None,
+            mapped_udp_port=lease.udp if granted and lease else None,
+            mapped_tcp_port=lease.tcp if granted and lease else None,
         )
 
     def set_address(self, address: Address) -> None:

@@ -337,7 +337,9 @@ deny 0-65535 0.0.0.0/0 0-65535
 """
     return DaemonSpec(
         name="miniupnpd",
-        argv=("miniupnpd", "-f", "{dir}/miniupnpd.conf", "-d"),
+        # its own pid file: the default (/run/miniupnpd.pid) is shared by every namespace, and a
+        # second router's miniupnpd would exit with "already running"
+        argv=("miniupnpd", "-f", "{dir}/miniupnpd.conf", "-P", "{dir}/miniupnpd.pid", "-d"),
         configs={"miniupnpd.conf": conf},
         ready=r"Port forwarding is now enabled",
         timeout=15,

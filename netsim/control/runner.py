@@ -149,7 +149,13 @@ class AgentProc:
     """One agent process in a lab host, driven over JSON lines."""
 
     def __init__(
-        self, lab: Lab, site: str, infra: services.Infrastructure, sabotage: str | None = None
+        self,
+        lab: Lab,
+        site: str,
+        infra: services.Infrastructure,
+        sabotage: str | None = None,
+        *,
+        portmap: str = "start",
     ) -> None:
         host = lab.host(site)
         argv = [
@@ -165,7 +171,7 @@ class AgentProc:
         ]
         for b in infra.brokers:
             argv += ["--broker", b]
-        argv += ["--turn", infra.turn]
+        argv += ["--turn", infra.turn, "--portmap", portmap]
         if sabotage:
             argv += ["--sabotage", sabotage]
         self.site = site
@@ -329,7 +335,7 @@ def run(
             meta["fault_applied"] = faults.before_trials(lab, fault)
 
         def spawn(site: str) -> AgentProc:
-            return AgentProc(lab, site, infra, sabotage)
+            return AgentProc(lab, site, infra, sabotage, portmap=scenario.portmap)
 
         agents = {s.name: spawn(s.name) for s in topo.sites}
         meta["setup_s"] = round(time.perf_counter() - t_setup, 3)
@@ -368,8 +374,10 @@ def expected_outcome(scenario: Scenario, plugins: tuple[str, ...], cell: tuple[s
     if exp is not None:
         return bool(exp) if scenario.mode == "race" else bool(plugins) and plugins[0] in exp
     usable = faults.usable(scenario.fault, plugins)
-    # what the internet sees of each side decides (a site behind a carrier: both NATs composed)
-    pa, pb = scenario.site(cell[0]).seen, scenario.site(cell[1]).seen
+    # what the internet sees of each side decides (a site behind a carrier: both NATs composed),
+    # with the mapping its router grants the node
+    pa = scenario.site(cell[0]).behaviours(scenario.portmap)
+    pb = scenario.site(cell[1]).behaviours(scenario.portmap)
     if scenario.mode == "race":
         return theory.expected_race(usable, pa, pb) if usable else False
     return theory.expected(usable[0], pa, pb) if usable else False

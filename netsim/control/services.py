@@ -68,7 +68,7 @@ def start(lab: Lab, *, brokers: bool = True, names: bool = True) -> Infrastructu
                     T.STUN_IP,
                     topo.index(site.name),
                     upnp=site.upnp,
-                    natpmp=site.natpmp,
+                    natpmp=site.natpmp or site.pcp,
                 ),
             )
     return Infrastructure(

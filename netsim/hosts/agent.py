@@ -54,6 +54,7 @@ class Agent:
             brokers=a.broker,
             names_server=a.names,
             turn=a.turn,
+            portmap=a.portmap,
         )
 
     async def listen(self, req: protocol.Listen) -> dict[str, Any]:
@@ -296,6 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--broker", action="append", default=[])
     parser.add_argument("--names")
     parser.add_argument("--turn", action="append", default=[], help="turn://user:pass@host:port")
+    parser.add_argument("--portmap", choices=("start", "demand", "off"), default="start")
     parser.add_argument("--sabotage", metavar="PLUGIN", help="make PLUGIN always fail (regression tests)")
     args = parser.parse_args(argv)
     if args.sabotage:

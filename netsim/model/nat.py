@@ -309,6 +309,11 @@ class RouterConfig:
     allow_stun_from: tuple[str, ...] = ()
     """Addresses whose STUN answers may reach the router itself (miniupnpd's ext_perform_stun)."""
     upnp: bool = False
+    """miniupnpd runs here: its chains are part of the ruleset."""
+    natpmp: bool = True
+    pcp: bool = True
+    """miniupnpd answers both on port 5351 when either is on; the one that is off is dropped by
+    its version byte (0: NAT-PMP, RFC 6886 §3; 2: PCP, RFC 6887 §7)."""
 
 
 def ruleset(cfg: RouterConfig) -> str:
@@ -347,6 +352,9 @@ def sysctls(cfg: RouterConfig) -> list[str]:
         "net.ipv4.conf.default.send_redirects=0",
         "net.ipv4.conf.all.rp_filter=0",
         "net.ipv4.conf.default.rp_filter=0",
+        # every "port unreachable" is sent: a node's start-up probe for a port-mapping service
+        # the router lacks then ends in a millisecond, however many trials ran this second
+        "net.ipv4.icmp_ratelimit=0",
     ]
     if cfg.mapping_lifetime:
         out += [
@@ -365,6 +373,10 @@ def _filter(cfg: RouterConfig, p: Profile) -> str:
         addrs = ", ".join(cfg.allow_stun_from)
         inp.append(f'iifname "{wan}" ip saddr {{ {addrs} }} udp sport {{ 3478, 3479 }} accept')
     inp.append(f'iifname "{wan}" drop')
+    if cfg.upnp and not cfg.natpmp:
+        inp.append(f'iifname "{cfg.lan}" udp dport 5351 @th,64,8 0 drop')
+    if cfg.upnp and not cfg.pcp:
+        inp.append(f'iifname "{cfg.lan}" udp dport 5351 @th,64,8 != 0 drop')
     fwd: list[str] = []
     sets: list[str] = []
     policy = "accept"
@@ -429,6 +441,9 @@ def _nat(cfg: RouterConfig, p: Profile, timeout: str) -> str:
     learn: list[str] = []
     dyn = f"flags dynamic,timeout; timeout {timeout};"
     endpoint = "ipv4_addr . inet_service"
+    # the router's own packets (miniupnpd's STUN check) leave untranslated, as a real router's do:
+    # else a symmetric ruleset makes miniupnpd think it sits behind a NAT and refuse to map
+    post.append(f'oifname "{wan}" ip saddr {pub} accept')
     for proto, b in p.transports():
         if b.filtering is Filtering.BLOCKED:
             continue

@@ -181,6 +181,8 @@ def build_plan(topo: Topology) -> Plan:
             mapping_lifetime=site.mapping_lifetime,
             port_range=site.port_range,
             upnp=site.port_mapping,
+            natpmp=site.natpmp,
+            pcp=site.pcp,
             allow_stun_from=(T.STUN_IP, T.STUN_IP2) if site.port_mapping else (),
         )
         plan.routers[r] = cfg

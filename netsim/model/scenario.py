@@ -6,6 +6,7 @@ trials = 3                 # per cell
 timeout = 2.0              # seconds per auto_connect
 mode = "race"              # race: all plugins at once; solo: each plugin alone, one after another
 observe = 0.5              # race: losers run on 0.5 s after the winner (reach counts late completions)
+portmap = "start"          # nodes map their port at start ("start"), when a peer asks ("demand"), or never
 plugins = ["direct", "reverse"]
 payload = 1024             # bytes echoed through each pipe
 seed = 1
@@ -15,9 +16,9 @@ profile = { mapping = "ADM", filtering = "APDF", allocation = "sequential", delt
 hairpin = true             # RFC 4787 §6
 mapping_lifetime = 30      # seconds
 port_range = [40000, 40999]
-upnp = true                # miniupnpd on the router: UPnP IGD
-natpmp = true              # ... NAT-PMP; pcp goes with it (miniupnpd serves both on one switch)
-pcp = true
+upnp = true                # miniupnpd on the router answers UPnP IGD,
+natpmp = true              # ... NAT-PMP (RFC 6886),
+pcp = true                 # ... PCP (RFC 6887): each on or off alone
 behind = "symmetric"       # a carrier-grade NAT in front (a preset or an inline tuple)
 
 [matrix]                   # every a x b pair is a cell; B calls auto_connect to A
@@ -49,6 +50,7 @@ from netsim.control.faults import SIDES, WHEN, Fault
 from netsim.errors import ScenarioError
 from netsim.model.nat import PROFILES, Profile, behind, from_table
 from netsim.model.topology import Impairment, Site
+from warpgate.proto.nat import Behaviours
 
 MODES = ("race", "solo")
 _TOP = {
@@ -68,7 +70,9 @@ _TOP = {
     "fault",
     "sites",
     "observe",
+    "portmap",
 }
+PORTMAP = ("start", "demand", "off")
 _SITE = {"profile", "hairpin", "mapping_lifetime", "port_range", "upnp", "natpmp", "pcp", "behind", "ipv6"}
 _FAULT = {"what", "when", "sites", "down_s", "trials", "survives"}
 _MATRIX = {"a", "b"}
@@ -85,7 +89,7 @@ class SiteSpec:
     port_range: tuple[int, int] | None = None
     upnp: bool = False
     natpmp: bool = False
-    """NAT-PMP and PCP (miniupnpd serves both on one switch)."""
+    pcp: bool = False
     behind: Profile | None = None
     """A carrier-grade NAT in front of this router (double NAT)."""
 
@@ -93,6 +97,19 @@ class SiteSpec:
     def seen(self) -> Profile:
         """The behaviour the internet sees: through the carrier's NAT too, when there is one."""
         return behind(self.nat, self.behind) if self.behind is not None else self.nat
+
+    def behaviours(self, portmap: str = "start") -> Behaviours:
+        """What plugin reach rules see of this site: its NAT as the internet sees it, and whether
+        its node holds (``portmap = "start"``) or gets on request (``"demand"``) a mapping from
+        the router. A mapping at a router behind a carrier opens only the inner NAT: none."""
+        seen = self.seen
+        grants = (self.upnp or self.natpmp or self.pcp) and self.behind is None
+        return Behaviours(
+            seen.udp,
+            seen.tcp,
+            mapped=grants and portmap == "start",
+            maps=grants and portmap in ("start", "demand"),
+        )
 
     def sites(self, name: str, wan: Impairment, hosts: int = 1) -> list[Site]:
         """The lab sites that make it: the router (and its carrier, ``NAME-cgn``, first)."""
@@ -109,6 +126,7 @@ class SiteSpec:
                 port_range=self.port_range,
                 upnp=self.upnp,
                 natpmp=self.natpmp,
+                pcp=self.pcp,
                 wan=Impairment() if carrier else wan,
             ),
         ]
@@ -141,6 +159,8 @@ class Scenario:
     """Race mode: seconds the losers run on after the winner, so each plugin's reach counts its
     late completions (``auto_connect(observe=...)``); 0 cancels them at once (reach is then a
     lower bound)."""
+    portmap: str = "start"
+    """When the nodes ask their router for a port mapping (``Node(portmap=...)``)."""
     flake: float = 0.0
     """The declared flake rate: a cell still agrees with theory when its trials against the
     expectation fit this rate (a one-sided binomial test at 5 %, ``netsim.model.stats.within_flake``)."""
@@ -276,6 +296,7 @@ def parse(text: str, path: str = "<scenario>") -> Scenario:
         flake=_flake(w, data),
         sites=sites,
         observe=_observe(w, data, mode),
+        portmap=_portmap(w, data),
         fault=fault,
         path=path,
     )
@@ -316,10 +337,7 @@ def _sites(w: _Where, table: dict[str, Any]) -> dict[str, SiteSpec]:
         if carrier is not None and not (nat.translates and carrier.translates):
             raise w.err(f"{at}.behind", "a site behind a carrier and its carrier must both NAT")
         natpmp = _get(w, site, "natpmp", bool, False, at + ".")
-        if _get(w, site, "pcp", bool, natpmp, at + ".") != natpmp:
-            raise w.err(
-                f"{at}.pcp", "miniupnpd serves NAT-PMP and PCP on one switch: set natpmp and pcp alike"
-            )
+        pcp = _get(w, site, "pcp", bool, False, at + ".")
         lifetime = site.get("mapping_lifetime")
         if lifetime is not None and (
             isinstance(lifetime, bool) or not isinstance(lifetime, int) or lifetime < 1
@@ -336,8 +354,9 @@ def _sites(w: _Where, table: dict[str, Any]) -> dict[str, SiteSpec]:
                 raise w.err(f"{at}.port_range", f"must be [low, high] within 1024..65535, got {port_range!r}")
             port_range = (port_range[0], port_range[1])
         upnp = _get(w, site, "upnp", bool, False, at + ".")
-        if (upnp or natpmp) and not nat.translates:
-            raise w.err(f"{at}.upnp" if upnp else f"{at}.natpmp", "port mapping needs a NAT")
+        for key, on in (("upnp", upnp), ("natpmp", natpmp), ("pcp", pcp)):
+            if on and not nat.translates:
+                raise w.err(f"{at}.{key}", "port mapping needs a NAT")
         out[name] = SiteSpec(
             nat,
             hairpin=_get(w, site, "hairpin", bool, False, at + "."),
@@ -345,6 +364,7 @@ def _sites(w: _Where, table: dict[str, Any]) -> dict[str, SiteSpec]:
             port_range=port_range,
             upnp=upnp,
             natpmp=natpmp,
+            pcp=pcp,
             behind=carrier,
         )
         try:
@@ -380,6 +400,13 @@ def _observe(w: _Where, data: dict[str, Any], mode: str) -> float:
     if value and mode != "race":
         raise w.err("observe", "only a race has losers to observe (mode = \"race\")")
     return value
+
+
+def _portmap(w: _Where, data: dict[str, Any]) -> str:
+    value = _get(w, data, "portmap", str, "start")
+    if value not in PORTMAP:
+        raise w.err("portmap", f"must be one of {', '.join(PORTMAP)}, got {value!r}")
+    return str(value)
 
 
 def _flake(w: _Where, data: dict[str, Any]) -> float:

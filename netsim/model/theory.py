@@ -14,10 +14,14 @@ from netsim.model.nat import Profile, profile
 from warpgate import plugins
 from warpgate.proto.nat import Behaviours
 
-Side = str | Profile
+Side = str | Profile | Behaviours
 
 
 def behaviours(side: Side) -> Behaviours:
+    """A preset or profile as reach rules see it (no gateway mapping); ``Behaviours`` as given
+    (a scenario's site with its port mapping: ``SiteSpec.behaviours``)."""
+    if isinstance(side, Behaviours):
+        return side
     p = profile(side)
     return Behaviours(p.udp, p.tcp)
 

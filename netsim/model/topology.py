@@ -75,7 +75,10 @@ class Site:
     upnp: bool = False
     """Run miniupnpd on this router with UPnP IGD on."""
     natpmp: bool = False
-    """Run miniupnpd on this router with NAT-PMP and PCP on (one switch in miniupnpd)."""
+    """Answer NAT-PMP (RFC 6886) on this router (miniupnpd)."""
+    pcp: bool = False
+    """Answer PCP (RFC 6887) on this router (miniupnpd serves it with NAT-PMP on one switch; the
+    router's input filter drops the version byte of the one that is off)."""
     wan: Impairment = field(default_factory=Impairment)
 
     def __post_init__(self) -> None:
@@ -92,7 +95,13 @@ class Site:
 
     @property
     def port_mapping(self) -> bool:
-        return self.upnp or self.natpmp
+        return self.upnp or self.natpmp or self.pcp
+
+    @property
+    def mapping_protocols(self) -> tuple[str, ...]:
+        """The port-mapping protocols this router answers, in ``warpgate.portmap`` names."""
+        on = {"pcp": self.pcp, "natpmp": self.natpmp, "upnp": self.upnp}
+        return tuple(p for p, v in on.items() if v)
 
     @property
     def nat(self) -> Profile:

@@ -178,3 +178,26 @@ def test_round_trip_property(tcp, udp, ifaces, brokers):
     a = Address(KEY, tcp, udp, tuple(ifaces), tuple(brokers))
     assert decode(a.to_bytes()) == a
     assert decode_text(a.to_text()) == a
+
+
+def test_a_gateway_mapping_travels_and_is_dialled_first():
+    """Flag bit 6: the mapping a gateway granted (PCP, NAT-PMP, UPnP) is open to anyone, so it
+    is the first endpoint of its transport; a mapping of one transport only leaves the other alone."""
+    iface = Interface(
+        private4=ipaddress.IPv4Address("10.0.1.11"),
+        public4=ipaddress.IPv4Address("203.0.113.101"),
+        nat=PRESETS["symmetric"],
+        mapped4=ipaddress.IPv4Address("203.0.113.101"),
+        mapped_tcp_port=40100,
+    )
+    addr = Address(KEY, 4000, 4000, (iface,))
+    back = decode(addr.to_bytes())
+    assert back == addr and back.mapped and not dual_stack().mapped
+    assert next((e.host, e.port, e.kind) for e in back.endpoints("tcp")) == ("203.0.113.101", 40100, "mapped")
+    assert all(e.kind != "mapped" for e in back.endpoints("udp"))
+    with pytest.raises(AddressError, match="gateway mapping needs"):
+        Interface(private4=ipaddress.IPv4Address("10.0.1.11"), mapped4=ipaddress.IPv4Address("203.0.113.1"))
+    raw = bytearray(addr.to_bytes())
+    raw[-5:-1] = b"\0\0\0\0"  # both mapped ports 0 (the last byte is the broker count)
+    with pytest.raises(AddressError, match="gateway mapping needs"):
+        decode(bytes(raw))

@@ -16,13 +16,14 @@ RACE = ("direct", "reverse", "udp_punch", "turn")
 
 
 class Host:
-    """Only what head starts read: the NAT this node measured at start."""
+    """Only what head starts read: the NAT this node measured at start, its address."""
 
     relay_head_start = 1.0
 
     def __init__(self, profile, rtt=0.002):
         nat = PRESETS[profile]
         self.nat = Discovery(nat, nat, None, None, None, rtt)
+        self.address = peer(profile)  # no gateway mapping
 
 
 def peer(profile):

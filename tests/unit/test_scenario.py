@@ -275,11 +275,33 @@ def test_bad_sites_name_file_line_and_key(change, match):
 def test_site_keys_are_checked():
     with pytest.raises(ScenarioError, match=r"t.toml:\d+: sites.home.colour: unknown key"):
         parse(SITES.replace("hairpin = true", "colour = 1"), "t.toml")
-    with pytest.raises(ScenarioError, match="pcp: miniupnpd serves NAT-PMP and PCP on one switch"):
-        parse(SITES.replace("hairpin = true", "natpmp = true\npcp = false"), "t.toml")
+    with pytest.raises(ScenarioError, match="sites.home.pcp: must be bool"):
+        parse(SITES.replace("hairpin = true", 'pcp = "yes"'), "t.toml")
+    with pytest.raises(ScenarioError, match="portmap: must be one of start, demand, off"):
+        parse(SITES.replace('name = "', 'portmap = "always"\nname = "'), "t.toml")
     with pytest.raises(ScenarioError, match="ipv6: the lab has no IPv6 yet"):
         parse(SITES.replace("hairpin = true", 'ipv6 = "open"'), "t.toml")
     with pytest.raises(ScenarioError, match="sites.symmetric: is a preset's name"):
         parse(SITES.replace("[sites.home]", "[sites.symmetric]"), "t.toml")
     with pytest.raises(ScenarioError, match="unknown profile or site 'nowhere'"):
         parse(SITES.replace('"cgn-home"]', '"nowhere"]'), "t.toml")
+
+
+def test_port_mapping_protocols_are_each_a_switch_and_reach_theory():
+    """A site's ``upnp``, ``natpmp`` and ``pcp`` are independent; what the reach rules see depends
+    on the scenario's ``portmap``: held from the start (``mapped``) or granted on request
+    (``maps``); none through a carrier (a mapping at the inner router opens only the inner NAT)."""
+    text = SITES.replace("hairpin = true", "pcp = true").replace(
+        'behind = "symmetric"', 'behind = "symmetric"\nnatpmp = true'
+    )
+    sc = parse(text, "t.toml")
+    home, cgn = sc.site("home"), sc.site("cgn-home")
+    assert (home.pcp, home.natpmp, home.upnp) == (True, False, False)
+    assert home.behaviours("start").mapped and home.behaviours("start").maps
+    assert not home.behaviours("demand").mapped and home.behaviours("demand").maps
+    assert not home.behaviours("off").maps
+    assert not cgn.behaviours("start").mapped and not cgn.behaviours("start").maps
+    topo = runner.topology_for(sc)
+    assert topo.site(runner.site_b("home")).mapping_protocols == ("pcp",)
+    demand = parse(text.replace('name = "', 'portmap = "demand"\nname = "'), "t.toml")
+    assert demand.portmap == "demand"

@@ -88,7 +88,7 @@ def _load() -> None:
     if _loaded:
         return
     _loaded = True
-    from warpgate.plugins import direct, reverse, turn, udp_punch  # noqa: F401  (built-ins register on import)
+    from warpgate.plugins import direct, portmap, reverse, turn, udp_punch  # noqa: F401  (built-ins register on import)
 
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         package = ep.dist.name if ep.dist is not None else "?"

@@ -23,6 +23,7 @@ from warpgate.channels import UdpEndpoint
 from warpgate.errors import AttemptFailed, LocalProtocolError
 from warpgate.identity import Identity
 from warpgate.pipe import HostPort, Pipe
+from warpgate.portmap import Lease, PortMapError
 from warpgate.proto import messages, timers
 from warpgate.proto.address import Address, Endpoint
 from warpgate.proto.discovery import Discovery
@@ -60,6 +61,7 @@ class Host(Protocol):
     def expect(self, conn_id: bytes, when: When = "nominated") -> asyncio.Future[Pipe]: ...
     def watch(self, conn_id: bytes, callback: Callable[[Pipe], None]) -> Callable[[], None]: ...
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]: ...
+    async def map_port(self) -> Lease: ...
 
 
 class Context:
@@ -171,6 +173,16 @@ class Context:
         ep = self.udp_socket("ipv6" if ":" in peer[0] else "ipv4")
         return ep is not None and ep.heard(peer)
 
+    # -- port mapping (PCP, NAT-PMP, UPnP IGD) -------------------------------------------------
+
+    async def map_port(self) -> Lease:
+        """The node's inbound mapping at its gateway (asked for now if it holds none); held until
+        the node stops. ``AttemptFailed`` when there is no gateway or it grants none."""
+        try:
+            return await self._node.map_port()
+        except PortMapError as exc:
+            raise AttemptFailed(f"no gateway mapping: {exc}") from None
+
     # -- relays (RFC 8656) ---------------------------------------------------------------------
 
     @property
@@ -262,8 +274,9 @@ class AttemptContext(Context):
         if cls is None:
             return False
         nat = self._node.nat
-        ours = Behaviours(nat.udp, nat.tcp) if nat is not None else Behaviours()
-        return cls.reach(ours, Behaviours(udp=self.peer_behaviour)) is True
+        mapped = self._node.address.mapped
+        ours = Behaviours(nat.udp, nat.tcp, mapped=mapped) if nat is not None else Behaviours(mapped=mapped)
+        return cls.reach(ours, Behaviours(udp=self.peer_behaviour, mapped=self.peer.mapped)) is True
 
     def head_start_behind(self, cheaper: str) -> float:
         """Seconds to wait when ``cheaper`` races and its reach rule says it will connect: it

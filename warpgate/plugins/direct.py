@@ -53,4 +53,4 @@ class Direct(Plugin):
 
     @classmethod
     def reach(cls, caller: Behaviours, callee: Behaviours) -> bool | None:
-        return reachable(callee, caller)
+        return reachable(callee, caller) or callee.mapped

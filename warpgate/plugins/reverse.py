@@ -57,6 +57,8 @@ class Reverse(Plugin):
         if ctx.signal_reason is not None:
             return ctx.signal_reason
         own = ctx.local_behaviour
+        if ctx.address.mapped:
+            return None  # the peer dials the mapping our gateway granted
         if own.filtering in (Filtering.ADDRESS_DEPENDENT, Filtering.ADDRESS_PORT_DEPENDENT):
             # Discovery measures UDP filtering only; a NAT that filters unsolicited datagrams
             # drops unsolicited SYNs as well, so the peer's dial-back could not reach us.
@@ -65,7 +67,7 @@ class Reverse(Plugin):
 
     @classmethod
     def reach(cls, caller: Behaviours, callee: Behaviours) -> bool | None:
-        return reachable(caller, callee)
+        return reachable(caller, callee) or caller.mapped
 
     async def attempt(self, ctx: AttemptContext) -> Pipe:
         incoming = ctx.expect("nominated")

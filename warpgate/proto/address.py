@@ -7,9 +7,11 @@ Binary form, version 1 (all integers big-endian)::
     u16  TCP listen port          u16  UDP listen port
     u8   interface count (1..8), then per interface:
          u8  flags: bit0 private IPv4, bit1 public IPv4, bit2 private IPv6, bit3 public IPv6,
-                    bit4 public UDP port, bit5 public TCP port (bits 6-7 must be 0)
+                    bit4 public UDP port, bit5 public TCP port, bit6 gateway mapping (bit 7 must be 0)
          the present addresses in that order (4 or 16 bytes), then the present public ports (u16)
          4   NAT behaviour (``warpgate.proto.nat.pack``)
+         with bit6: 4 external IPv4, u16 UDP port, u16 TCP port (0: not mapped, not both 0): an
+             inbound mapping the gateway granted (PCP, NAT-PMP, UPnP IGD), open to anyone
     u8   broker hint count (0..4), then per hint: u8 length (1..200), UTF-8 ``mqtt://host:port``
 
 A one-interface dual-stack address with public and private IPv4 and IPv6 is 84 bytes.
@@ -60,6 +62,11 @@ class Interface:
     """External UDP port of the node's mapping, when measured (STUN) and different from the listen port."""
     public_tcp_port: int | None = None
     nat: NatBehaviour = field(default_factory=NatBehaviour)
+    mapped4: IPv4 | None = None
+    """External address of a mapping the gateway granted (``warpgate.portmap``); with it
+    ``mapped_udp_port`` / ``mapped_tcp_port`` reach the node from anywhere."""
+    mapped_udp_port: int | None = None
+    mapped_tcp_port: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("private4", "public4"):
@@ -74,6 +81,14 @@ class Interface:
                 raise AddressError(f"interface {name} {port} outside 1..65535")
         if not any((self.private4, self.public4, self.private6, self.public6)):
             raise AddressError("interface has no IP address")
+        for name in ("mapped_udp_port", "mapped_tcp_port"):
+            port = getattr(self, name)
+            if port is not None and not 1 <= port <= 65535:
+                raise AddressError(f"interface {name} {port} outside 1..65535")
+        if self.mapped4 is not None and not isinstance(self.mapped4, IPv4):
+            raise AddressError("interface mapped4 must be an IPv4 address")
+        if (self.mapped4 is None) != (self.mapped_udp_port is None and self.mapped_tcp_port is None):
+            raise AddressError("a gateway mapping needs its external address and at least one port")
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +98,7 @@ class Endpoint:
     proto: Proto
     host: str
     port: int
-    kind: Literal["public", "private"]
+    kind: Literal["public", "private", "mapped"]
 
     def __str__(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
@@ -121,6 +136,11 @@ class Address:
     def node_id(self) -> str:
         return node_id_of(self.public_key)
 
+    @property
+    def mapped(self) -> bool:
+        """Does an interface carry an inbound mapping its gateway granted (``warpgate.portmap``)?"""
+        return any(i.mapped4 is not None for i in self.interfaces)
+
     # -- encodings ---------------------------------------------------------------------------
 
     def to_bytes(self) -> bytes:
@@ -133,6 +153,7 @@ class Address:
             ports = (iface.public_udp_port, iface.public_tcp_port)
             flags = sum(1 << i for i, a in enumerate(addrs) if a is not None)
             flags |= sum(1 << (4 + i) for i, p in enumerate(ports) if p is not None)
+            flags |= (iface.mapped4 is not None) << 6
             out.append(flags)
             for a in addrs:
                 if a is not None:
@@ -141,6 +162,10 @@ class Address:
                 if p is not None:
                     out += p.to_bytes(2, "big")
             out += natcodec.pack(iface.nat)
+            if iface.mapped4 is not None:
+                out += iface.mapped4.packed
+                out += (iface.mapped_udp_port or 0).to_bytes(2, "big")
+                out += (iface.mapped_tcp_port or 0).to_bytes(2, "big")
         out.append(len(self.brokers))
         for b in self.brokers:
             raw = b.encode("utf-8")
@@ -172,6 +197,15 @@ class Address:
         listen = self.tcp_port if proto == "tcp" else self.udp_port
         for iface in self.interfaces:
             mapped = iface.public_tcp_port if proto == "tcp" else iface.public_udp_port
+            granted = iface.mapped_tcp_port if proto == "tcp" else iface.mapped_udp_port
+            if (
+                iface.mapped4 is not None
+                and granted is not None
+                and (str(iface.mapped4), granted) not in seen
+            ):
+                # a mapping the gateway granted is open to anyone: the surest public endpoint
+                seen.add((str(iface.mapped4), granted))
+                yield Endpoint(proto, str(iface.mapped4), granted, "mapped")
             candidates = (
                 (iface.public6, mapped or listen, "public"),
                 (iface.public4, mapped or listen, "public"),
@@ -222,7 +256,7 @@ def decode(data: bytes) -> Address:
     interfaces = []
     for i in range(count):
         flags = r.u8(f"interface {i} flags")
-        if flags & 0b1100_0000:
+        if flags & 0b1000_0000:
             raise AddressError(f"interface {i} has unknown flag bits {flags:#04x}")
         addrs: list[IPv4 | IPv6 | None] = []
         for bit, size in ((0, 4), (1, 4), (2, 16), (3, 16)):
@@ -236,8 +270,13 @@ def decode(data: bytes) -> Address:
             nat = natcodec.unpack(r.take(4, f"interface {i} NAT behaviour"))
         except ValueError as exc:
             raise AddressError(f"interface {i}: {exc}") from None
+        mapped: tuple[IPv4 | None, int | None, int | None] = (None, None, None)
+        if flags & (1 << 6):
+            ip = IPv4(r.take(4, f"interface {i} mapped address"))
+            udp, tcp = r.u16(f"interface {i} mapped UDP port"), r.u16(f"interface {i} mapped TCP port")
+            mapped = (ip, udp or None, tcp or None)
         interfaces.append(
-            Interface(addrs[0], addrs[1], addrs[2], addrs[3], ports[0], ports[1], nat)  # type: ignore[arg-type]
+            Interface(addrs[0], addrs[1], addrs[2], addrs[3], ports[0], ports[1], nat, *mapped)  # type: ignore[arg-type]
         )
     nbrokers = r.u8("broker count")
     if nbrokers > MAX_BROKERS:

@@ -209,3 +209,24 @@ class RelayCancel(Message):
 
     kind: ClassVar[str] = "turn.cancel"
     conn_id: bytes
+
+
+@message
+@dataclass(frozen=True, slots=True)
+class MapRequest(Message):
+    """Caller -> callee: ask your gateway for an inbound mapping of your port (PCP, NAT-PMP, UPnP
+    IGD) and tell me where it is; I will dial it with ``conn_id``."""
+
+    kind: ClassVar[str] = "portmap.request"
+    conn_id: bytes
+
+
+@message
+@dataclass(frozen=True, slots=True)
+class MapAnswer(Message):
+    """Callee -> caller: the mapping my gateway granted, per transport (at most one each)."""
+
+    kind: ClassVar[str] = "portmap.answer"
+    conn_id: bytes
+    udp: tuple[Candidate, ...]
+    tcp: tuple[Candidate, ...]

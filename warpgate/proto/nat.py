@@ -145,6 +145,11 @@ class Behaviours:
 
     udp: NatBehaviour = UNKNOWN
     tcp: NatBehaviour = UNKNOWN
+    mapped: bool = False
+    """The side's address carries an inbound mapping its gateway granted (PCP, NAT-PMP, UPnP
+    IGD; ``warpgate.portmap``): open to anyone, whatever the axes say."""
+    maps: bool = False
+    """The side's gateway grants mappings when asked (the ``portmap`` plugin asks on demand)."""
 
 
 def pack(nat: NatBehaviour) -> bytes:
