@@ -16,13 +16,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from warpgate import __version__
+from warpgate import __version__, portmap
 from warpgate import plugins as registry
 from warpgate.errors import AddressError, ConnectError, LocalProtocolError, PluginError, WarpgateError
 from warpgate.events import AttemptEvent
 from warpgate.identity import Identity
 from warpgate.names import NameClient, NameServer
-from warpgate.node import Node
+from warpgate.node import PORTMAP_MODES, Node
 from warpgate.pipe import Pipe
 from warpgate.proto.address import TEXT_PREFIX, Address, parse
 from warpgate.proto.names import NameServiceError
@@ -63,6 +63,20 @@ def _node_args(p: argparse.ArgumentParser) -> None:
         metavar="HOST[:PORT]",
         help="STUN server to learn the public address from (repeatable)",
     )
+    p.add_argument(
+        "--portmap",
+        choices=PORTMAP_MODES,
+        default="start",
+        help="ask the gateway for a port mapping (PCP, NAT-PMP, UPnP IGD) at start, only when a peer "
+        "asks, or never (default: start)",
+    )
+    p.add_argument(
+        "--portmap-lease",
+        type=int,
+        default=portmap.LEASE,
+        metavar="SECONDS",
+        help=f"lease asked for; refreshed at half (default: {portmap.LEASE})",
+    )
 
 
 def _make_node(args: argparse.Namespace) -> Node:
@@ -75,6 +89,8 @@ def _make_node(args: argparse.Namespace) -> Node:
         names_server=args.names_server,
         nickname=getattr(args, "nickname", None),
         stun=args.stun,
+        portmap=args.portmap,
+        portmap_lease=args.portmap_lease,
     )
 
 
@@ -106,6 +122,14 @@ async def cmd_node(args: argparse.Namespace) -> int:
     async with node:
         print(node.addr_text, flush=True)
         print(f"# node {node.node_id} on port {node.port}; Ctrl-C stops it", file=sys.stderr, flush=True)
+        lease = node.portmapper.lease if node.portmapper is not None else None
+        if lease is not None:
+            print(
+                f"# gateway mapping by {lease.protocol}: {lease.external_ip} udp {lease.udp} tcp {lease.tcp}"
+                f" (lease {lease.lifetime} s)",
+                file=sys.stderr,
+                flush=True,
+            )
         await _until_signalled()
     return 0
 
@@ -213,6 +237,7 @@ async def cmd_nat(args: argparse.Namespace) -> int:
         port=args.port,
         stun=args.stun,
         discovery_timeout=args.timeout,
+        portmap="demand",  # probed below (no mapping is made), to report what the gateway offers
     )
     async with node:
         found = node.nat
@@ -230,14 +255,21 @@ async def cmd_nat(args: argparse.Namespace) -> int:
                 raise WarpgateError(str(exc)) from None
             Path(args.export).write_text(text)
             print(f"wrote {args.export}: [sites.{args.site}] (replay it: netsim verify {args.export})")
+        offers = await node.portmapper.probe() if node.portmapper is not None else {}
         if args.json:
-            print(json.dumps({"port": node.port, **found.as_dict()}))
+            print(json.dumps({"port": node.port, **found.as_dict(), "port_mapping": offers}))
             return 0
         print(f"node port  {node.port}")
         print(f"udp        {shorthand(found.udp):30} {found.udp.name}")
         print(f"tcp        {shorthand(found.tcp):30} (RFC 5780 has no TCP filtering test)")
         for what, mapped in (("public udp", found.mapped_udp), ("public tcp", found.mapped_tcp)):
             print(f"{what} {mapped[0]}:{mapped[1]}" if mapped else f"{what} -")
+        if node.portmapper is None:
+            print("port map   - (no default route through these interfaces: no gateway to ask)")
+        else:
+            gateway = node.portmapper.gateway
+            said = ", ".join(f"{k} ({v})" for k, v in offers.items())
+            print(f"port map   gateway {gateway}: {said or 'answers none of PCP, NAT-PMP, UPnP IGD'}")
         if found.other is None:
             print("note       the server has no second address: mapping and filtering may be unknown")
     return 0

@@ -182,6 +182,8 @@ class PortMapper:
         self.offers: dict[Protocol, str] = {}
         """Protocols the gateway answered in ``probe`` -> what it said (external IP, or the IGD)."""
         self.lease: Lease | None = None
+        self.took = 0.0
+        """Seconds ``first_offer`` took from the first probe to the granted lease."""
         self._port = 0
         self._pcp_nonce = {p: os.urandom(12) for p in ("udp", "tcp")}
         self._upnp_location = ""  # the IGD's description URL, once an SSDP answer gave it
@@ -233,7 +235,8 @@ class PortMapper:
         then refuses); None when none answers within ``deadline`` seconds. Probes still running
         when a mapping is granted are cancelled: a start waits for one answer, not for all."""
         loop = asyncio.get_running_loop()
-        until = loop.time() + deadline
+        t0 = loop.time()
+        until = t0 + deadline
         jobs = {asyncio.ensure_future(self._probe_one(p)): p for p in self.protocols}
         errors: list[str] = []
         try:
@@ -249,9 +252,12 @@ class PortMapper:
                         continue
                     self.offers[proto] = job.result()
                     try:
-                        return await self.map(proto)
+                        lease = await self.map(proto)
                     except (PortMapError, PortMapRefused, TimeoutError) as exc:
                         errors.append(f"{proto}: {exc or 'no answer'}")
+                        continue
+                    self.took = loop.time() - t0
+                    return lease
             log.info("port mapping: none granted (%s)", "; ".join(errors) or f"no answer in {deadline} s")
             return None
         finally:
@@ -356,6 +362,7 @@ class PortMapper:
                     wait = max(0.5, (lease.expires - time.monotonic()) / 4)
                     continue
                 self.stats["refreshed"] += 1
+                log.info("port mapping: %s lease refreshed for %d s", lease.protocol, self.lease.lifetime)
                 self.refreshed.set()
                 break
 

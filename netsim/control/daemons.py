@@ -313,7 +313,8 @@ def miniupnpd(
 
     miniupnpd 2.3.1 calls 203.0.113.0/24 "reserved" and refuses to forward unless a STUN check
     shows the router's WAN address is reachable: ``ext_perform_stun`` against the lab's coturn,
-    whose answers the router's ruleset lets in (``RouterConfig.allow_stun_from``).
+    whose answers the router's ruleset lets in (``RouterConfig.allow_stun_from``). PCP's lease
+    floor is lowered to 2 s (default 120) so that tests see a short lease refreshed.
     """
     conf = f"""ext_ifname={wan}
 listening_ip={lan}
@@ -332,6 +333,8 @@ upnp_nat_table_name=filter
 upnp_forward_chain=miniupnpd
 upnp_nat_chain=prerouting_miniupnpd
 upnp_nat_postrouting_chain=postrouting_miniupnpd
+min_lifetime=2
+max_lifetime=86400
 allow 1024-65535 {lan_net} 1024-65535
 deny 0-65535 0.0.0.0/0 0-65535
 """

@@ -187,7 +187,11 @@ class EchoMismatch(WarpgateError):
 def measured(node: Node, started: float) -> dict[str, Any]:
     """What a node measured while starting: its start-up time, its NAT, its STUN round trip."""
     nat = node.nat
+    mapper = node.portmapper
+    lease = mapper.lease if mapper is not None else None
     return {
+        "portmap": lease.protocol if lease is not None else None,
+        "portmap_ms": None if lease is None or mapper is None else round(mapper.took * 1000, 3),
         "start_ms": round((time.perf_counter() - started) * 1000, 3),
         "nat": shorthand(nat.udp) if nat is not None else None,
         "stun_rtt_ms": None if nat is None or nat.rtt is None else round(nat.rtt * 1000, 3),

@@ -302,19 +302,3 @@ def test_a_measured_nat_replays_as_a_site(tmp_path):
         )
     # the double NAT measured as one router: what the internet sees of a full cone behind a symmetric
     assert checks[("replayed-home", "udp")]["measured"] == "APDM APDF random"
-
-
-@pytest.mark.parametrize("switch", ["upnp", "natpmp"])
-def test_each_port_mapping_switch_turns_on_its_protocol_only(switch):
-    """A site's ``upnp`` and ``natpmp`` keys are miniupnpd's two switches: NAT-PMP (and PCP with it)
-    answers only when ``natpmp`` is on."""
-    topo = Topology("pm", (Site("home", "port-restricted-cone", **{switch: True}),))
-    with Lab(topo) as lab:
-        services.start(lab, brokers=False, names=False)
-        out = lab.run(
-            lab.host("home"),
-            ["natpmpc", "-g", topo.gateway("home"), "-a", "6003", "6003", "udp", "60"],
-            check=False,
-            timeout=30,
-        )
-    assert (out.returncode == 0) is (switch == "natpmp"), out.stdout + out.stderr

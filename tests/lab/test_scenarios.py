@@ -109,3 +109,26 @@ def test_cube(tmp_path):
     for plugin in ("direct", "reverse", "udp_punch"):
         rates = set(cells[cells["run"] == plugin]["success"])
         assert {0.0, 1.0} <= rates, plugin
+
+
+def test_portmap_short(tmp_path):
+    """Issue 11: symmetric <-> symmetric joins without a relay when the callee's router offers
+    any one of PCP, NAT-PMP or UPnP IGD (each alone): the node maps at start and ``direct`` dials
+    the mapping; ``reverse`` dials a caller's mapping; ``portmap`` does not apply."""
+    cells = assert_scenario(SCENARIOS / "portmap.toml", tmp_path / "run", trials=1)
+    ok = {(r.a, r.b, r.run) for r in cells.itertuples() if r.success == 1}
+    for site in ("sym-pcp", "sym-natpmp", "sym-upnp"):
+        assert (site, "symmetric", "direct") in ok
+    assert not any(a == "symmetric" and b == "symmetric" for a, b, _ in ok)
+    assert not any(run == "portmap" for _, _, run in ok)
+
+
+def test_portmap_demand_short(tmp_path):
+    """Nodes that map only when asked: ``portmap`` alone joins every pair in which one router
+    grants mappings, the callee's (it maps on request) or the caller's (a reverse connect)."""
+    cells = assert_scenario(SCENARIOS / "portmap-demand.toml", tmp_path / "run", trials=1)
+    won = {(r.a, r.b) for r in cells.itertuples() if r.run == "portmap" and r.success == 1}
+    assert won == {
+        (a, b) for a in ("sym-pcp", "sym-natpmp", "sym-upnp", "symmetric") for b in ("symmetric", "sym-pcp")
+    } - {("symmetric", "symmetric")}
+    assert not (cells[cells["run"] != "portmap"]["success"] > 0).any()  # nothing else joins them

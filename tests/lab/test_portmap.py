@@ -1,0 +1,105 @@
+"""Port mapping against a real miniupnpd, one protocol alone per router: a node maps its port at
+start, the router's rules show the mapping while it runs, a short lease is refreshed, and Ctrl-C
+(SIGINT) deletes it; ``warpgate nat`` names the protocol the gateway offers and no other."""
+
+import json
+import select
+import signal
+import subprocess
+import time
+
+import pytest
+
+from netsim.control import services
+from netsim.control.lab import PYTHON, Lab
+from netsim.model.topology import Site, Topology
+
+pytestmark = [pytest.mark.root, pytest.mark.lab]
+
+PROTOCOLS = ["pcp", "natpmp", "upnp"]
+LEASE = 4
+
+
+def read_until(stream, needle, timeout):
+    """Lines of ``stream`` up to the first containing ``needle`` (a blocking read with a bound)."""
+    lines = []
+    until = time.monotonic() + timeout
+    while time.monotonic() < until:
+        ready, _, _ = select.select([stream], [], [], until - time.monotonic())
+        if not ready:
+            break
+        line = stream.readline()
+        if not line:
+            break
+        lines.append(line)
+        if needle in line:
+            return lines
+    raise AssertionError(f"{needle!r} not seen within {timeout} s:\n{''.join(lines)}")
+
+
+def mappings(lab, site):
+    """miniupnpd's DNAT rules on the router (its nft chain), one line per mapping."""
+    out = lab.run(lab.router(site), ["nft", "list", "chain", "inet", "filter", "prerouting_miniupnpd"]).stdout
+    return [line.strip() for line in out.splitlines() if "dnat" in line]
+
+
+@pytest.mark.parametrize("proto", PROTOCOLS)
+def test_a_node_holds_refreshes_and_on_sigint_deletes_its_mapping(proto):
+    topo = Topology("pm", (Site("home", "symmetric", **{proto: True}),))
+    with Lab(topo) as lab:
+        services.start(lab, brokers=False, names=False)
+        host = lab.host("home")
+        assert mappings(lab, "home") == []
+        argv = [PYTHON, "-m", "warpgate.cli", "-v", "node", "-i", f"{host.name}-eth0", "-4", "--port", "7000"]
+        node = lab.popen(
+            host,
+            [*argv, "--portmap-lease", str(LEASE)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert node.stdout.readline().startswith("wg1")  # started: the mapping is made by then
+            t0 = time.monotonic()
+            read_until(node.stderr, f"# gateway mapping by {proto}", 5)
+            held = mappings(lab, "home")
+            # UDP and TCP, each to the node's port on its LAN address
+            assert len(held) == 2 and all(f"{lab.ip('home')}:7000" in rule for rule in held), held
+            for _ in range(3):  # refreshed at half the lease, again and again
+                read_until(node.stderr, f"port mapping: {proto} lease refreshed", 3 * LEASE)
+            assert time.monotonic() - t0 > LEASE  # past the first lease: only refreshes kept it
+            assert mappings(lab, "home") == held
+            node.send_signal(signal.SIGINT)
+            assert node.wait(timeout=15) == 0
+            assert mappings(lab, "home") == []  # deleted on Ctrl-C, not left to expire
+        finally:
+            if node.poll() is None:
+                node.kill()
+                node.wait()
+
+
+def test_warpgate_nat_names_the_protocols_the_gateway_offers():
+    topo = Topology("pmnat", tuple(Site(f"only-{p}", "symmetric", **{p: True}) for p in PROTOCOLS))
+    with Lab(topo) as lab:
+        infra = services.start(lab, brokers=False, names=False)
+        for proto in PROTOCOLS:
+            site = f"only-{proto}"
+            host = lab.host(site)
+            out = lab.run(
+                host,
+                [
+                    PYTHON,
+                    "-m",
+                    "warpgate.cli",
+                    "nat",
+                    "--stun",
+                    infra.stun[0],
+                    "-i",
+                    f"{host.name}-eth0",
+                    "--json",
+                ],
+                timeout=30,
+            ).stdout
+            offered = json.loads(out.splitlines()[-1])["port_mapping"]
+            assert list(offered) == [proto], (site, offered)
+            assert mappings(lab, site) == []  # asking what is offered maps nothing
