@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from netsim.control import runner
-from netsim.model.scenario import Scenario
+from netsim.model.scenario import Scenario, SiteSpec
 from netsim.model.topology import Impairment
 
 
@@ -32,9 +32,13 @@ def run(
     delay_ms: float = 0.0,
     mode: str = "solo",
     timeout: float = 3.0,
+    sites: dict[str, SiteSpec] | None = None,
+    portmap: str = "start",
 ) -> list[dict[str, Any]]:
     """Run one scenario in a fresh lab (cells one after another per router) and return its trials."""
     scenario = Scenario(
+        sites=sites or {},
+        portmap=portmap,
         name=name,
         a=tuple(a),
         b=tuple(b),

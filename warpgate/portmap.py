@@ -48,6 +48,8 @@ EXCHANGE = Backoff(initial=0.05, cap=0.4, limit=2.0)
 ``DEADLINE``; a gateway on the LAN answers in a millisecond."""
 SSDP_PORT = 1900
 IGD = "urn:schemas-upnp-org:device:InternetGatewayDevice:1"
+UPNP_STAGGER = 0.02
+"""Seconds UPnP's probe waits behind PCP's and NAT-PMP's (``PortMapper.first_offer``)."""
 UPNP_MAX_BODY = 64 * 1024
 """Bytes of one UPnP description or SOAP answer read at most (miniupnpd's are ~4 KiB)."""
 UPNP_SERVICES = ("WANIPConnection", "WANPPPConnection")
@@ -231,20 +233,39 @@ class PortMapper:
         return await self._upnp_find()
 
     async def first_offer(self, deadline: float = DEADLINE) -> Lease | None:
-        """Probe every protocol at once and map with the first that answers (the next one if it
-        then refuses); None when none answers within ``deadline`` seconds. Probes still running
-        when a mapping is granted are cancelled: a start waits for one answer, not for all."""
+        """Probe every protocol and map with the first that answers (the next one if it then
+        refuses); None when none answers within ``deadline`` seconds. Probes still running when a
+        mapping is granted are cancelled: a start waits for one answer, not for all.
+
+        UPnP's probe starts ``UPNP_STAGGER`` after PCP's and NAT-PMP's (at once when both have
+        failed), happy-eyeballs style: miniupnpd answers an SSDP search only after ~50 ms and
+        serves nothing else meanwhile (measured: a PCP mapping took 37 ms instead of 22 when an
+        SSDP search arrived with it), while PCP and NAT-PMP answer in a millisecond or two."""
         loop = asyncio.get_running_loop()
         t0 = loop.time()
         until = t0 + deadline
-        jobs = {asyncio.ensure_future(self._probe_one(p)): p for p in self.protocols}
+        jobs: dict[asyncio.Future[str], Protocol] = {}
+        pending: set[asyncio.Future[str]] = set()
+
+        def launch(protos: list[Protocol]) -> None:
+            for p in protos:
+                job = asyncio.ensure_future(self._probe_one(p))
+                jobs[job] = p
+                pending.add(job)
+
+        later: list[Protocol] = [p for p in self.protocols if p == "upnp"]
+        launch([p for p in self.protocols if p not in later])
         errors: list[str] = []
         try:
-            pending = set(jobs)
-            while pending and loop.time() < until:
-                done, pending = await asyncio.wait(
-                    pending, timeout=until - loop.time(), return_when=asyncio.FIRST_COMPLETED
+            while (pending or later) and loop.time() < until:
+                if later and (not pending or loop.time() >= t0 + UPNP_STAGGER):
+                    launch(later)
+                    later = []
+                wake = min(until, t0 + UPNP_STAGGER) if later else until
+                done, _ = await asyncio.wait(
+                    pending, timeout=max(0.0, wake - loop.time()), return_when=asyncio.FIRST_COMPLETED
                 )
+                pending -= done
                 for job in sorted(done, key=lambda j: self.protocols.index(jobs[j])):
                     proto = jobs[job]
                     if job.exception() is not None:
