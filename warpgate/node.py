@@ -30,6 +30,7 @@ from warpgate.proto.discovery import Discovery
 from warpgate.proto.messages import Message
 from warpgate.proto.names import NameServiceError, check_name
 from warpgate.proto.nat import NatBehaviour
+from warpgate.proto.natpmp import MAX_LIFETIME
 from warpgate.resources import Resources
 from warpgate.signal import SignalChannel, parse_broker
 from warpgate.stun import parse_server
@@ -150,6 +151,10 @@ class Node:
             parse_broker(url)
         if portmap not in PORTMAP_MODES:
             raise LocalProtocolError(f"portmap is one of {', '.join(PORTMAP_MODES)}, not {portmap!r}")
+        if not 1 <= portmap_lease <= MAX_LIFETIME:
+            raise LocalProtocolError(f"portmap_lease must be 1..{MAX_LIFETIME} seconds, not {portmap_lease}")
+        if portmap_deadline <= 0:
+            raise LocalProtocolError("portmap_deadline must be > 0 seconds")
         self.portmap_mode = portmap
         """``start``: ask the gateway for a mapping at start (PCP, NAT-PMP, UPnP IGD at once) and
         advertise it; ``demand``: only when a peer asks (the ``portmap`` plugin); ``off``: never."""
