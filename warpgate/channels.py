@@ -283,6 +283,16 @@ class UdpEndpoint(UdpSocket):
                 self.drops["handshake"] += 1
                 self._fail_dial(peer, exc)
             return
+        if kind is Kind.PROBE:
+            # random_probe: the peer's probe came in on a path we dial, so its NAT lets our HELLO
+            # in now. Only a probe naming our dial's conn_id hurries it (a stranger cannot make us
+            # send); anything else is counted and dropped.
+            dial = self._dialing.get(peer)
+            if dial is not None and payload == dial.init.hello.conn_id:
+                dial.kick()
+            else:
+                self.drops["probe"] += 1
+            return
         pipe = self.pipes.get(peer)
         if pipe is None:
             self.drops["no_pipe"] += 1
@@ -468,8 +478,16 @@ async def udp_connect(
         ep = await UdpEndpoint.bind(family_local, identity, None, queue_size, remote=(host, port))
     except OSError as exc:
         raise AttemptFailed(f"udp {host}:{port}: cannot bind: {exc.strerror}") from exc
+    return await udp_dial_from(ep, (host, port), expected_key=expected_key, conn_id=conn_id, purpose=purpose)
+
+
+async def udp_dial_from(
+    ep: UdpEndpoint, peer: HostPort, *, expected_key: bytes, conn_id: bytes, purpose: str
+) -> Pipe:
+    """Dial ``peer`` from a socket of its own that the pipe then owns (closed with it, or now if
+    the dial fails)."""
     try:
-        pipe = await ep.connect((host, port), expected_key=expected_key, conn_id=conn_id, purpose=purpose)
+        pipe = await ep.connect(peer, expected_key=expected_key, conn_id=conn_id, purpose=purpose)
     except BaseException:
         ep.close()
         raise

@@ -430,6 +430,7 @@ class Node:
             mapped4=ipaddress.IPv4Address(lease.external_ip) if granted and lease else None,
             mapped_udp_port=lease.udp if granted and lease else None,
             mapped_tcp_port=lease.tcp if granted and lease else None,
+            nat_tcp=found.tcp_view if found is not None and found.tcp_view != found.udp else None,
         )
 
     def set_address(self, address: Address) -> None:

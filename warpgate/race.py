@@ -16,7 +16,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from warpgate.errors import AddressError, AttemptFailed, ConnectError, LocalProtocolError
 from warpgate.events import AttemptEvent, Outcome
@@ -57,13 +58,15 @@ async def auto_connect(
     timeout: float = DEFAULT_TIMEOUT,
     on_event: EventCallback | None = None,
     observe: float = 0.0,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> tuple[Pipe, Plugin]:
     """Connect to ``dest`` with every plugin (or those named in ``plugins``) at once.
 
     Returns the first authenticated pipe and the plugin that made it. Raises ``ConnectError``
     listing each plugin's reason when none succeeds within ``timeout`` seconds, and
     ``AddressError`` when ``dest`` cannot be read. ``observe``: seconds the losers may run on after
-    the winner (within ``timeout``), to record whether they would have connected.
+    the winner (within ``timeout``), to record whether they would have connected. ``options``:
+    per plugin name, the options its attempt reads (``ctx.options``; e.g. random_probe's budget).
     """
     if not node.started:
         raise LocalProtocolError("start the node before connecting (async with Node(...) as node)")
@@ -93,6 +96,7 @@ async def auto_connect(
     candidates = []
     for plugin in [create(n) for n in names]:
         ctx = AttemptContext(node, address, plugin.name, deadline)
+        ctx.options = dict((options or {}).get(plugin.name, {}))
         reason = plugin.applicable(ctx)
         if reason is not None:
             now = ms()

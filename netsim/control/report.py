@@ -270,7 +270,53 @@ def figures(cells: pd.DataFrame, plugins: pd.DataFrame, trials: pd.DataFrame) ->
     wire = _wire_per_run(trials)
     if wire is not None:
         out["wire-cost"] = wire
+    points = sweep_table(trials)
+    if points is not None and points["odds"].notna().any():
+        out["sweep"] = _sweep_figure(points)
     return out
+
+
+def sweep_table(trials: pd.DataFrame) -> pd.DataFrame | None:
+    """Per cell and swept value: trials, measured success with its 95 % Wilson interval, and the
+    chance the plugin's own model gives (``odds``, e.g. random_probe's 1 - (1 - N/R)^k)."""
+    if "sweep_value" not in trials.columns or trials["sweep_value"].isna().all():
+        return None
+    t = trials[(trials["outcome"] != "error") & trials["sweep_value"].notna()].copy()
+    t["hit"] = t["outcome"] == "connected"
+    t["value"] = pd.to_numeric(t["sweep_value"], errors="coerce")
+    t["odds_f"] = pd.to_numeric(t.get("odds"), errors="coerce")
+    rows = []
+    for (a, b, value), g in t.groupby(["a", "b", "value"]):
+        n, hits = len(g), int(g["hit"].sum())
+        lo, hi = wilson(hits, n)
+        odds = g["odds_f"].iloc[0]
+        rows.append(
+            {"a": a, "b": b, "value": value, "n": n, "success": hits / n, "low": lo, "high": hi, "odds": odds}
+        )
+    out = pd.DataFrame(rows).sort_values(["a", "b", "value"])
+    out["gap_pp"] = (out["success"] - out["odds"]) * 100
+    return out
+
+
+def _sweep_figure(points: pd.DataFrame) -> Rendered:
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    for (a, b), g in points.groupby(["a", "b"]):
+        ax.errorbar(
+            g["value"],
+            g["success"],
+            yerr=[g["success"] - g["low"], g["high"] - g["success"]],
+            fmt="o",
+            capsize=3,
+            label=f"measured, {a} <- {b} (95 % Wilson)",
+        )
+        ax.plot(g["value"], g["odds"], "--", label="model: 1 - (1 - N/R)^k")
+    ax.set_xscale("log", base=2)
+    ax.set_ylim(0, 1.05)
+    ax.set_xlabel("swept option (random_probe: probe budget k)")
+    ax.set_ylabel("share of trials connected")
+    ax.set_title("success per swept value, beside the plugin's model")
+    ax.legend(fontsize=7)
+    return style.render(fig)
 
 
 def _ttc_per_cell(ok: pd.DataFrame, names: list[str]) -> Rendered:
@@ -363,6 +409,7 @@ CAPTIONS = {
     "time-to-connect-cells": "time to connect per cell and transport",
     "wire-cost": "wire cost per run (per plugin in solo mode)",
     "time-to-connect": "time to connect by winning plugin",
+    "sweep": "success per swept value beside the model (the birthday figure for random_probe)",
 }
 
 
@@ -452,6 +499,10 @@ def write(run: Path) -> Path:
     if wire is not None:
         wire.to_csv(run / "wire.csv", index=False)
         md += ["## Wire cost on the caller's WAN (medians per trial)", "", _md_table(wire), ""]
+    points = sweep_table(trials)
+    if points is not None:
+        points.to_csv(run / "sweep.csv", index=False)
+        md += ["## Sweep: success per value beside the model (95 % Wilson)", "", _md_table(points), ""]
     md += ["## Figures", ""] + [f"![{n}](figures/{n}.png)" for n in figs]
     if not validation.empty:
         md += ["", "## Router self-validation (RFC 5780)", "", _md_table(validation)]
@@ -478,6 +529,12 @@ def write(run: Path) -> Path:
             "<h2>Wire cost on the caller's WAN (medians per trial)</h2>"
             + wire.to_html(index=False, float_format=lambda v: f"{v:.3g}", na_rep="")
             if wire is not None
+            else ""
+        )
+        + (
+            "<h2>Sweep: success per value beside the model (95 % Wilson)</h2>"
+            + points.to_html(index=False, float_format=lambda v: f"{v:.3g}", na_rep="")
+            if points is not None
             else ""
         )
         + (

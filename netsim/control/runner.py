@@ -34,9 +34,9 @@ from netsim.control.capture import Capture, analyse, flatten
 from netsim.control.lab import PYTHON, Lab, clean, leftovers
 from netsim.errors import NetsimError, UsageError
 from netsim.model import protocol, records, theory
-from netsim.model.nat import as_table
+from netsim.model.nat import EPHEMERAL, as_table
 from netsim.model.records import RECORDS, Key, Recorder
-from netsim.model.scenario import Scenario
+from netsim.model.scenario import Scenario, Variant
 from netsim.model.topology import Topology
 
 META = "meta.json"
@@ -274,10 +274,7 @@ def run(
     cells = shard_cells(scenario.cells, shard)
     topo = topology_for(scenario)
     todo = [
-        Key(a, b, t, ",".join(r or ()))
-        for a, b in cells
-        for t in range(scenario.trials)
-        for r in scenario.runs()
+        Key(a, b, t, v.label) for a, b in cells for t in range(scenario.trials) for v in scenario.variants()
     ]
     todo_left = [k for k in todo if k not in done]
     stats = {
@@ -367,9 +364,32 @@ def run(
     return out
 
 
-def expected_outcome(scenario: Scenario, plugins: tuple[str, ...], cell: tuple[str, str]) -> bool | None:
+def theory_odds(scenario: Scenario, variant: Variant, cell: tuple[str, str]) -> float | None:
+    """A plugin alone whose success is a chance (``Plugin.odds``): that chance for this cell, its
+    options and the two routers' port pools; None otherwise."""
+    if scenario.mode != "solo" or not variant.plugins:
+        return None
+    plugin = variant.plugins[0]
+    a, b = scenario.site(cell[0]), scenario.site(cell[1])
+    return theory.odds(
+        plugin,
+        a.behaviours(scenario.portmap),
+        b.behaviours(scenario.portmap),
+        variant.options.get(plugin, {}),
+        (b.port_range or EPHEMERAL, a.port_range or EPHEMERAL),
+    )
+
+
+def expected_outcome(
+    scenario: Scenario,
+    plugins: tuple[str, ...],
+    cell: tuple[str, str],
+    options: dict[str, dict[str, Any]] | None = None,
+) -> bool | None:
     """Should this run of the cell connect? The scenario's ``[expect]`` wins; else the theory, over
-    the plugins the scenario's fault leaves able to work."""
+    the plugins the scenario's fault leaves able to work. A plugin alone whose success is a chance
+    (``Plugin.odds``) is expected to connect at >= 99 %, to fail at <= 1 %, and is not judged
+    in between (its sweep's figure compares the measured rate with the chance)."""
     exp = scenario.expect.get(cell)
     if exp is not None:
         return bool(exp) if scenario.mode == "race" else bool(plugins) and plugins[0] in exp
@@ -380,7 +400,14 @@ def expected_outcome(scenario: Scenario, plugins: tuple[str, ...], cell: tuple[s
     pb = scenario.site(cell[1]).behaviours(scenario.portmap)
     if scenario.mode == "race":
         return theory.expected_race(usable, pa, pb) if usable else False
-    return theory.expected(usable[0], pa, pb) if usable else False
+    if not usable:
+        return False
+    sa, sb = scenario.site(cell[0]), scenario.site(cell[1])
+    pools = (sb.port_range or EPHEMERAL, sa.port_range or EPHEMERAL)  # the caller's, the callee's
+    chance = theory.odds(usable[0], pa, pb, (options or {}).get(usable[0], {}), pools)
+    if chance is not None:
+        return True if chance >= 0.99 else False if chance <= 0.01 else None
+    return theory.expected(usable[0], pa, pb)
 
 
 def _run_cell(
@@ -400,8 +427,8 @@ def _run_cell(
     sa, sb = site_a(pa), site_b(pb)
     fault = scenario.fault
     for trial in range(scenario.trials):
-        for plugins in scenario.runs():
-            label = ",".join(plugins or ())
+        for variant in scenario.variants():
+            plugins, label = variant.plugins, variant.label
             key = Key(pa, pb, trial, label)
             if key in done:
                 continue
@@ -425,7 +452,7 @@ def _run_cell(
                 if not listen.get("ok"):
                     result = {**listen, "ok": False, "outcome": "error", "events": []}
                 else:
-                    result = _connect(scenario, lab, agents, cell, plugins, listen["address"], mid_pipe)
+                    result = _connect(scenario, lab, agents, cell, variant, listen["address"], mid_pipe)
                 agents[sa].call(protocol.Reset())
             except AgentDied as exc:
                 if abort.is_set():
@@ -457,7 +484,10 @@ def _run_cell(
                 ctx,
                 key,
                 {
-                    "plugins": label,
+                    "plugins": ",".join(plugins or ()),
+                    "options": json.dumps(variant.options, sort_keys=True),
+                    "sweep_value": variant.value,
+                    "odds": theory_odds(scenario, variant, cell),
                     "observe": scenario.observe,
                     "outcome": outcome,
                     "winner": result.get("winner"),
@@ -467,7 +497,7 @@ def _run_cell(
                     "bytes_echoed": result.get("bytes_echoed", 0),
                     "error_class": result.get("error_class", ""),
                     "error": result.get("error", ""),
-                    "expected": expected_outcome(scenario, tuple(plugins or ()), cell),
+                    "expected": expected_outcome(scenario, tuple(plugins or ()), cell, variant.options),
                     "fault": fault.what
                     if fault is not None and (fault.when == faults.BEFORE or mid_pipe)
                     else None,
@@ -507,7 +537,7 @@ def _connect(
     lab: Lab,
     agents: dict[str, AgentProc],
     cell: tuple[str, str],
-    plugins: tuple[str, ...] | None,
+    variant: Variant,
     address: str,
     mid_pipe: bool,
 ) -> dict[str, Any]:
@@ -517,12 +547,13 @@ def _connect(
     agents[sb].send(
         protocol.Connect(
             address,
-            tuple(plugins or ()),
+            tuple(variant.plugins or ()),
             timeout=scenario.timeout,
             payload=scenario.payload,
             pause=mid_pipe,
             trial=f"{cell[0]}/{cell[1]}",
             observe=scenario.observe,
+            options=variant.options,
         )
     )
     answer = agents[sb].read(limit)

@@ -114,6 +114,7 @@ class Agent:
                     timeout=float(req.timeout),
                     on_event=report,
                     observe=req.observe,
+                    options=req.options,
                 )
                 out["ms"] = round((time.perf_counter() - t0) * 1000, 3)
                 out["winner"] = plugin.name

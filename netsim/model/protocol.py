@@ -22,7 +22,7 @@ The agent announces itself with ``READY`` once. A request it cannot read is answ
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from warpgate.errors import WarpgateError
@@ -54,6 +54,8 @@ class Connect:
     trial: str = ""
     observe: float = 0.0
     """Seconds the race's losers run on after the winner (their late completions are recorded)."""
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per plugin, its options for this race (``auto_connect(options=...)``)."""
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,15 @@ def decode(line: bytes) -> Request:
         if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
             raise AgentProtocolError(f"{_NAMES[cls]}: plugins must be a list of names")
         obj["plugins"] = tuple(plugins)
+    if "options" in obj:
+        opts = obj["options"]
+        if not isinstance(opts, dict) or not all(
+            isinstance(name, str)
+            and isinstance(table, dict)
+            and all(isinstance(k, str) and isinstance(v, int | float | str | bool) for k, v in table.items())
+            for name, table in opts.items()
+        ):
+            raise AgentProtocolError(f"{_NAMES[cls]}: options must map plugin names to option tables")
     types: dict[str, type | tuple[type, ...]] = {
         "address": str,
         "trial": str,

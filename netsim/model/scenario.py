@@ -7,6 +7,14 @@ timeout = 2.0              # seconds per auto_connect
 mode = "race"              # race: all plugins at once; solo: each plugin alone, one after another
 observe = 0.5              # race: losers run on 0.5 s after the winner (reach counts late completions)
 portmap = "start"          # nodes map their port at start ("start"), when a peer asks ("demand"), or never
+
+[options.random_probe]     # a plugin's options (what auto_connect(options=...) passes it)
+sockets = 256
+
+[sweep]                    # run each trial once per value of one plugin option (records carry it)
+plugin = "random_probe"
+option = "budget"
+values = [64, 256, 1024]
 plugins = ["direct", "reverse"]
 payload = 1024             # bytes echoed through each pipe
 seed = 1
@@ -71,7 +79,11 @@ _TOP = {
     "sites",
     "observe",
     "portmap",
+    "options",
+    "sweep",
 }
+_SWEEP = {"plugin", "option", "values"}
+MAX_SWEEP = 64
 PORTMAP = ("start", "demand", "off")
 _SITE = {"profile", "hairpin", "mapping_lifetime", "port_range", "upnp", "natpmp", "pcp", "behind", "ipv6"}
 _FAULT = {"what", "when", "sites", "down_s", "trials", "survives"}
@@ -137,6 +149,25 @@ def preset(name: str) -> SiteSpec:
 
 
 @dataclass(frozen=True)
+class Sweep:
+    """``[sweep]``: ``plugin``'s ``option`` at each of ``values``."""
+
+    plugin: str
+    option: str
+    values: tuple[int | float | str, ...]
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way a trial runs: its label in records, the plugins, their options, the swept value."""
+
+    label: str
+    plugins: tuple[str, ...] | None
+    options: dict[str, dict[str, Any]]
+    value: int | float | str | None = None
+
+
+@dataclass(frozen=True)
 class Scenario:
     name: str
     a: tuple[str, ...]
@@ -161,6 +192,10 @@ class Scenario:
     lower bound)."""
     portmap: str = "start"
     """When the nodes ask their router for a port mapping (``Node(portmap=...)``)."""
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per plugin, the options its attempts get (``[options.NAME]``)."""
+    sweep: Sweep | None = None
+    """One plugin option run at each of several values (``[sweep]``)."""
     flake: float = 0.0
     """The declared flake rate: a cell still agrees with theory when its trials against the
     expectation fit this rate (a one-sided binomial test at 5 %, ``netsim.model.stats.within_flake``)."""
@@ -173,6 +208,24 @@ class Scenario:
     def site(self, name: str) -> SiteSpec:
         """A matrix entry: a declared site, else the preset of that name."""
         return self.sites[name] if name in self.sites else preset(name)
+
+    def variants(self) -> list[Variant]:
+        """What one trial of a cell runs: each run (``runs``), once per swept value when the
+        sweep's plugin is in it; the label names the run (and the value) in records."""
+        out = []
+        for plugins in self.runs():
+            label = ",".join(plugins or ())
+            sweep = self.sweep
+            if sweep is None or sweep.plugin not in (plugins or ()):
+                out.append(Variant(label, plugins, self.options))
+                continue
+            for value in sweep.values:
+                opts = {
+                    **self.options,
+                    sweep.plugin: {**self.options.get(sweep.plugin, {}), sweep.option: value},
+                }
+                out.append(Variant(f"{label} {sweep.option}={value}", plugins, opts, value))
+        return out
 
     def runs(self) -> list[tuple[str, ...] | None]:
         """What one trial races: all plugins at once, or (solo) each plugin on its own."""
@@ -297,6 +350,8 @@ def parse(text: str, path: str = "<scenario>") -> Scenario:
         sites=sites,
         observe=_observe(w, data, mode),
         portmap=_portmap(w, data),
+        options=_options(w, data, tuple(plugins)),
+        sweep=_sweep(w, data, tuple(plugins)),
         fault=fault,
         path=path,
     )
@@ -398,8 +453,41 @@ def _observe(w: _Where, data: dict[str, Any], mode: str) -> float:
     if not 0.0 <= value <= 30.0:
         raise w.err("observe", "must be 0..30 seconds")
     if value and mode != "race":
-        raise w.err("observe", "only a race has losers to observe (mode = \"race\")")
+        raise w.err("observe", 'only a race has losers to observe (mode = "race")')
     return value
+
+
+def _options(w: _Where, data: dict[str, Any], plugins: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    table = _get(w, data, "options", dict, {})
+    out: dict[str, dict[str, Any]] = {}
+    for name, opts in table.items():
+        if name not in plugins:
+            raise w.err(f"options.{name}", f"is not one of this scenario's plugins ({', '.join(plugins)})")
+        if not isinstance(opts, dict):
+            raise w.err(f"options.{name}", "must be a table of option = value")
+        for key, value in opts.items():
+            if not isinstance(value, int | float | str | bool):
+                raise w.err(f"options.{name}.{key}", f"must be a number, string or boolean, got {value!r}")
+        out[name] = dict(opts)
+    return out
+
+
+def _sweep(w: _Where, data: dict[str, Any], plugins: tuple[str, ...]) -> Sweep | None:
+    table = _get(w, data, "sweep", dict, {})
+    if not table:
+        return None
+    _check_keys(w, table, _SWEEP, "sweep.")
+    plugin = _get(w, table, "plugin", str, None, "sweep.")
+    if plugin not in plugins:
+        raise w.err("sweep.plugin", f"{plugin!r} is not one of this scenario's plugins")
+    option = _get(w, table, "option", str, None, "sweep.")
+    values = _get(w, table, "values", list, None, "sweep.")
+    if not 1 <= len(values) <= MAX_SWEEP or len(set(map(str, values))) != len(values):
+        raise w.err("sweep.values", f"must list 1..{MAX_SWEEP} distinct values")
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, int | float | str):
+            raise w.err("sweep.values", f"must be numbers or strings, got {v!r}")
+    return Sweep(plugin, option, tuple(values))
 
 
 def _portmap(w: _Where, data: dict[str, Any]) -> str:

@@ -10,6 +10,8 @@ caller. A side is a preset's name or any ``Profile`` (a scenario's site, as the 
 
 from __future__ import annotations
 
+from typing import Any
+
 from netsim.model.nat import Profile, profile
 from warpgate import plugins
 from warpgate.proto.nat import Behaviours
@@ -48,3 +50,17 @@ def needs_signal(plugin: str) -> bool:
     """Does ``plugin`` send signal messages (so cannot work without a broker)?"""
     cls = plugins.available().get(plugin)
     return cls is not None and bool(cls.messages)
+
+
+def odds(
+    plugin: str, a: Side, b: Side, options: dict[str, Any], pools: tuple[tuple[int, int], tuple[int, int]]
+) -> float | None:
+    """The chance that ``plugin`` alone connects B (caller) to A (callee), for plugins whose
+    success is a chance (``Plugin.odds``); None for the others. ``pools``: the external port
+    ranges of B's and A's routers."""
+    cls = plugins.available().get(plugin)
+    odds_of = getattr(cls, "odds", None) if cls is not None else None
+    if odds_of is None:
+        return None
+    result: float | None = odds_of(behaviours(b), behaviours(a), options, pools)
+    return result

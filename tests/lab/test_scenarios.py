@@ -132,3 +132,50 @@ def test_portmap_demand_short(tmp_path):
         (a, b) for a in ("sym-pcp", "sym-natpmp", "sym-upnp", "symmetric") for b in ("symmetric", "sym-pcp")
     } - {("symmetric", "symmetric")}
     assert not (cells[cells["run"] != "portmap"]["success"] > 0).any()  # nothing else joins them
+
+
+def test_tcp_punch_short(tmp_path):
+    """Issue 9: tcp_punch joins firewall <-> firewall, the cones, UDP-blocked sites and a cone <->
+    sequential symmetric NAT (by prediction); where its rule says no, it says so at once."""
+    cells = assert_scenario(SCENARIOS / "tcp-punch.toml", tmp_path / "run", trials=1)
+    ok = {(r.a, r.b) for r in cells.itertuples() if r.success == 1}
+    for pair in [
+        ("firewall", "firewall"),
+        ("port-restricted-cone", "port-restricted-cone"),
+        ("restricted-cone", "port-restricted-cone"),
+        ("udp-blocked", "port-restricted-cone"),
+        ("udp-blocked", "udp-blocked"),
+        ("symmetric-sequential", "port-restricted-cone"),
+        ("port-restricted-cone", "symmetric-sequential"),
+    ]:
+        assert pair in ok, pair
+    assert ("port-restricted-cone", "symmetric") not in ok
+    attempts = [json.loads(x) for x in (tmp_path / "run" / "records.jsonl").read_text().splitlines()]
+    refused = [
+        a for a in attempts if a["type"] == "attempt" and (a["a"], a["b"]) == ("symmetric", "symmetric")
+    ]
+    assert refused and all(a["outcome"] == "not_applicable" and "RFC 4787" in a["reason"] for a in refused)
+    assert all(a["end_ms"] < 50 for a in refused)  # at once, not at the deadline
+
+
+def test_random_probe_short(tmp_path):
+    """Issue 9: random_probe joins a port-restricted cone and a symmetric NAT, either side calling."""
+    cells = assert_scenario(SCENARIOS / "random-probe.toml", tmp_path / "run", trials=1)
+    ok = {(r.a, r.b) for r in cells.itertuples() if r.success == 1}
+    assert ok == {("symmetric", "port-restricted-cone"), ("port-restricted-cone", "symmetric")}
+
+
+def test_birthday_short(tmp_path):
+    """The birthday sweep, 12 trials per budget: each point's 99.9 % Wilson interval holds the
+    model's 1 - (1 - N/R)^k (the long form, 100+ trials a point, is the benchmark: within 5 pp)."""
+    from netsim.control import report
+    from netsim.model.stats import wilson
+
+    assert_scenario(SCENARIOS / "birthday.toml", tmp_path / "run", trials=12)
+    trials, _, _ = report.load(tmp_path / "run")
+    points = report.sweep_table(trials)
+    assert list(points["value"]) == [8, 16, 32, 64, 128] and (points["n"] == 12).all()
+    for p in points.itertuples():
+        lo, hi = wilson(round(p.success * p.n), p.n, z=3.29)
+        assert lo <= p.odds <= hi, (p.value, p.success, p.odds)
+    assert (tmp_path / "run" / "figures" / "sweep.png").exists()

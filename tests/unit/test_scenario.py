@@ -86,7 +86,12 @@ def test_theory_follows_the_axes():
     assert theory.expected("reverse", "port-restricted-cone", "open") is True
     assert theory.expected("direct", "firewall", "open") is False
     assert theory.expected_race(("direct", "reverse"), "symmetric", "symmetric") is False
-    assert theory.expected("random_probe", "open", "open") is None
+    assert theory.expected("no_such_plugin", "open", "open") is None
+    # random probing: a cone and a random-port NAT, in either role, and nothing else
+    assert theory.expected("random_probe", "symmetric", "port-restricted-cone") is True
+    assert theory.expected("random_probe", "port-restricted-cone", "symmetric") is True
+    assert theory.expected("random_probe", "symmetric", "symmetric") is False
+    assert theory.expected("random_probe", "symmetric-sequential", "port-restricted-cone") is False
 
 
 def test_rounds_never_share_a_router_and_cover_every_cell():

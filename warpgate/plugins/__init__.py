@@ -88,7 +88,15 @@ def _load() -> None:
     if _loaded:
         return
     _loaded = True
-    from warpgate.plugins import direct, portmap, reverse, turn, udp_punch  # noqa: F401  (built-ins register on import)
+    from warpgate.plugins import (  # noqa: F401  (built-ins register on import)
+        direct,
+        portmap,
+        random_probe,
+        reverse,
+        tcp_punch,
+        turn,
+        udp_punch,
+    )
 
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         package = ep.dist.name if ep.dist is not None else "?"

@@ -24,14 +24,14 @@ from warpgate.errors import AttemptFailed, LocalProtocolError
 from warpgate.identity import Identity
 from warpgate.pipe import HostPort, Pipe
 from warpgate.portmap import Lease, PortMapError
-from warpgate.proto import messages, timers
+from warpgate.proto import frames, messages, timers
 from warpgate.proto.address import Address, Endpoint
 from warpgate.proto.discovery import Discovery
 from warpgate.proto.messages import Message
 from warpgate.proto.nat import Behaviours, Filtering, NatBehaviour
 from warpgate.resources import Resources
 from warpgate.signal import SignalChannel
-from warpgate.stun import StunError, udp_binding
+from warpgate.stun import StunError, reusable_tcp_socket, tcp_binding, udp_binding
 from warpgate.turn import RelayEndpoint, TurnServer
 from warpgate.udp import UdpSocket
 
@@ -168,6 +168,102 @@ class Context:
         auth.pop("queue_size")
         return self._own(await ep.connect(peer, backoff=backoff, **auth))
 
+    @property
+    def tcp_local(self) -> HostPort | None:
+        """The node's IPv4 address and TCP port: where punched TCP connections leave from."""
+        ep = self.udp_socket()
+        return (ep.local[0], self._node.address.tcp_port) if ep is not None else None
+
+    async def fresh_tcp_mapping(self) -> HostPort | None:
+        """A new TCP mapping's public endpoint: STUN over TCP from the node's port (SO_REUSEPORT).
+        Under address-dependent mapping each new destination gets a new port, so on a sequential
+        NAT this is the reference the next connection's port is predicted from (+ delta)."""
+        local = self.tcp_local
+        if local is None or not self._node.stun_servers:
+            return None
+        try:
+            got = await tcp_binding(self._node.stun_servers[0], local=local)
+        except StunError:
+            return None
+        return got.mapped
+
+    async def dial_tcp_shared(self, peer: HostPort, until: float, retry: float = 0.05) -> Pipe:
+        """Connect from the node's own TCP port to ``peer`` and authenticate (TCP simultaneous
+        open, RFC 9293 §3.5: when both ends connect at once, both send HELLO and the key order
+        decides who answers). A refused connect (a router that answers an early SYN with a
+        reset) is tried again every ``retry`` seconds until loop time ``until``."""
+        local = self.tcp_local
+        if local is None:
+            raise AttemptFailed("the node has no IPv4 address")
+        loop = asyncio.get_running_loop()
+        reason = "no time left"
+        while loop.time() < until:
+            try:
+                sock = reusable_tcp_socket(local)
+            except OSError as exc:
+                raise AttemptFailed(f"cannot bind {local[0]}:{local[1]}: {exc.strerror}") from None
+            try:
+                async with asyncio.timeout_at(until):
+                    await loop.sock_connect(sock, peer)
+            except TimeoutError:
+                sock.close()
+                raise AttemptFailed(f"tcp {peer[0]}:{peer[1]}: no SYN got through") from None
+            except OSError as exc:
+                sock.close()
+                reason = f"tcp {peer[0]}:{peer[1]}: {exc.strerror or exc}"
+                await asyncio.sleep(min(retry, max(0.0, until - loop.time())))  # a pacing timer
+                continue
+            except BaseException:
+                sock.close()
+                raise
+            reader, writer = await asyncio.open_connection(sock=sock)
+            return await self.authenticate_stream(reader, writer)
+        raise AttemptFailed(reason)
+
+    async def open_udp_sockets(self, count: int, peer: HostPort) -> list[UdpEndpoint]:
+        """``count`` fresh UDP sockets, each connected to ``peer`` and having sent it one PROBE
+        frame, so that our NAT has mapped every one of them before this returns (random_probe's
+        hard side). The caller closes them, or hands one to a pipe (``dial_from``)."""
+        eps: list[UdpEndpoint] = []
+        probe = frames.udp_frame(frames.Kind.PROBE, self.conn_id)
+        local = ("::", 0) if ":" in peer[0] else ("0.0.0.0", 0)
+        try:
+            for _ in range(count):
+                ep = await UdpEndpoint.bind(
+                    local, self._node.identity, None, self._node.queue_size, remote=peer
+                )
+                eps.append(ep)
+                ep.sendto(probe, peer)
+        except OSError as exc:
+            for ep in eps:
+                ep.close()
+            raise AttemptFailed(f"cannot open {count} UDP sockets: {exc.strerror}") from None
+        return eps
+
+    async def dial_from(self, ep: UdpEndpoint, peer: HostPort) -> Pipe:
+        """Dial ``peer`` from ``ep`` (from ``open_udp_sockets``); the pipe owns the socket."""
+        auth = self._auth()
+        auth.pop("queue_size")
+        return self._own(await channels.udp_dial_from(ep, peer, **auth))
+
+    async def send_probes(self, host: str, ports: list[int], rate: float) -> int:
+        """random_probe's easy side: a PROBE frame carrying ``conn_id`` from the node's UDP socket
+        to each ``host:port`` in turn, at most ``rate`` a second (paced in 10 ms slices); returns
+        how many went out. Each opens our NAT's filter for that port of the peer."""
+        ep = self.udp_socket("ipv6" if ":" in host else "ipv4")
+        if ep is None:
+            raise AttemptFailed("the node has no UDP socket of that family")
+        probe = frames.udp_frame(frames.Kind.PROBE, self.conn_id)
+        loop = asyncio.get_running_loop()
+        t0, sent = loop.time(), 0
+        while sent < len(ports):
+            due = min(len(ports), int((loop.time() - t0) * rate) + 1)
+            for port in ports[sent:due]:
+                ep.sendto(probe, (host, port))
+            sent = max(sent, due)
+            await asyncio.sleep(0.01)  # a pacing timer (the rate), not synchronisation
+        return sent
+
     def heard(self, peer: HostPort) -> bool:
         """Whether anything of a handshake arrived from ``peer`` on the node's UDP socket."""
         ep = self.udp_socket("ipv6" if ":" in peer[0] else "ipv4")
@@ -250,6 +346,8 @@ class AttemptContext(Context):
         """Loop time (``asyncio.get_running_loop().time()``) by which the attempt must be done."""
         self.racing = racing
         """The names of every applicable plugin in this race (this one included)."""
+        self.options: dict[str, Any] = {}
+        """This plugin's options for this race (``auto_connect(options={name: {...}})``)."""
 
     @property
     def signal_reason(self) -> str | None:

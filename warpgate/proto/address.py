@@ -7,11 +7,12 @@ Binary form, version 1 (all integers big-endian)::
     u16  TCP listen port          u16  UDP listen port
     u8   interface count (1..8), then per interface:
          u8  flags: bit0 private IPv4, bit1 public IPv4, bit2 private IPv6, bit3 public IPv6,
-                    bit4 public UDP port, bit5 public TCP port, bit6 gateway mapping (bit 7 must be 0)
+                    bit4 public UDP port, bit5 public TCP port, bit6 gateway mapping, bit7 TCP NAT
          the present addresses in that order (4 or 16 bytes), then the present public ports (u16)
          4   NAT behaviour (``warpgate.proto.nat.pack``)
          with bit6: 4 external IPv4, u16 UDP port, u16 TCP port (0: not mapped, not both 0): an
              inbound mapping the gateway granted (PCP, NAT-PMP, UPnP IGD), open to anyone
+         with bit7: 4 the TCP NAT behaviour (``nat.pack``), when it differs from the UDP one
     u8   broker hint count (0..4), then per hint: u8 length (1..200), UTF-8 ``mqtt://host:port``
 
 A one-interface dual-stack address with public and private IPv4 and IPv6 is 84 bytes.
@@ -67,6 +68,9 @@ class Interface:
     ``mapped_udp_port`` / ``mapped_tcp_port`` reach the node from anywhere."""
     mapped_udp_port: int | None = None
     mapped_tcp_port: int | None = None
+    nat_tcp: NatBehaviour | None = None
+    """The TCP NAT behaviour, when it differs from ``nat`` (UDP blocked, TCP mapped: tcp_punch
+    reads it); None: the same as ``nat``."""
 
     def __post_init__(self) -> None:
         for name in ("private4", "public4"):
@@ -154,6 +158,7 @@ class Address:
             flags = sum(1 << i for i, a in enumerate(addrs) if a is not None)
             flags |= sum(1 << (4 + i) for i, p in enumerate(ports) if p is not None)
             flags |= (iface.mapped4 is not None) << 6
+            flags |= (iface.nat_tcp is not None) << 7
             out.append(flags)
             for a in addrs:
                 if a is not None:
@@ -166,6 +171,8 @@ class Address:
                 out += iface.mapped4.packed
                 out += (iface.mapped_udp_port or 0).to_bytes(2, "big")
                 out += (iface.mapped_tcp_port or 0).to_bytes(2, "big")
+            if iface.nat_tcp is not None:
+                out += natcodec.pack(iface.nat_tcp)
         out.append(len(self.brokers))
         for b in self.brokers:
             raw = b.encode("utf-8")
@@ -256,8 +263,6 @@ def decode(data: bytes) -> Address:
     interfaces = []
     for i in range(count):
         flags = r.u8(f"interface {i} flags")
-        if flags & 0b1000_0000:
-            raise AddressError(f"interface {i} has unknown flag bits {flags:#04x}")
         addrs: list[IPv4 | IPv6 | None] = []
         for bit, size in ((0, 4), (1, 4), (2, 16), (3, 16)):
             if flags & (1 << bit):
@@ -275,8 +280,14 @@ def decode(data: bytes) -> Address:
             ip = IPv4(r.take(4, f"interface {i} mapped address"))
             udp, tcp = r.u16(f"interface {i} mapped UDP port"), r.u16(f"interface {i} mapped TCP port")
             mapped = (ip, udp or None, tcp or None)
+        nat_tcp = None
+        if flags & (1 << 7):
+            try:
+                nat_tcp = natcodec.unpack(r.take(4, f"interface {i} TCP NAT behaviour"))
+            except ValueError as exc:
+                raise AddressError(f"interface {i}: TCP {exc}") from None
         interfaces.append(
-            Interface(addrs[0], addrs[1], addrs[2], addrs[3], ports[0], ports[1], nat, *mapped)  # type: ignore[arg-type]
+            Interface(addrs[0], addrs[1], addrs[2], addrs[3], ports[0], ports[1], nat, *mapped, nat_tcp)  # type: ignore[arg-type]
         )
     nbrokers = r.u8("broker count")
     if nbrokers > MAX_BROKERS:

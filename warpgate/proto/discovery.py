@@ -88,6 +88,24 @@ class Discovery:
     rtt: float | None = None
     """Seconds for the first answered probe: the round trip to the STUN server."""
 
+    @property
+    def tcp_view(self) -> NatBehaviour:
+        """The TCP NAT as far as it is known: RFC 5780 measures TCP mapping and whether the port
+        was kept; filtering and a sequential allocation's delta are taken from UDP (the same box).
+        When UDP is blocked or never answered, the filter is taken to be address-and-port-
+        dependent: a NAT that drops unsolicited datagrams drops unsolicited SYNs too."""
+        tcp, udp = self.tcp, self.udp
+        if tcp.filtering is Filtering.BLOCKED or tcp.mapping is Mapping.UNKNOWN:
+            return tcp
+        udp_known = udp.filtering not in (Filtering.BLOCKED, Filtering.UNKNOWN)
+        filtering = udp.filtering if udp_known else Filtering.ADDRESS_PORT_DEPENDENT
+        if tcp.mapping is Mapping.NONE and filtering is Filtering.UNKNOWN:
+            filtering = Filtering.ADDRESS_PORT_DEPENDENT
+        allocation, delta = tcp.allocation, 0
+        if allocation is not PortAllocation.PRESERVING and udp_known:
+            allocation, delta = udp.allocation, udp.delta
+        return NatBehaviour(tcp.mapping, filtering, allocation, delta)
+
     def as_dict(self) -> dict[str, object]:
         return {
             "udp": as_dict(self.udp),

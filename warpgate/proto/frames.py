@@ -24,6 +24,7 @@ class Kind(enum.IntEnum):
     NOMINATE_ACK = 0xD4
     PING = 0xD5  #: are you there? (the pipe was silent for a while; answered with PONG)
     PONG = 0xD6
+    PROBE = 0xD7  #: random_probe: "this path is open now" (payload: the dial's conn_id)
 
 
 def tcp_header_for(kind: Kind, size: int) -> bytes:

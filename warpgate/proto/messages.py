@@ -18,6 +18,7 @@ from warpgate.errors import RemoteProtocolError
 VERSION = 1
 MAX_CANDIDATES = 16
 CONN_ID_SIZE = 16
+MAX_INT = 2**31 - 1
 
 M = TypeVar("M", bound="Message")
 
@@ -110,6 +111,10 @@ def _field(kind: str, name: str, type_: str, raw: Any) -> Any:
                 raise MessageError("malformed", f"{kind}.{name} holds a malformed candidate")
             out.append(Candidate(item[0], item[1]))
         return tuple(out)
+    if type_ == "int":
+        if not isinstance(raw, int) or isinstance(raw, bool) or not 0 <= raw <= MAX_INT:
+            raise MessageError("bad_int", f"{kind}.{name} is not an integer in 0..{MAX_INT}")
+        return raw
     raise MessageError("malformed", f"{kind}.{name}: no decoder for {type_}")  # pragma: no cover
 
 
@@ -230,3 +235,72 @@ class MapAnswer(Message):
     conn_id: bytes
     udp: tuple[Candidate, ...]
     tcp: tuple[Candidate, ...]
+
+
+@message
+@dataclass(frozen=True, slots=True)
+class TcpPunchOffer(Message):
+    """Caller -> callee: connect to these TCP candidates of mine, from your node's TCP port."""
+
+    kind: ClassVar[str] = "tcp_punch.offer"
+    conn_id: bytes
+    public: tuple[Candidate, ...]
+    """My TCP mapping as the internet sees it, predicted ports included."""
+    private: tuple[Candidate, ...]
+
+
+@message
+@dataclass(frozen=True, slots=True)
+class TcpPunchAnswer(Message):
+    """Callee -> caller (the offer's acknowledgement): my candidates; I am already connecting."""
+
+    kind: ClassVar[str] = "tcp_punch.answer"
+    conn_id: bytes
+    public: tuple[Candidate, ...]
+    private: tuple[Candidate, ...]
+
+
+@message
+@dataclass(frozen=True, slots=True)
+class TcpPunchCancel(Message):
+    """Caller -> callee: stop connecting for ``conn_id``."""
+
+    kind: ClassVar[str] = "tcp_punch.cancel"
+    conn_id: bytes
+
+
+@message
+@dataclass(frozen=True, slots=True)
+class ProbeOffer(Message):
+    """Caller -> callee: random probing between a cone and a random-port NAT. ``public``: my UDP
+    mapping; ``sockets``, ``budget``, ``rate``, ``low``..``high``: the run's options (the side with
+    the random-port NAT opens ``sockets``, the cone side sends ``budget`` probes at ``rate`` per
+    second to ports ``low``..``high`` of the other's address)."""
+
+    kind: ClassVar[str] = "random_probe.offer"
+    conn_id: bytes
+    public: tuple[Candidate, ...]
+    sockets: int
+    budget: int
+    rate: int
+    low: int
+    high: int
+
+
+@message
+@dataclass(frozen=True, slots=True)
+class ProbeAnswer(Message):
+    """Callee -> caller: my UDP mapping; I have started my part."""
+
+    kind: ClassVar[str] = "random_probe.answer"
+    conn_id: bytes
+    public: tuple[Candidate, ...]
+
+
+@message
+@dataclass(frozen=True, slots=True)
+class ProbeCancel(Message):
+    """Caller -> callee: stop probing (or close the sockets) for ``conn_id``."""
+
+    kind: ClassVar[str] = "random_probe.cancel"
+    conn_id: bytes

@@ -1,0 +1,317 @@
+"""``random_probe``: the birthday-paradox bridge between a cone and a random-port NAT.
+
+A NAT with endpoint-independent mapping (the "easy" side, a cone) keeps one public port for all
+destinations; a NAT that maps each destination to a fresh random port (the "hard" side) cannot be
+predicted, and with address-and-port-dependent filtering on both sides no punch meets. Instead
+(Tailscale's "birthday" traversal): the hard side opens ``sockets`` fresh UDP sockets and dials
+the easy side's mapping from each (a warpgate HELLO, retransmitted), which gives it ``sockets``
+random public ports, each open to the easy side's mapping. The easy side sends ``budget`` PROBE
+frames from its node socket to random distinct ports of the hard side's address, ``rate`` a
+second; each opens its own NAT's filter towards that port. When a probe lands on one of the hard
+side's ports, that socket dials again at once (the probe names the attempt's ``conn_id``), its
+HELLO now passes the easy side's NAT, and the handshake authenticates the pair. The first pipe
+wins; every other socket closes.
+
+With ``sockets`` = N open among R possible ports and k probes, the chance of a hit is
+1 - (1 - N/R)^k (for R = 64512: N = 256, k = 256 about 64 %; k = 1024 about 98 %; k = 2048 about
+99.97 %). The options travel in the offer, each bounded (``LIMITS``); a side refuses an offer
+outside them.
+
+Round trips: 1 signalling round trip, then the time to the first hit (k / rate on average about
+R / (N * rate)), then 2 data-path round trips for the handshake.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import OrderedDict
+from typing import Any
+
+from warpgate.channels import UdpEndpoint
+from warpgate.errors import AttemptFailed, LocalProtocolError
+from warpgate.pipe import Pipe
+from warpgate.plugins import register
+from warpgate.plugins.base import AttemptContext, Context, Plugin, ResponderContext
+from warpgate.plugins.sessions import Sessions
+from warpgate.plugins.udp_punch import check_candidates
+from warpgate.proto.messages import Candidate, Message, MessageError, ProbeAnswer, ProbeCancel, ProbeOffer
+from warpgate.proto.nat import Behaviours, Filtering, Mapping, NatBehaviour, PortAllocation
+
+log = logging.getLogger(__name__)
+
+DEFAULTS: dict[str, int] = {"sockets": 256, "budget": 2048, "rate": 1000, "low": 1024, "high": 65535}
+LIMITS: dict[str, tuple[int, int]] = {
+    "sockets": (1, 1024),  # file descriptors: one each
+    "budget": (1, 65536),
+    "rate": (1, 20000),
+    "low": (1, 65535),
+    "high": (1, 65535),
+}
+GRACE = 1.0
+"""Seconds the sockets stay open after the last probe is due (its HELLO and handshake)."""
+MAX_SESSIONS = 8
+SEEN = 4096
+
+
+def easy(b: NatBehaviour) -> bool:
+    """One public port for every destination, and UDP passes."""
+    return b.endpoint_independent_mapping and b.filtering not in (Filtering.BLOCKED, Filtering.UNKNOWN)
+
+
+def hard(b: NatBehaviour) -> bool:
+    """A fresh random port per destination (no prediction), and UDP passes."""
+    return (
+        b.mapping in (Mapping.ADDRESS_DEPENDENT, Mapping.ADDRESS_PORT_DEPENDENT)
+        and b.allocation is PortAllocation.RANDOM
+        and b.filtering not in (Filtering.BLOCKED, Filtering.UNKNOWN)
+    )
+
+
+def probeable(a: NatBehaviour, b: NatBehaviour) -> bool | None:
+    """Theory: one side a cone, the other a random-port NAT (then a hit is likely, not certain:
+    the module docstring gives the odds). None when an axis is unknown."""
+    if (easy(a) and hard(b)) or (hard(a) and easy(b)):
+        return True
+    if Mapping.UNKNOWN in (a.mapping, b.mapping) or PortAllocation.UNKNOWN in (a.allocation, b.allocation):
+        return None
+    return False
+
+
+def options(given: dict[str, Any]) -> dict[str, int]:
+    """The run's options: the defaults, overridden by ``given``; ``LocalProtocolError`` naming a
+    bad one (unknown, not an integer, out of bounds, or an empty port range)."""
+    unknown = set(given) - set(DEFAULTS)
+    if unknown:
+        raise LocalProtocolError(
+            f"random_probe has no option {sorted(unknown)[0]!r} (it has {', '.join(DEFAULTS)})"
+        )
+    out = {**DEFAULTS, **given}
+    for key, (lo, hi) in LIMITS.items():
+        v = out[key]
+        if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+            raise LocalProtocolError(f"random_probe option {key} must be an integer in {lo}..{hi}, not {v!r}")
+    if out["low"] > out["high"] or out["budget"] > out["high"] - out["low"] + 1:
+        raise LocalProtocolError("random_probe: low..high must hold at least budget ports")
+    return out
+
+
+def curve(sockets: int, pool: int, probes: float) -> float:
+    """1 - (1 - N/R)^k: the chance that k random probes hit one of N open ports among R."""
+    return float(1.0 - (1.0 - sockets / pool) ** probes)
+
+
+def duration(opts: dict[str, int]) -> float:
+    return opts["budget"] / opts["rate"] + GRACE
+
+
+async def first_dial(ctx: Context, eps: list[UdpEndpoint], peer: tuple[str, int], until: float) -> Pipe:
+    """The hard side: dial ``peer`` from every socket (each already mapped by our NAT); the first
+    pipe wins (it owns its socket), every other socket closes."""
+    dials = {asyncio.ensure_future(ctx.dial_from(ep, peer)): ep for ep in eps}
+    chosen: asyncio.Future[Pipe] | None = None
+    loop = asyncio.get_running_loop()
+    try:
+        pending = set(dials)
+        while pending and chosen is None:
+            done, pending = await asyncio.wait(
+                pending, timeout=max(0.0, until - loop.time()), return_when=asyncio.FIRST_COMPLETED
+            )
+            if not done:
+                raise AttemptFailed(f"no probe hit any of {len(eps)} ports in time")
+            for fut in done:
+                if not fut.cancelled() and fut.exception() is None and chosen is None:
+                    chosen = fut
+                elif not fut.cancelled() and not isinstance(fut.exception(), AttemptFailed | None):
+                    raise fut.exception()  # type: ignore[misc]
+        if chosen is None:
+            raise AttemptFailed("every socket's dial failed")
+        return chosen.result()
+    finally:
+        for fut in dials:
+            if fut is not chosen:
+                fut.cancel()
+        for fut, ep in dials.items():
+            if fut is chosen:
+                continue
+            try:
+                extra = await fut
+            except (asyncio.CancelledError, AttemptFailed):
+                ep.close()
+                continue
+            await extra.close()  # a second pipe of the same instant: closes its socket too
+
+
+def probe_ports(opts: dict[str, int]) -> list[int]:
+    """``budget`` distinct random ports of ``low``..``high`` (drawn anew for every attempt)."""
+    return random.sample(range(opts["low"], opts["high"] + 1), opts["budget"])
+
+
+@register
+class RandomProbe(Plugin):
+    """Birthday-paradox probing between a cone and a random-port NAT."""
+
+    name = "random_probe"
+    messages = (ProbeOffer, ProbeCancel)
+
+    def __init__(self) -> None:
+        self._sessions = Sessions(MAX_SESSIONS, "probe runs", per_sender=1)
+        self._seen: OrderedDict[tuple[str, bytes], None] = OrderedDict()
+
+    @classmethod
+    def reach(cls, caller: Behaviours, callee: Behaviours) -> bool | None:
+        return probeable(caller.udp, callee.udp)
+
+    @classmethod
+    def odds(
+        cls,
+        caller: Behaviours,
+        callee: Behaviours,
+        given: dict[str, Any],
+        pools: tuple[tuple[int, int], tuple[int, int]],
+    ) -> float | None:
+        """The chance of a hit: ``sockets`` = N ports open among the R of the hard side's pool
+        (``pools``: caller's, callee's external port range), ``budget`` probes of which k fall in
+        that pool: 1 - (1 - N/R)^k (Tailscale's figure; drawing without replacement, as we do,
+        is a hair better). None when the rule says the pair is not for random probing."""
+        if not probeable(caller.udp, callee.udp):
+            return None
+        opts = options(given)
+        lo, hi = pools[0] if hard(caller.udp) else pools[1]
+        size = hi - lo + 1
+        overlap = max(0, min(hi, opts["high"]) - max(lo, opts["low"]) + 1)
+        probes = opts["budget"] * overlap / (opts["high"] - opts["low"] + 1)
+        return curve(min(opts["sockets"], size), size, probes)
+
+    def head_start(self, ctx: AttemptContext) -> float:
+        # hundreds of sockets and thousands of probes: only when the cheaper punch cannot
+        return max(ctx.direct_head_start(), ctx.head_start_behind("udp_punch"))
+
+    def applicable(self, ctx: AttemptContext) -> str | None:
+        options(ctx.options)  # a bad option is the caller's mistake: raised, not a failed attempt
+        if ctx.signal_reason is not None:
+            return ctx.signal_reason
+        if ctx.nat is None or ctx.nat.mapped_udp is None:
+            return "no UDP mapping known (STUN): nothing to offer the peer"
+        if probeable(ctx.local_behaviour, ctx.peer_behaviour) is False:
+            return (
+                f"random probing joins a cone and a random-port NAT, not {ctx.local_behaviour.name}"
+                f" and {ctx.peer_behaviour.name}"
+            )
+        return None
+
+    async def attempt(self, ctx: AttemptContext) -> Pipe:
+        opts = options(ctx.options)
+        assert ctx.nat is not None and ctx.nat.mapped_udp is not None
+        public = (Candidate(*ctx.nat.mapped_udp),)
+        incoming = ctx.expect("authenticated")
+        probing: asyncio.Future[int] | None = None
+        pipe: Pipe | None = None
+        eps: list[UdpEndpoint] = []
+        try:
+            async with asyncio.timeout_at(ctx.deadline):
+                target: tuple[str, int] | None = None
+                if hard(ctx.local_behaviour):
+                    # our sockets' mappings must exist before the first probe can arrive
+                    ep0 = next(iter(ctx.dest.endpoints("udp")), None)
+                    if ep0 is None:
+                        raise AttemptFailed("the peer's address lists no UDP endpoint")
+                    target = (ep0.host, ep0.port)
+                    eps = await ctx.open_udp_sockets(opts["sockets"], target)
+                answer = await ctx.request(ProbeOffer(ctx.conn_id, public, **opts))
+                if not isinstance(answer, ProbeAnswer) or answer.conn_id != ctx.conn_id or not answer.public:
+                    raise AttemptFailed("the peer answered the offer with something else")
+                try:
+                    check_candidates(ctx.dest, answer.public, ())
+                except MessageError as exc:
+                    raise AttemptFailed(f"the peer's answer was refused: {exc}") from None
+                peer = answer.public[0]
+                loop = asyncio.get_running_loop()
+                if target is not None:
+                    until = min(ctx.deadline, loop.time() + duration(opts))
+                    mine, eps = eps, []  # first_dial closes them from here on
+                    pipe = await first_dial(ctx, mine, target, until)
+                else:
+                    probing = asyncio.ensure_future(
+                        ctx.send_probes(peer.host, probe_ports(opts), opts["rate"])
+                    )
+                    pipe = await incoming  # the hard side's HELLO, through the hole a probe opened
+                return pipe
+        except TimeoutError:
+            raise AttemptFailed("no probe hit before the deadline") from None
+        finally:
+            for ep in eps:  # opened, but the offer failed before any dial
+                ep.close()
+            if probing is not None:
+                probing.cancel()
+            if not incoming.done():
+                incoming.cancel()
+            elif not incoming.cancelled() and incoming.exception() is None and incoming.result() is not pipe:
+                ctx.spawn(incoming.result().close())
+            if pipe is None and ctx.signal_reason is None:
+                ctx.spawn(_cancel(ctx))
+
+    async def respond(self, ctx: ResponderContext, msg: Message) -> Message | None:
+        if isinstance(msg, ProbeCancel):
+            self._sessions.cancel(ctx, msg.conn_id)
+            return None
+        assert isinstance(msg, ProbeOffer)
+        try:
+            opts = options({k: getattr(msg, k) for k in DEFAULTS})
+        except LocalProtocolError as exc:
+            raise MessageError("bad_option", str(exc)) from None
+        check_candidates(ctx.sender, msg.public, ())
+        if not msg.public:
+            raise MessageError("malformed", "the offer names no mapping")
+        key = (ctx.sender.node_id, msg.conn_id)
+        if key in self._seen:
+            raise MessageError("replayed", "this offer was answered before")
+        nat = ctx.nat
+        if nat is None or nat.mapped_udp is None:
+            raise MessageError("no_mapping", "this node knows no UDP mapping of its own (STUN)")
+        if probeable(ctx.local_behaviour, ctx.peer_behaviour) is False:
+            raise MessageError("not_applicable", "random probing does not join these NATs")
+        self._sessions.admit(ctx)
+        self._seen[key] = None
+        while len(self._seen) > SEEN:
+            self._seen.popitem(last=False)
+        peer = msg.public[0]
+        if hard(ctx.local_behaviour):
+            # mapped before we answer: the caller starts probing when the answer arrives
+            eps = await ctx.open_udp_sockets(opts["sockets"], peer.hostport)
+            self._sessions.start(ctx, self._open(ctx, eps, peer.hostport, opts))
+        else:
+            self._sessions.start(ctx, self._probe(ctx, peer.host, opts))
+        return ProbeAnswer(msg.conn_id, (Candidate(*nat.mapped_udp),))
+
+    async def _open(
+        self, ctx: ResponderContext, eps: list[UdpEndpoint], peer: tuple[str, int], opts: dict[str, int]
+    ) -> None:
+        until = asyncio.get_running_loop().time() + duration(opts)
+        try:
+            pipe = await first_dial(ctx, eps, peer, until)
+        except AttemptFailed as exc:
+            log.info("random_probe: no hit towards %s: %s", ctx.sender.node_id[:12], exc)
+            return
+        ctx.offer(pipe)  # reaches accept() once the caller nominates it
+
+    async def _probe(self, ctx: ResponderContext, host: str, opts: dict[str, int]) -> None:
+        # the hard side's HELLO reaches our node socket through a probe's hole: the node routes it
+        with ctx.arrival() as reached:
+            probing = asyncio.ensure_future(ctx.send_probes(host, probe_ports(opts), opts["rate"]))
+            try:
+                await asyncio.wait({reached}, timeout=duration(opts))
+            finally:
+                probing.cancel()
+                await asyncio.gather(probing, return_exceptions=True)
+
+    async def stop(self) -> None:
+        self._sessions.stop()
+
+
+async def _cancel(ctx: AttemptContext) -> None:
+    try:
+        await ctx.notify(ProbeCancel(ctx.conn_id))
+    except AttemptFailed as exc:
+        log.debug("random_probe: cancel not sent: %s", exc)
