@@ -273,7 +273,8 @@ def figures(cells: pd.DataFrame, plugins: pd.DataFrame, trials: pd.DataFrame) ->
     points = sweep_table(trials)
     if points is not None and points["odds"].notna().any():
         out["sweep"] = _sweep_figure(points)
-    return out
+    # a run's label may hold a swept value ("random_probe budget=64"): no spaces in file names
+    return {name.replace(" ", "_"): fig for name, fig in out.items()}
 
 
 def sweep_table(trials: pd.DataFrame) -> pd.DataFrame | None:

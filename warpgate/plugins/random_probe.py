@@ -49,7 +49,7 @@ LIMITS: dict[str, tuple[int, int]] = {
     "low": (1, 65535),
     "high": (1, 65535),
 }
-GRACE = 1.0
+GRACE = 0.5
 """Seconds the sockets stay open after the last probe is due (its HELLO and handshake)."""
 MAX_SESSIONS = 8
 SEEN = 4096
