@@ -4,6 +4,7 @@ that name too many or bad ports are refused, and no socket outlives its attempt.
 
 import asyncio
 import os
+import socket
 import stat
 
 import pytest
@@ -45,31 +46,49 @@ async def test_tcp_punch_connects_on_the_nodes_own_ports(mosquitto_factory):
     assert_no_tasks()
 
 
-async def test_no_socket_outlives_its_attempt(mosquitto_factory):
-    """100 attempts, half of them failing (the peer's node is gone: no answer to the offer)."""
+async def test_no_socket_outlives_its_attempt(mosquitto_factory, monkeypatch):
+    """100 attempts, half of them failing: in those both sides offer a closed port, so every
+    connect is refused and repeated (a socket each time) until the deadline."""
+    from warpgate.plugins import base, tcp_punch
+
+    real = tcp_punch.gather
+    made = []
+    real_socket = base.reusable_tcp_socket
+    monkeypatch.setattr(base, "reusable_tcp_socket", lambda local: made.append(1) or real_socket(local))
+
+    async def closed_port(ctx):
+        return (), (Candidate("127.0.0.1", dead_port),)
+
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    dead_port = probe.getsockname()[1]
+    probe.close()
     broker = mosquitto_factory()
     async with (
         Node(interfaces=["lo"], families=["ipv4"], brokers=[broker.url]) as a,
         Node(interfaces=["lo"], families=["ipv4"], brokers=[broker.url]) as b,
     ):
-        gone = Node(interfaces=["lo"], families=["ipv4"], brokers=[broker.url])
-        await gone.start()
-        dead = gone.address
-        await gone.stop()
         pipe, _ = await auto_connect(b, a.address, plugins=["tcp_punch"], timeout=5)  # warm up
         await pipe.close()
         await (await asyncio.wait_for(a.accept(), 5)).close()
         before = sockets()
+        made.clear()
         for i in range(100):
             if i % 2:
+                monkeypatch.setattr(tcp_punch, "gather", closed_port)
                 with pytest.raises(ConnectError):
-                    await auto_connect(b, dead, plugins=["tcp_punch"], timeout=0.3)
+                    await auto_connect(b, a.address, plugins=["tcp_punch"], timeout=0.3)
+                monkeypatch.setattr(tcp_punch, "gather", real)
                 continue
             pipe, _ = await auto_connect(b, a.address, plugins=["tcp_punch"], timeout=5)
             incoming = await asyncio.wait_for(a.accept(), 5)
             await pipe.close()
             await incoming.close()
-        await asyncio.sleep(0)  # let closed transports finish their callbacks
+        # the callee's side of the failed ones ends on the caller's cancel (or its own limit)
+        sessions = a._responders["tcp_punch"]._sessions._tasks
+        await asyncio.wait([t for _, t in sessions.values()] or [asyncio.sleep(0)], timeout=10)
+        await asyncio.sleep(0)  # let closed transports run their last callbacks
+        assert len(made) > 200  # the failing attempts connected, were refused and tried again
         assert sockets() <= before, (before, sockets())
 
 

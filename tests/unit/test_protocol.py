@@ -87,3 +87,12 @@ def test_records_key_and_reading(tmp_path):
     assert [(records.Key.of(t), t["outcome"]) for t in trials] == [(k2, "connected"), (k1, "connected")]
     assert attempts[0]["plugin"] == "direct" and records.Key.of(attempts[0]) == k1
     assert trials[0]["run_id"] == "r1" and trials[0]["type"] == "trial"
+
+
+def test_connect_carries_plugin_options():
+    req = protocol.Connect("wg1x", ("random_probe",), options={"random_probe": {"budget": 64}})
+    assert protocol.decode(protocol.encode(req)) == req
+    for bad in ('"options": [1]', '"options": {"random_probe": {"budget": [1]}}', '"options": {"x": 3}'):
+        line = b'{"cmd": "connect", "address": "wg1x", ' + bad.encode() + b"}"
+        with pytest.raises(protocol.AgentProtocolError, match="options must map plugin names"):
+            protocol.decode(line)

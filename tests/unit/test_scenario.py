@@ -310,3 +310,36 @@ def test_port_mapping_protocols_are_each_a_switch_and_reach_theory():
     assert topo.site(runner.site_b("home")).mapping_protocols == ("pcp",)
     demand = parse(text.replace('name = "', 'portmap = "demand"\nname = "'), "t.toml")
     assert demand.portmap == "demand"
+
+
+def test_options_and_a_sweep_make_one_variant_per_value():
+    text = GOOD.replace(
+        'plugins = ["direct", "reverse"]', 'plugins = ["random_probe", "direct"]\nmode = "solo"'
+    ) + (
+        '\n[options.random_probe]\nsockets = 64\n\n[sweep]\nplugin = "random_probe"\noption = "budget"\n'
+        "values = [8, 16]\n"
+    )
+    sc = parse(text, "t.toml")
+    labels = [v.label for v in sc.variants()]
+    assert labels == ["random_probe budget=8", "random_probe budget=16", "direct"]
+    first = sc.variants()[0]
+    assert first.options == {"random_probe": {"sockets": 64, "budget": 8}} and first.value == 8
+    with pytest.raises(ScenarioError, match="options.turn: is not one of this scenario's plugins"):
+        parse(text.replace("[options.random_probe]", "[options.turn]"), "t.toml")
+    with pytest.raises(ScenarioError, match="sweep.values: must list 1..64 distinct values"):
+        parse(text.replace("values = [8, 16]", "values = [8, 8]"), "t.toml")
+    with pytest.raises(ScenarioError, match="sweep.colour: unknown key"):
+        parse(text.replace('option = "budget"', 'option = "budget"\ncolour = 1'), "t.toml")
+
+
+def test_random_probe_odds_judge_a_cell_only_when_near_certain():
+    """Expected to connect at >= 99 %, to fail at <= 1 %, not judged in between."""
+    base = {"sockets": 64, "low": 40000, "high": 42047}
+    pools = ((1024, 65535), (40000, 42047))  # the caller's (a cone), the callee's (symmetric)
+    for budget, want in ((8, 0.224), (128, 0.983), (1024, 1.0)):
+        p = theory.odds(
+            "random_probe", "symmetric", "port-restricted-cone", {**base, "budget": budget}, pools
+        )
+        assert p == pytest.approx(want, abs=0.001)
+    assert theory.odds("random_probe", "symmetric", "symmetric", base, pools) is None
+    assert theory.odds("direct", "open", "open", {}, pools) is None

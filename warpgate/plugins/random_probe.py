@@ -236,7 +236,14 @@ class RandomProbe(Plugin):
                     probing = asyncio.ensure_future(
                         ctx.send_probes(peer.host, probe_ports(opts), opts["rate"])
                     )
-                    pipe = await incoming  # the hard side's HELLO, through the hole a probe opened
+                    # the hard side's HELLO, through the hole a probe opened; after the last probe
+                    # and a grace for its HELLO, no hit will come
+                    done, _ = await asyncio.wait({incoming}, timeout=duration(opts))
+                    if not done:
+                        raise AttemptFailed(
+                            f"none of {opts['budget']} probes hit one of the peer's {opts['sockets']} ports"
+                        )
+                    pipe = incoming.result()
                 return pipe
         except TimeoutError:
             raise AttemptFailed("no probe hit before the deadline") from None
