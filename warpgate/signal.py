@@ -447,6 +447,10 @@ class SignalChannel:
             fut = self._pending.get(msg["rid"])
             if fut is not None and not fut.done():
                 fut.set_result(msg["body"])
+            else:
+                # an answer after its request gave up (the attempt ended), or a copy through a
+                # second broker: dropped, counted
+                self.stats["ack_unmatched"] += 1
             return
         if self._handling >= MAX_HANDLING:
             self.stats["handlers_busy"] += 1  # the sender retries; its request id is not spent

@@ -49,9 +49,14 @@ LIMITS: dict[str, tuple[int, int]] = {
     "low": (1, 65535),
     "high": (1, 65535),
 }
+MAX_DURATION = 30.0
+"""Seconds of probing an offer may ask for (the hard side's sockets stay open that long)."""
 GRACE = 0.5
 """Seconds the sockets stay open after the last probe is due (its HELLO and handshake)."""
 MAX_SESSIONS = 8
+MAX_OPEN = 2048
+"""Sockets the callee holds open for all hard-side runs at once (one file descriptor each): a
+stranger's offers cost bounded descriptors."""
 SEEN = 4096
 
 
@@ -94,6 +99,8 @@ def options(given: dict[str, Any]) -> dict[str, int]:
             raise LocalProtocolError(f"random_probe option {key} must be an integer in {lo}..{hi}, not {v!r}")
     if out["low"] > out["high"] or out["budget"] > out["high"] - out["low"] + 1:
         raise LocalProtocolError("random_probe: low..high must hold at least budget ports")
+    if out["budget"] / out["rate"] > MAX_DURATION:
+        raise LocalProtocolError(f"random_probe: budget / rate must be <= {MAX_DURATION:.0f} s of probing")
     return out
 
 
@@ -157,6 +164,7 @@ class RandomProbe(Plugin):
 
     def __init__(self) -> None:
         self._sessions = Sessions(MAX_SESSIONS, "probe runs", per_sender=1)
+        self._open_count = 0
         self._seen: OrderedDict[tuple[str, bytes], None] = OrderedDict()
 
     @classmethod
@@ -285,22 +293,42 @@ class RandomProbe(Plugin):
             self._seen.popitem(last=False)
         peer = msg.public[0]
         if hard(ctx.local_behaviour):
+            if self._open_count + opts["sockets"] > MAX_OPEN:
+                raise MessageError("busy", f"{self._open_count} probe sockets open (at most {MAX_OPEN})")
             # mapped before we answer: the caller starts probing when the answer arrives
             eps = await ctx.open_udp_sockets(opts["sockets"], peer.hostport)
-            self._sessions.start(ctx, self._open(ctx, eps, peer.hostport, opts))
+            self._open_count += len(eps)
+            started: list[bool] = []
+            task = self._sessions.start(ctx, self._open(ctx, eps, peer.hostport, opts, started))
+
+            def never_ran(_: object) -> None:  # cancelled before its first step: nothing closed them
+                if not started:
+                    self._open_count -= len(eps)
+                    for ep in eps:
+                        ep.close()
+
+            task.add_done_callback(never_ran)
         else:
             self._sessions.start(ctx, self._probe(ctx, peer.host, opts))
         return ProbeAnswer(msg.conn_id, (Candidate(*nat.mapped_udp),))
 
     async def _open(
-        self, ctx: ResponderContext, eps: list[UdpEndpoint], peer: tuple[str, int], opts: dict[str, int]
+        self,
+        ctx: ResponderContext,
+        eps: list[UdpEndpoint],
+        peer: tuple[str, int],
+        opts: dict[str, int],
+        started: list[bool],
     ) -> None:
+        started.append(True)
         until = asyncio.get_running_loop().time() + duration(opts)
         try:
             pipe = await first_dial(ctx, eps, peer, until)
         except AttemptFailed as exc:
             log.info("random_probe: no hit towards %s: %s", ctx.sender.node_id[:12], exc)
             return
+        finally:
+            self._open_count -= len(eps)  # first_dial closed every socket but the pipe's
         ctx.offer(pipe)  # reaches accept() once the caller nominates it
 
     async def _probe(self, ctx: ResponderContext, host: str, opts: dict[str, int]) -> None:
