@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Coroutine, Iterator
@@ -34,6 +35,8 @@ from warpgate.signal import SignalChannel
 from warpgate.stun import StunError, reusable_tcp_socket, tcp_binding, udp_binding
 from warpgate.turn import RelayEndpoint, TurnServer
 from warpgate.udp import UdpSocket
+
+log = logging.getLogger(__name__)
 
 When = Literal["authenticated", "nominated"]
 
@@ -412,6 +415,20 @@ class AttemptContext(Context):
         limit = min(timeout if timeout is not None else 5.0, max(0.05, self.remaining))
         reply = await signal.request(self.dest, msg.kind, msg.to_body(), timeout=limit)
         return decode_reply(reply)
+
+    def notify_later(self, msg: Message) -> None:
+        """Send ``msg`` in a task the node owns (a cancel at the end of an attempt); a signal
+        channel that cannot carry it now is not the attempt's failure: logged at debug."""
+        if self.signal_reason is not None:
+            return
+
+        async def send() -> None:
+            try:
+                await self.notify(msg)
+            except AttemptFailed as exc:
+                log.debug("%s: %s not sent: %s", self.plugin, msg.kind, exc)
+
+        self.spawn(send())
 
     async def notify(self, msg: Message) -> None:
         """Fire and forget (signed, encrypted, sent through every broker)."""

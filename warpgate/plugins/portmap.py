@@ -106,12 +106,4 @@ async def _ours(ctx: AttemptContext) -> Pipe:
     finally:
         if not incoming.done():
             incoming.cancel()
-            if ctx.signal_reason is None:
-                ctx.spawn(_quietly(ctx, ReverseCancel(ctx.conn_id)))
-
-
-async def _quietly(ctx: AttemptContext, msg: Message) -> None:
-    try:
-        await ctx.notify(msg)
-    except AttemptFailed as exc:
-        log.debug("portmap: cancel not sent: %s", exc)
+            ctx.notify_later(ReverseCancel(ctx.conn_id))

@@ -264,8 +264,8 @@ class RandomProbe(Plugin):
                 incoming.cancel()
             elif not incoming.cancelled() and incoming.exception() is None and incoming.result() is not pipe:
                 ctx.spawn(incoming.result().close())
-            if pipe is None and ctx.signal_reason is None:
-                ctx.spawn(_cancel(ctx))
+            if pipe is None:
+                ctx.notify_later(ProbeCancel(ctx.conn_id))
 
     async def respond(self, ctx: ResponderContext, msg: Message) -> Message | None:
         if isinstance(msg, ProbeCancel):
@@ -343,10 +343,3 @@ class RandomProbe(Plugin):
 
     async def stop(self) -> None:
         self._sessions.stop()
-
-
-async def _cancel(ctx: AttemptContext) -> None:
-    try:
-        await ctx.notify(ProbeCancel(ctx.conn_id))
-    except AttemptFailed as exc:
-        log.debug("random_probe: cancel not sent: %s", exc)

@@ -87,8 +87,7 @@ class Reverse(Plugin):
             await asyncio.gather(request, return_exceptions=True)
             if not incoming.done():
                 incoming.cancel()
-                if ctx.signal_reason is None:
-                    ctx.spawn(_quietly(ctx.notify(ReverseCancel(ctx.conn_id))))
+                ctx.notify_later(ReverseCancel(ctx.conn_id))
 
     async def respond(self, ctx: ResponderContext, msg: Message) -> Message | None:
         if isinstance(msg, ReverseConnect) and msg.conn_id not in self._dialing:
@@ -100,13 +99,6 @@ class Reverse(Plugin):
 
     async def stop(self) -> None:
         self._dialing.stop()
-
-
-async def _quietly(notice: object) -> None:
-    try:
-        await notice  # type: ignore[misc]
-    except AttemptFailed as exc:
-        log.debug("reverse: cancel not sent: %s", exc)
 
 
 async def _dial_back(ctx: ResponderContext) -> None:

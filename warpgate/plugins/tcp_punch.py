@@ -183,8 +183,8 @@ class TcpPunch(Plugin):
                 incoming.cancel()
             elif not incoming.cancelled() and incoming.exception() is None and incoming.result() is not pipe:
                 ctx.spawn(incoming.result().close())  # the peer's pipe we did not pick
-            if pipe is None and ctx.signal_reason is None:
-                ctx.spawn(_cancel(ctx))
+            if pipe is None:
+                ctx.notify_later(TcpPunchCancel(ctx.conn_id))
 
     async def respond(self, ctx: ResponderContext, msg: Message) -> Message | None:
         if isinstance(msg, TcpPunchCancel):
@@ -217,10 +217,3 @@ class TcpPunch(Plugin):
 
     async def stop(self) -> None:
         self._sessions.stop()
-
-
-async def _cancel(ctx: AttemptContext) -> None:
-    try:
-        await ctx.notify(TcpPunchCancel(ctx.conn_id))
-    except AttemptFailed as exc:
-        log.debug("tcp_punch: cancel not sent: %s", exc)

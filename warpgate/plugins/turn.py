@@ -90,8 +90,8 @@ class Turn(Plugin):
         finally:
             if not incoming.done():
                 incoming.cancel()
-            if not won and ctx.signal_reason is None:
-                ctx.spawn(_cancel(ctx))
+            if not won:
+                ctx.notify_later(RelayCancel(ctx.conn_id))
 
     async def respond(self, ctx: ResponderContext, msg: Message) -> Message | None:
         if isinstance(msg, RelayCancel):
@@ -147,10 +147,3 @@ async def _dial(
         if not dial.done():
             dial.cancel()
             await asyncio.gather(dial, return_exceptions=True)
-
-
-async def _cancel(ctx: AttemptContext) -> None:
-    try:
-        await ctx.notify(RelayCancel(ctx.conn_id))
-    except AttemptFailed as exc:
-        log.debug("turn: cancel not sent: %s", exc)

@@ -284,8 +284,8 @@ class UdpPunch(Plugin):
                 incoming.cancel()
             elif not incoming.cancelled() and incoming.exception() is None and incoming.result() is not pipe:
                 ctx.spawn(incoming.result().close())  # the peer's channel we did not pick
-            if not won and ctx.signal_reason is None:
-                ctx.spawn(_cancel(ctx))
+            if not won:
+                ctx.notify_later(PunchCancel(ctx.conn_id))
 
     async def respond(self, ctx: ResponderContext, msg: Message) -> Message | None:
         if isinstance(msg, PunchCancel):
@@ -322,10 +322,3 @@ class UdpPunch(Plugin):
 
     async def stop(self) -> None:
         self._sessions.stop()
-
-
-async def _cancel(ctx: AttemptContext) -> None:
-    try:
-        await ctx.notify(PunchCancel(ctx.conn_id))
-    except AttemptFailed as exc:
-        log.debug("udp_punch: cancel not sent: %s", exc)

@@ -86,31 +86,26 @@ def external_request() -> bytes:
 
 def decode_external(data: bytes) -> ipaddress.IPv4Address:
     """The answer to ``external_request`` (12 bytes, RFC 6886 §3.2)."""
-    if len(data) < 2 or data[0] != VERSION:
+    _answer(data, OP_EXTERNAL, "an external-address request", 12)
+    return ipaddress.IPv4Address(data[8:12])
+
+
+def _answer(data: bytes, op: int, what: str, size: int) -> None:
+    """Version, opcode (128 + the request's, §3.5), result code and size of an answer."""
+    if len(data) < 4 or data[0] != VERSION:
         raise PortMapRejected("malformed", f"not a NAT-PMP version 0 answer ({len(data)} bytes)")
-    if data[1] != 128 + OP_EXTERNAL:
-        raise PortMapRejected("wrong_opcode", f"opcode {data[1]} answers no external-address request")
-    if len(data) < 4:
-        raise PortMapRejected("malformed", f"{len(data)} bytes is too short for a NAT-PMP answer")
+    if data[1] != 128 + op:
+        raise PortMapRejected("wrong_opcode", f"opcode {data[1]} does not answer {what}")
     code = int.from_bytes(data[2:4], "big")
     if code:
         raise PortMapRefused("NAT-PMP", code, RESULTS.get(code, "unknown result"))
-    if len(data) != 12:
-        raise PortMapRejected("malformed", f"an external-address answer has 12 bytes, not {len(data)}")
-    return ipaddress.IPv4Address(data[8:12])
+    if len(data) != size:
+        raise PortMapRejected("malformed", f"an answer to {what} has {size} bytes, not {len(data)}")
 
 
 def check(req: MapRequest, data: bytes) -> Mapped:
     """The answer to ``req`` (16 bytes, RFC 6886 §3.3), or a typed error naming what is wrong."""
-    if len(data) < 4 or data[0] != VERSION:
-        raise PortMapRejected("malformed", f"not a NAT-PMP version 0 answer ({len(data)} bytes)")
-    if data[1] != 128 + OP_MAP[req.proto]:
-        raise PortMapRejected("wrong_opcode", f"opcode {data[1]} does not answer a {req.proto} mapping")
-    code = int.from_bytes(data[2:4], "big")
-    if code:
-        raise PortMapRefused("NAT-PMP", code, RESULTS.get(code, "unknown result"))
-    if len(data) != 16:
-        raise PortMapRejected("malformed", f"a mapping answer has 16 bytes, not {len(data)}")
+    _answer(data, OP_MAP[req.proto], f"a {req.proto} mapping", 16)
     epoch, internal, external, lifetime = struct.unpack("!IHHI", data[4:16])
     if internal != req.internal:
         raise PortMapRejected(
