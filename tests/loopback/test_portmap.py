@@ -143,3 +143,30 @@ async def test_a_loopback_node_has_no_gateway_and_portmap_says_why():
     async with Node(interfaces=["lo"], families=["ipv4"], portmap="off") as node:
         with pytest.raises(Exception, match="port mapping is off"):
             await node.map_port()
+
+
+async def test_an_endless_upnp_description_is_cut_at_64_kib():
+    """A hostile gateway's HTTP answer is read at most UPNP_MAX_BODY bytes, then refused."""
+    from warpgate.portmap import UPNP_MAX_BODY, PortMapError
+
+    async def serve(reader, writer):
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\n\r\n")
+        try:
+            for _ in range(64):  # 4 MiB unless the client stops reading
+                writer.write(b"<a>" + b"x" * 65536)
+                await writer.drain()
+        except ConnectionError:
+            pass
+        writer.close()
+
+    server = await asyncio.start_server(serve, GATEWAY, 0)
+    port = server.sockets[0].getsockname()[1]
+    mapper = PortMapper(GATEWAY, GATEWAY, protocols=("upnp",))
+    mapper._upnp_location = f"http://{GATEWAY}:{port}/rootDesc.xml"
+    try:
+        with pytest.raises(PortMapError, match=f"larger than {UPNP_MAX_BODY} bytes"):
+            await mapper._upnp_service()
+    finally:
+        server.close()
+        await server.wait_closed()
