@@ -130,6 +130,14 @@ async def cmd_node(args: argparse.Namespace) -> int:
                 file=sys.stderr,
                 flush=True,
             )
+        hole = node.pinholer.lease if node.pinholer is not None else None
+        if hole is not None:
+            print(
+                f"# IPv6 pinhole by {hole.protocol}: [{hole.external_ip}] udp {hole.udp} tcp {hole.tcp}"
+                f" (lease {hole.lifetime} s)",
+                file=sys.stderr,
+                flush=True,
+            )
         await _until_signalled()
     return 0
 

@@ -22,7 +22,15 @@ log = logging.getLogger(__name__)
 DEFAULT_LIMIT = 1.5
 """Seconds a node gives discovery at start; a silent or lying server costs no more than this."""
 
-__all__ = ["DEFAULT_LIMIT", "Discovery", "classify", "discover", "local_ip_towards"]
+__all__ = [
+    "DEFAULT_LIMIT",
+    "Discovery",
+    "StunError",
+    "classify",
+    "discover",
+    "local_ip_towards",
+    "udp_binding",
+]
 
 
 async def discover(

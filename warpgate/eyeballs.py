@@ -15,6 +15,10 @@ from warpgate.proto.nat import Filtering
 
 UDP_DELAY = 0.05
 """UDP candidates start this long after TCP ones, so a reachable peer gets a stream."""
+IPV6_LEAD = 0.01
+"""IPv4 candidates start this long after IPv6 ones when both sides confirmed their IPv6 path (RFC
+8305 §5's Connection Attempt Delay at its floor: both paths were seen working at start, so the
+lead only has to let IPv6 win a tie, not to wait out a broken path)."""
 
 log = logging.getLogger(__name__)
 _FILTERS_SYNS = (Filtering.ADDRESS_DEPENDENT, Filtering.ADDRESS_PORT_DEPENDENT, Filtering.BLOCKED)
@@ -83,17 +87,26 @@ async def first_success(starts: Iterable[tuple[float, Callable[[], Awaitable[Pip
 
 
 async def happy_eyeballs(
-    address: Address, dial: Callable[[Endpoint], Awaitable[Pipe]], *, udp_delay: float = UDP_DELAY
+    address: Address,
+    dial: Callable[[Endpoint], Awaitable[Pipe]],
+    *,
+    udp_delay: float = UDP_DELAY,
+    prefer6: bool = False,
 ) -> Pipe:
     """Dial every advertised endpoint of ``address``: TCP ones at once, UDP ones ``udp_delay`` later.
 
     The delay only buys a stream the chance to win; a peer whose NAT filters unsolicited packets
     (its address says so) drops a SYN as surely as a datagram, so UDP then starts at once too.
+    ``prefer6``: both sides' IPv6 works, so IPv4 endpoints start ``IPV6_LEAD`` later (RFC 8305).
     """
     if any(i.nat.filtering in _FILTERS_SYNS for i in address.interfaces):
         udp_delay = 0.0
+
+    def lead(ep: Endpoint) -> float:
+        return IPV6_LEAD if prefer6 and ":" not in ep.host else 0.0
+
     starts: list[tuple[float, Callable[[], Awaitable[Pipe]]]] = [
-        (0.0, partial(dial, ep)) for ep in address.endpoints("tcp")
+        (lead(ep), partial(dial, ep)) for ep in address.endpoints("tcp")
     ]
-    starts += [(udp_delay, partial(dial, ep)) for ep in address.endpoints("udp")]
+    starts += [(udp_delay + lead(ep), partial(dial, ep)) for ep in address.endpoints("udp")]
     return await first_success(starts)

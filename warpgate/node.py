@@ -143,6 +143,9 @@ class Node:
         """Local IPv4 -> what discovery found behind it (``warpgate.proto.discovery.Discovery``)."""
         self.public: dict[str, tuple[str, int]] = {}
         """Private IPv4 -> (public IPv4, public UDP port) of the listening socket, learned by STUN."""
+        self.public6: dict[str, tuple[str, int]] = {}
+        """Local IPv6 -> (address, UDP port) an IPv6 STUN server saw the listening socket at: the
+        IPv6 path works (a firewall's, not a blackhole); the same address when nothing translates."""
         self.nickname = nickname
         self.names_ttl = names_ttl
         self.names: NameClient | None = NameClient(names_server) if names_server else None
@@ -162,6 +165,10 @@ class Node:
         self.portmap_lease = portmap_lease
         self.portmapper: PortMapper | None = None
         """The node's mapping client, when a default route leaves through one of its interfaces."""
+        self.pinholer: PortMapper | None = None
+        """The node's IPv6 pinhole client (PCP), when an IPv6 default route leaves through one of
+        its interfaces; with ``portmap="start"`` it opens the firewall for the node's port at
+        start, refreshes it and closes it at stop."""
         self._mapping_lock = asyncio.Lock()
         self._gateway_iface = ""
         self._unmapped_until = 0.0
@@ -193,6 +200,8 @@ class Node:
             self._find_gateway()
             if self.portmapper is not None and self.portmap_mode == "start":
                 jobs.append(self._map_at_start())
+            if self.pinholer is not None and self.portmap_mode == "start":
+                jobs.append(self._pinhole_at_start())
             if self.stun_servers:
                 jobs.append(self._discover())
             if self.brokers:
@@ -230,6 +239,8 @@ class Node:
 
         async def one(ep: UdpEndpoint) -> None:
             for server in self.stun_servers:
+                if ":" in server[0]:
+                    continue
                 found = await discovery.discover(
                     server, sock=ep, local=ep.local, tcp_port=self.port, limit=self.discovery_timeout
                 )
@@ -240,19 +251,36 @@ class Node:
                     return
                 log.info("node %s: no answer from STUN server %s:%d", self.node_id[:8], *server)
 
-        loopback = all(s[0].startswith("127.") for s in self.stun_servers)
+        async def one6(ep: UdpEndpoint) -> None:
+            # IPv6 has no NAT to classify (RFC 4787 is about NAT44); one binding tells whether the
+            # path works at all, so a host whose IPv6 goes nowhere does not advertise it as public
+            for server in servers6:
+                try:
+                    async with asyncio.timeout(self.discovery_timeout):
+                        got = await discovery.udp_binding(ep, server)
+                except (TimeoutError, discovery.StunError):
+                    log.info("node %s: no IPv6 answer from STUN server [%s]:%d", self.node_id[:8], *server)
+                    continue
+                if got.mapped[1] == ep.local[1]:  # a port-translating NAT66 is not modelled
+                    self.public6[ep.local[0]] = got.mapped
+                return
+
+        loopback = all(s[0].startswith("127.") or s[0] == "::1" for s in self.stun_servers)
+        servers6 = [s for s in self.stun_servers if ":" in s[0]]
         await asyncio.gather(
             *(
                 one(ep)
                 for ep in self._udp
                 if ":" not in ep.local[0] and ep.local[0].startswith("127.") == loopback
-            )
+            ),
+            *(one6(ep) for ep in self._udp if ":" in ep.local[0] and (ep.local[0] == "::1") == loopback),
         )
         self._address = None
 
     def _find_gateway(self) -> None:
         if self.portmap_mode == "off":
             return
+        self._find_gateway6()
         names = [i.name for i in self.local_interfaces]
         found = portmap.default_gateway(names)
         if found is None:
@@ -264,6 +292,24 @@ class Node:
         self.portmapper.on_change = self._forget_address
         self._gateway_iface = iface.name
         self.portmapper.set_port(self.port)
+
+    def _find_gateway6(self) -> None:
+        found = portmap.default_gateway6([i.name for i in self.local_interfaces])
+        if found is None:
+            return
+        iface = next(i for i in self.local_interfaces if i.name == found[0])
+        if not iface.ipv6:
+            return
+        self.pinholer = PortMapper(str(iface.ipv6[0]), found[1], protocols=("pcp",), lease=self.portmap_lease)
+        self.pinholer.set_port(self.port)
+
+    async def _pinhole_at_start(self) -> None:
+        assert self.pinholer is not None
+        lease = await self.pinholer.first_offer(self.portmap_deadline)
+        if lease is None:  # a start never fails for want of a pinhole
+            log.info("node %s: no IPv6 pinhole from %s", self.node_id[:8], self.pinholer.gateway)
+        else:
+            log.info("node %s: IPv6 pinhole %s", self.node_id[:8], lease)
 
     def _forget_address(self) -> None:
         self._address = None
@@ -369,9 +415,10 @@ class Node:
                 )
         await self.resources.aclose()
         self.resources = Resources("node")
-        if self.portmapper is not None:
-            await self.portmapper.close()
-            self.portmapper = None
+        for mapper in (self.portmapper, self.pinholer):
+            if mapper is not None:
+                await mapper.close()
+        self.portmapper = self.pinholer = None
         await self._close_sockets()
         for _, fut in list(self._expected.values()):
             fut.cancel()
@@ -420,10 +467,13 @@ class Node:
             public_tcp = found.mapped_tcp[1] if found.mapped_tcp[1] != self.port else None
         lease = self.portmapper.lease if self.portmapper is not None else None
         granted = lease is not None and i.name == self._gateway_iface
+        private6 = i.ipv6[0] if i.ipv6 else None
+        seen6 = self.public6.get(str(private6)) if private6 is not None else None
         return Interface(
             private4=private4,
             public4=public4,
-            private6=i.ipv6[0] if i.ipv6 else None,
+            private6=private6,
+            public6=ipaddress.IPv6Address(seen6[0]) if seen6 is not None else None,
             public_udp_port=public_udp,
             public_tcp_port=public_tcp,
             nat=found.udp if found is not None else NatBehaviour(),

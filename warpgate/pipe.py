@@ -214,6 +214,12 @@ class Pipe:
         if inbox is not None:
             inbox.close("unsubscribed")
 
+    @property
+    def family(self) -> str:
+        """``ipv6`` or ``ipv4``: the address family of the path to the peer (a relayed pipe's: of
+        the relay)."""
+        return "ipv6" if ":" in self.remote[0] else "ipv4"
+
     async def send(self, data: bytes) -> None:
         """Send one message; the peer's ``recv`` returns exactly these bytes."""
         if self._closed:

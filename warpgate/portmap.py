@@ -1,5 +1,8 @@
 """Port mapping: ask the gateway for an inbound mapping of the node's port (Tailscale's portmapper
 is the model), by PCP (RFC 6887), NAT-PMP (RFC 6886) and UPnP IGD (async-upnp-client) at once.
+Over IPv6 the same ``PortMapper`` asks for a pinhole: a PCP MAP from the node's IPv6 address
+opens the router's firewall for its port (RFC 6887 §11.1, "the internal address is the external
+one"; no translation).
 
 ``PortMapper.probe`` asks all three, concurrently and without side effects, which one answers
 (PCP ANNOUNCE, NAT-PMP external address, an SSDP search sent to the gateway itself); ``map`` then
@@ -72,6 +75,23 @@ class Lease:
     expires: float
 
 
+def default_gateway6(interfaces: Sequence[str] | None = None) -> tuple[str, str] | None:
+    """``(interface, gateway IPv6)`` of the IPv6 default route (``/proc/net/ipv6_route``: the
+    destination ``::/0`` with a next hop), restricted to ``interfaces`` when given."""
+    try:
+        with open("/proc/net/ipv6_route", encoding="ascii") as f:
+            rows = [line.split() for line in f.read().splitlines()]
+    except OSError:
+        return None
+    for row in rows:
+        if len(row) < 10 or row[0] != "0" * 32 or row[1] != "00" or row[4] == "0" * 32:
+            continue
+        if interfaces is not None and row[9] not in interfaces:
+            continue
+        return row[9], str(ipaddress.IPv6Address(bytes.fromhex(row[4])))
+    return None
+
+
 def default_gateway(interfaces: Sequence[str] | None = None) -> tuple[str, str] | None:
     """``(interface, gateway IPv4)`` of the default route (``/proc/net/route``), restricted to
     ``interfaces`` when given; None when there is none (loopback-only, a lab without one)."""
@@ -128,6 +148,7 @@ class _Exchange(asyncio.DatagramProtocol):
 
 
 IP_RECVERR = 11  # <linux/in.h>; Python 3.11's socket module lacks the name
+IPV6_RECVERR = 25  # <linux/in6.h>
 
 
 async def _ask(
@@ -145,7 +166,10 @@ async def _ask(
     # unconnected (an answer from anyone else must be seen to be counted), yet the gateway's ICMP
     # "port unreachable" must end the probe at once: a router without the service says no in 1 ms
     with contextlib.suppress(OSError):
-        transport.get_extra_info("socket").setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
+        if ":" in local:
+            transport.get_extra_info("socket").setsockopt(socket.IPPROTO_IPV6, IPV6_RECVERR, 1)
+        else:
+            transport.get_extra_info("socket").setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
     try:
         await retransmit(policy, lambda: transport.sendto(payload, gateway), ex.answer)
         return ex.answer.result()  # type: ignore[return-value]
@@ -173,7 +197,10 @@ class PortMapper:
     ) -> None:
         self.local = local
         self.gateway = gateway
-        self.protocols = tuple(protocols)
+        self.ipv6 = ":" in local
+        """A pinhole in an IPv6 firewall rather than a NAT mapping (PCP only)."""
+        self.what = "IPv6 pinhole" if self.ipv6 else "port mapping"
+        self.protocols = tuple(p for p in protocols if p == "pcp") if self.ipv6 else tuple(protocols)
         self.lease_time = lease
         self.exchange = exchange
         self.pmp = (gateway, pmp_port)
@@ -279,7 +306,7 @@ class PortMapper:
                         continue
                     self.took = loop.time() - t0
                     return lease
-            log.info("port mapping: none granted (%s)", "; ".join(errors) or f"no answer in {deadline} s")
+            log.info("%s: none granted (%s)", self.what, "; ".join(errors) or f"no answer in {deadline} s")
             return None
         finally:
             for job in jobs:
@@ -327,11 +354,14 @@ class PortMapper:
             ext_ip = results[0][0] or results[1][0]
             udp, tcp = results[0][1].external, results[1][1].external
             granted = min(m.lifetime for _, m in results)
+        family = ipaddress.IPv6Address if self.ipv6 else ipaddress.IPv4Address
         try:
-            ipaddress.IPv4Address(ext_ip)
+            family(ext_ip)
         except ValueError:
             self.stats["no_external_ip"] += 1
-            raise PortMapError(f"{proto}: the gateway names no external IPv4 address ({ext_ip!r})") from None
+            raise PortMapError(
+                f"{proto}: the gateway names no external {family.__name__[:4]} address ({ext_ip!r})"
+            ) from None
         return Lease(proto, ext_ip, udp, tcp, granted, now + granted)
 
     async def _pmp_map(self, proto: Protocol, transport: Proto, lifetime: int) -> tuple[str, Mapped]:
@@ -355,6 +385,8 @@ class PortMapper:
             self._pcp_nonce[transport],
             lifetime,
             suggested or self._port,
+            # a pinhole: any IPv6 external address (§11.1); else any IPv4 one (IPv4-mapped zeros)
+            ipaddress.IPv6Address(0) if self.ipv6 else pcp.ANY4,
         )
         pgot = await _ask(
             self.local, self.pmp, preq.encode(), lambda d: pcp.check(preq, d), self.stats, self.exchange
@@ -369,6 +401,17 @@ class PortMapper:
             while True:
                 await asyncio.sleep(max(0.5, wait))  # a lease timer, not synchronisation
                 try:
+                    if self.ipv6:
+                        # miniupnpd 2.3.1 (nftables) forgets a pinhole's nonce when it renews it,
+                        # then refuses to close it (PCP "not authorized", measured): a pinhole is
+                        # renewed as a new one, so ``close`` can always remove it. Established
+                        # flows pass the firewall meanwhile; only a new inbound one could miss
+                        # the gap of one round trip to the router.
+                        # best effort: a refused close must not stop the renewal
+                        await asyncio.gather(
+                            *(self._pmp_map(lease.protocol, p, 0) for p in ("udp", "tcp")),
+                            return_exceptions=True,
+                        )
                     self.lease = await self._map(lease.protocol, self.lease_time)
                     new = self.lease
                     if self.on_change is not None and (new.external_ip, new.udp, new.tcp) != (
@@ -379,11 +422,11 @@ class PortMapper:
                         self.on_change()
                 except (PortMapError, PortMapRefused, TimeoutError, OSError) as exc:
                     self.stats["refresh_failed"] += 1
-                    log.warning("port mapping: %s refresh failed: %s", lease.protocol, exc or "no answer")
+                    log.warning("%s: %s refresh failed: %s", self.what, lease.protocol, exc or "no answer")
                     wait = max(0.5, (lease.expires - time.monotonic()) / 4)
                     continue
                 self.stats["refreshed"] += 1
-                log.info("port mapping: %s lease refreshed for %d s", lease.protocol, self.lease.lifetime)
+                log.info("%s: %s lease refreshed for %d s", self.what, lease.protocol, self.lease.lifetime)
                 self.refreshed.set()
                 break
 
@@ -404,7 +447,7 @@ class PortMapper:
         try:
             await asyncio.wait_for(job, timeout)
         except (PortMapError, PortMapRefused, TimeoutError, OSError, RemoteProtocolError) as exc:
-            log.warning("port mapping: %s lease not deleted: %s", lease.protocol, exc or "no answer")
+            log.warning("%s: %s lease not deleted: %s", self.what, lease.protocol, exc or "no answer")
 
     # -- UPnP IGD (async-upnp-client) ----------------------------------------------------------
 

@@ -119,7 +119,7 @@ def test_construction_validates():
 def test_endpoints_order_public_first_and_mapped_port():
     eps = list(dual_stack().endpoints("udp"))
     assert [(e.host, e.port, e.kind) for e in eps] == [
-        ("2001:db8::11", 40001, "public"),
+        ("2001:db8::11", 4001, "public"),  # IPv6 is not translated: the IPv4 mapping's port is not its
         ("203.0.113.101", 40001, "public"),
         ("fd00::11", 4001, "private"),
         ("10.0.1.11", 4001, "private"),

@@ -50,6 +50,7 @@ class Host(Protocol):
     resources: Resources
     stun_servers: list[HostPort]
     turn_servers: list[TurnServer]
+    public6: dict[str, tuple[str, int]]
     relay_head_start: float
 
     @property
@@ -102,6 +103,25 @@ class Context:
     @property
     def address(self) -> Address:
         return self._node.address
+
+    @property
+    def own6(self) -> HostPort | None:
+        """The node's IPv6 UDP endpoint, when an IPv6 STUN server answered it at start (the IPv6
+        path works; no NAT66 changed it); None otherwise."""
+        ep = self.udp_socket("ipv6")
+        if ep is None:
+            return None
+        return self._node.public6.get(ep.local[0])
+
+    @property
+    def peer6(self) -> list[HostPort]:
+        """The peer's IPv6 endpoints it confirmed the same way (``public6`` in its address)."""
+        return [(str(i.public6), self.peer.udp_port) for i in self.peer.interfaces if i.public6 is not None]
+
+    @property
+    def ipv6_path(self) -> bool:
+        """Both sides have a working IPv6 path: no NAT between them, only firewalls."""
+        return self.own6 is not None and bool(self.peer6)
 
     @property
     def signal_reason(self) -> str | None:
@@ -494,6 +514,9 @@ class Plugin(ABC):
 
     name: ClassVar[str]
     messages: ClassVar[tuple[type[Message], ...]] = ()
+    families: ClassVar[tuple[str, ...]] = ("ipv4",)
+    """The address families the plugin connects over. With ``ipv6`` the lab's theory applies
+    ``reach`` to the sites' IPv6 side as well (a firewall: a NAT that does not translate)."""
 
     def applicable(self, ctx: AttemptContext) -> str | None:
         """None if the plugin can try; otherwise the reason it cannot (reported as not_applicable)."""

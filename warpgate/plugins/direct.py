@@ -1,8 +1,9 @@
 """``direct``: dial every advertised endpoint of the peer at once (happy eyeballs, RFC 8305).
 
 TCP endpoints start immediately, UDP ones ``UDP_DELAY`` later, so a reachable peer gets a stream
-(ordered, reliable) and UDP still wins when TCP is filtered. Works whenever the peer is reachable:
-open internet, full cone, a port forward, or the same LAN.
+(ordered, reliable) and UDP still wins when TCP is filtered. When both sides confirmed their IPv6
+path at start, IPv6 endpoints lead IPv4 ones by ``IPV6_LEAD`` (RFC 8305 §4-5). Works whenever
+the peer is reachable: open internet, full cone, a port forward, or the same LAN.
 
 Round trips: no signalling; 1 data-path round trip to open TCP (SYN) plus 2 for the handshake
 (HELLO/CHALLENGE, PROOF/DONE), or 2 over UDP after the 50 ms happy-eyeballs delay.
@@ -42,6 +43,7 @@ class Direct(Plugin):
     """Dial every advertised endpoint of the peer at once (happy eyeballs, TCP before UDP)."""
 
     name = "direct"
+    families = ("ipv4", "ipv6")
 
     def applicable(self, ctx: AttemptContext) -> str | None:
         if not any(ctx.dest.endpoints("tcp")) and not any(ctx.dest.endpoints("udp")):
@@ -49,7 +51,7 @@ class Direct(Plugin):
         return None
 
     async def attempt(self, ctx: AttemptContext) -> Pipe:
-        return await happy_eyeballs(ctx.dest, ctx.dial)
+        return await happy_eyeballs(ctx.dest, ctx.dial, prefer6=ctx.ipv6_path)
 
     @classmethod
     def reach(cls, caller: Behaviours, callee: Behaviours) -> bool | None:

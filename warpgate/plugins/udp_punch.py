@@ -35,6 +35,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 from warpgate.errors import AttemptFailed
+from warpgate.eyeballs import IPV6_LEAD
 from warpgate.pipe import Pipe
 from warpgate.plugins import register
 from warpgate.plugins.base import AttemptContext, Context, Plugin, ResponderContext
@@ -116,18 +117,23 @@ def passive(own: NatBehaviour, peer: NatBehaviour, *, caller: bool) -> bool:
 async def gather(
     ctx: Context, *, predict: bool = True
 ) -> tuple[tuple[Candidate, ...], tuple[Candidate, ...]]:
-    """(public, private) candidates of the node's UDP socket, predicted ports included (unless
-    ``predict`` is off: a passive side's peer aims at its advertised mapping only)."""
+    """(public, private) candidates of the node's UDP sockets, predicted ports included (unless
+    ``predict`` is off: a passive side's peer aims at its advertised mapping only). The IPv6
+    socket's address comes first when an IPv6 STUN server saw it (no NAT: only a firewall, which
+    a punch opens like a NAT that keeps ports, RFC 6092 §3)."""
+    v6 = (Candidate(*ctx.own6),) if ctx.own6 is not None else ()
     ep = ctx.udp_socket()
     if ep is None:
+        if v6:
+            return v6, ()
         raise AttemptFailed("the node has no IPv4 UDP socket")
     local = Candidate(*ep.local)
     nat = ctx.nat
     if nat is None or nat.mapped_udp is None:
-        return (), (local,)
+        return v6, (local,)
     if nat.mapped_udp == ep.local:  # no translation: our own address is public
-        return (local,), ()
-    public = [Candidate(*nat.mapped_udp)]
+        return (*v6, local), ()
+    public = [*v6, Candidate(*nat.mapped_udp)]
     b = nat.udp
     if (
         predict
@@ -143,14 +149,25 @@ async def gather(
 
 
 def targets(
-    public: tuple[Candidate, ...], private: tuple[Candidate, ...], mine: tuple[Candidate, ...]
+    public: tuple[Candidate, ...],
+    private: tuple[Candidate, ...],
+    mine: tuple[Candidate, ...],
+    *,
+    answer_only: bool = False,
 ) -> list[Candidate]:
-    """What to dial: the peer's public candidates; its private ones only from behind the same NAT."""
-    same_nat = not public or not mine or bool({c.host for c in public} & {c.host for c in mine})
+    """What to dial: the peer's public candidates; its private ones only from behind the same NAT.
+    IPv6 ones only when we have a working IPv6 path ourselves (one of ``mine``); an
+    ``answer_only`` side (``passive``, a decision about its IPv4 NAT) dials its IPv6 ones alone."""
+    mine4 = tuple(c for c in mine if ":" not in c.host)
+    v4 = tuple(c for c in public if ":" not in c.host)
+    same_nat = not v4 or not mine4 or bool({c.host for c in v4} & {c.host for c in mine4})
+    have6 = any(":" in c.host for c in mine)
     out: list[Candidate] = []
     for c in (*public, *(private if same_nat else ())):
-        if c not in out:
-            out.append(c)
+        six = ":" in c.host
+        if c in out or (six and not have6) or (answer_only and not six):
+            continue
+        out.append(c)
     return out
 
 
@@ -181,7 +198,14 @@ async def punch(
     EIF NATs open two paths at once, each side seeing one first) and its nomination decides.
     """
     loop = asyncio.get_running_loop()
-    dials = {asyncio.ensure_future(ctx.dial_shared(c.hostport)): c for c in dial_to}
+    lead = IPV6_LEAD if any(":" in c.host for c in dial_to) else 0.0
+
+    async def dial(c: Candidate) -> Pipe:
+        if lead and ":" not in c.host:
+            await asyncio.sleep(lead)  # RFC 8305: IPv6 first; a peer's probe still answers at once
+        return await ctx.dial_shared(c.hostport)
+
+    dials = {asyncio.ensure_future(dial(c)): c for c in dial_to}
     waits: set[asyncio.Future[Pipe]] = set(dials)
     if incoming is not None:
         waits.add(incoming)
@@ -233,6 +257,7 @@ class UdpPunch(Plugin):
 
     name = "udp_punch"
     messages = (PunchOffer, PunchCancel)
+    families = ("ipv4", "ipv6")
 
     def __init__(self) -> None:
         self._sessions = Sessions(MAX_SESSIONS, "punches")
@@ -250,6 +275,8 @@ class UdpPunch(Plugin):
     def applicable(self, ctx: AttemptContext) -> str | None:
         if ctx.signal_reason is not None:
             return ctx.signal_reason
+        if ctx.ipv6_path:
+            return None  # firewalls only: a punch opens them (RFC 6092 §3)
         if ctx.udp_socket() is None:
             return "the node has no IPv4 UDP socket"
         if punchable(ctx.local_behaviour, ctx.peer_behaviour) is False:
@@ -271,10 +298,11 @@ class UdpPunch(Plugin):
                     check_candidates(ctx.dest, answer.public, answer.private)
                 except MessageError as exc:
                     raise AttemptFailed(f"the peer's answer was refused: {exc}") from None
-                if answer_only:
+                dial_to = targets(answer.public, answer.private, public, answer_only=answer_only)
+                if not dial_to:
                     pipe = await incoming  # the peer dials; we answer (bounded by the deadline)
                 else:
-                    pipe = await punch(ctx, targets(answer.public, answer.private, public), incoming)
+                    pipe = await punch(ctx, dial_to, incoming)
                 won = True
                 return pipe
         except TimeoutError:
@@ -302,8 +330,8 @@ class UdpPunch(Plugin):
             self._seen.popitem(last=False)
         answer_only = passive(ctx.local_behaviour, ctx.peer_behaviour, caller=False)
         public, private = await gather(ctx, predict=not answer_only)
-        if not answer_only:  # else the caller dials us, and its channel reaches accept() as any
-            dial_to = targets(msg.public, msg.private, public)
+        dial_to = targets(msg.public, msg.private, public, answer_only=answer_only)
+        if dial_to:  # else the caller dials us, and its channel reaches accept() as any
             self._sessions.start(ctx, self._punch_back(ctx, dial_to))
         return PunchAnswer(msg.conn_id, public, private)
 

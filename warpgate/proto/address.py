@@ -214,7 +214,9 @@ class Address:
                 seen.add((str(iface.mapped4), granted))
                 yield Endpoint(proto, str(iface.mapped4), granted, "mapped")
             candidates = (
-                (iface.public6, mapped or listen, "public"),
+                # IPv6 is not translated: its public endpoint is the listening port itself (a node
+                # advertises ``public6`` only when a STUN server saw that port)
+                (iface.public6, listen, "public"),
                 (iface.public4, mapped or listen, "public"),
                 (iface.private6, listen, "private"),
                 (iface.private4, listen, "private"),

@@ -138,6 +138,16 @@ PRESETS: dict[str, NatBehaviour] = {
 
 UNKNOWN = NatBehaviour()
 
+FIREWALLS6: dict[str, NatBehaviour] = {
+    "open6": PRESETS["open"],
+    "firewall6": PRESETS["firewall"],
+    "firewall6-eif": PRESETS["open"],
+    "blocked6": NatBehaviour(Mapping.NONE, Filtering.BLOCKED, PortAllocation.PRESERVING),
+}
+"""The lab's IPv6 behaviours as RFC 4787 axes (no translation, RFC 6092 filtering). A node sends
+from its listening port at start (STUN), so an endpoint-independent firewall lets anyone reach it,
+as an open one does."""
+
 
 @dataclass(frozen=True, slots=True)
 class Behaviours:
@@ -150,6 +160,9 @@ class Behaviours:
     IGD; ``warpgate.portmap``): open to anyone, whatever the axes say."""
     maps: bool = False
     """The side's gateway grants mappings when asked (the ``portmap`` plugin asks on demand)."""
+    ipv6: Behaviours | None = None
+    """The side's IPv6 path as the same rules see it: a firewall is a NAT that does not translate
+    (mapping ``NONE``; ``mapped``: a pinhole its gateway granted). None: no working IPv6."""
 
 
 def pack(nat: NatBehaviour) -> bytes:

@@ -52,6 +52,8 @@ def _ip(raw: bytes) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
 
 
 _ANY = ipaddress.IPv4Address(0)
+ANY4 = _ANY
+"""The suggested external address "any IPv4" (sent IPv4-mapped); ``IPv6Address(0)``: any IPv6."""
 
 
 @dataclass(frozen=True, slots=True)
