@@ -188,13 +188,15 @@ def coturn(
     user_quota: int | None = None,
     cli_password: str | None = None,
     tls: tuple[str, str] | None = None,
+    ipv6: tuple[str, ...] = (),
 ) -> DaemonSpec:
     """STUN on two addresses and two ports (RFC 5780 tests need OTHER-ADDRESS) plus TURN with
     long-term credentials (recipes §6.2): a static user, or with ``secret`` coturn's time-limited
     REST credentials (``use-auth-secret``). ``loopback_peers``: relay to 127.0.0.0/8 (tests).
     ``user_quota``: concurrent allocations per user (486 beyond). ``cli_password``: coturn's admin
     CLI on ``ip``:5766 (``coturn_allocations`` reads the allocations from it). ``tls``: (cert,
-    key) PEM files for TURN over TLS on port 5349."""
+    key) PEM files for TURN over TLS on port 5349. ``ipv6``: more addresses to answer STUN on
+    (the dual-stack lab's)."""
     auth = f"use-auth-secret\nstatic-auth-secret={secret}" if secret else f"user={user}:{password}"
     extra = "allow-loopback-peers\n" if loopback_peers else ""
     if user_quota is not None:
@@ -206,9 +208,10 @@ def coturn(
         extra += f"tls-listening-port=5349\ncert={tls[0]}\npkey={tls[1]}\n"
     else:
         extra += "no-tls\n"
+    more = "".join(f"listening-ip={a}\n" for a in ipv6)
     conf = f"""listening-ip={ip}
 listening-ip={ip2}
-relay-ip={ip}
+{more}relay-ip={ip}
 listening-port=3478
 alt-listening-port=3479
 min-port=49152
@@ -308,8 +311,10 @@ def miniupnpd(
     *,
     upnp: bool = True,
     natpmp: bool = True,
+    ipv6: str | None = None,
 ) -> DaemonSpec:
-    """UPnP IGD and/or NAT-PMP + PCP on a router (recipes §6.3).
+    """UPnP IGD and/or NAT-PMP + PCP on a router (recipes §6.3); with ``ipv6`` (the router's LAN
+    IPv6 address) also IPv6 pinholes, by PCP MAP and UPnP IGD v2 WANIPv6FirewallControl.
 
     miniupnpd 2.3.1 calls 203.0.113.0/24 "reserved" and refuses to forward unless a STUN check
     shows the router's WAN address is reachable: ``ext_perform_stun`` against the lab's coturn,
@@ -338,6 +343,8 @@ max_lifetime=86400
 allow 1024-65535 {lan_net} 1024-65535
 deny 0-65535 0.0.0.0/0 0-65535
 """
+    if ipv6 is not None:
+        conf += f"ipv6_listening_ip={ipv6}\next_ifname6={wan}\n"
     return DaemonSpec(
         name="miniupnpd",
         # its own pid file: the default (/run/miniupnpd.pid) is shared by every namespace, and a

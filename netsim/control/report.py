@@ -299,6 +299,38 @@ def sweep_table(trials: pd.DataFrame) -> pd.DataFrame | None:
     return out
 
 
+def family_table(trials: pd.DataFrame, meta: dict[str, Any]) -> pd.DataFrame | None:
+    """Per cell: trials connected over IPv4 and over IPv6, what theory expects of IPv4 alone, and
+    whether IPv6 rescued the cell (it connected over IPv6 where IPv4 alone cannot). None when no
+    site of the run has IPv6."""
+    sites = meta.get("scenario", {}).get("sites", {}) or {}
+    if not any(s.get("ipv6") for s in sites.values()) or "family" not in trials.columns:
+        return None
+    t = trials[trials["outcome"] != "error"]
+    rows = []
+    for (a, b, run_), g in t.groupby(["a", "b", "run"], sort=False):
+        ok = g[g["outcome"] == "connected"]
+        v6 = int((ok["family"] == "ipv6").sum())
+        v4_only = g["expected_v4"].iloc[0] if "expected_v4" in g.columns else None
+        rows.append(
+            {
+                "a": a,
+                "b": b,
+                "run": run_,
+                "trials": len(g),
+                "connected": len(ok),
+                "ipv4": int((ok["family"] == "ipv4").sum()),
+                "ipv6": v6,
+                "expected_v4_alone": v4_only,
+                "rescued_by_ipv6": bool(v6)
+                and v4_only is not None
+                and not pd.isna(v4_only)
+                and not bool(v4_only),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
 def _sweep_figure(points: pd.DataFrame) -> Rendered:
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
     for (a, b), g in points.groupby(["a", "b"]):
@@ -504,6 +536,11 @@ def write(run: Path) -> Path:
     if points is not None:
         points.to_csv(run / "sweep.csv", index=False)
         md += ["## Sweep: success per value beside the model (95 % Wilson)", "", _md_table(points), ""]
+    families = family_table(trials, meta)
+    family_title = "By address family (rescued: connected over IPv6 where IPv4 alone cannot)"
+    if families is not None:
+        families.to_csv(run / "families.csv", index=False)
+        md += [f"## {family_title}", "", _md_table(families), ""]
     md += ["## Figures", ""] + [f"![{n}](figures/{n}.png)" for n in figs]
     if not validation.empty:
         md += ["", "## Router self-validation (RFC 5780)", "", _md_table(validation)]
@@ -530,6 +567,11 @@ def write(run: Path) -> Path:
             "<h2>Wire cost on the caller's WAN (medians per trial)</h2>"
             + wire.to_html(index=False, float_format=lambda v: f"{v:.3g}", na_rep="")
             if wire is not None
+            else ""
+        )
+        + (
+            f"<h2>{html.escape(family_title)}</h2>" + families.to_html(index=False, na_rep="")
+            if families is not None
             else ""
         )
         + (

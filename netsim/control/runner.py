@@ -171,6 +171,8 @@ class AgentProc:
         ]
         for b in infra.brokers:
             argv += ["--broker", b]
+        if infra.stun6 is not None and lab.topology.site(site).ipv6 is not None:
+            argv += ["--stun", f"[{infra.stun6[0]}]"]  # confirms the host's IPv6 path at start
         argv += ["--turn", infra.turn, "--portmap", portmap]
         if sabotage:
             argv += ["--sabotage", sabotage]
@@ -292,6 +294,7 @@ def run(
         t_setup = time.perf_counter()
         infra = services.start(lab)
         checks = verify.check_sites(lab, infra, list(topo.sites))
+        checks += verify.check_ipv6_sites(lab, infra, list(topo.sites))
         meta = {
             "run_id": run_id,
             "scenario": asdict(scenario)
@@ -385,11 +388,14 @@ def expected_outcome(
     plugins: tuple[str, ...],
     cell: tuple[str, str],
     options: dict[str, dict[str, Any]] | None = None,
+    *,
+    ipv6: bool = True,
 ) -> bool | None:
     """Should this run of the cell connect? The scenario's ``[expect]`` wins; else the theory, over
     the plugins the scenario's fault leaves able to work. A plugin alone whose success is a chance
     (``Plugin.odds``) is expected to connect at >= 99 %, to fail at <= 1 %, and is not judged
-    in between (its sweep's figure compares the measured rate with the chance)."""
+    in between (its sweep's figure compares the measured rate with the chance). ``ipv6=False``:
+    over IPv4 alone (the report's "rescued by IPv6" compares the two)."""
     exp = scenario.expect.get(cell)
     if exp is not None:
         return bool(exp) if scenario.mode == "race" else bool(plugins) and plugins[0] in exp
@@ -399,7 +405,7 @@ def expected_outcome(
     pa = scenario.site(cell[0]).behaviours(scenario.portmap)
     pb = scenario.site(cell[1]).behaviours(scenario.portmap)
     if scenario.mode == "race":
-        return theory.expected_race(usable, pa, pb) if usable else False
+        return theory.expected_race(usable, pa, pb, ipv6=ipv6) if usable else False
     if not usable:
         return False
     sa, sb = scenario.site(cell[0]), scenario.site(cell[1])
@@ -407,7 +413,7 @@ def expected_outcome(
     chance = theory.odds(usable[0], pa, pb, (options or {}).get(usable[0], {}), pools)
     if chance is not None:
         return True if chance >= 0.99 else False if chance <= 0.01 else None
-    return theory.expected(usable[0], pa, pb)
+    return theory.expected(usable[0], pa, pb, ipv6=ipv6)
 
 
 def _run_cell(
@@ -494,10 +500,14 @@ def _run_cell(
                     "ttc_ms": result.get("ms"),
                     "path": result.get("path"),
                     "transport": result.get("transport"),
+                    "family": result.get("family"),
                     "bytes_echoed": result.get("bytes_echoed", 0),
                     "error_class": result.get("error_class", ""),
                     "error": result.get("error", ""),
                     "expected": expected_outcome(scenario, tuple(plugins or ()), cell, variant.options),
+                    "expected_v4": expected_outcome(
+                        scenario, tuple(plugins or ()), cell, variant.options, ipv6=False
+                    ),
                     "fault": fault.what
                     if fault is not None and (fault.when == faults.BEFORE or mid_pipe)
                     else None,
@@ -512,6 +522,8 @@ def _run_cell(
                     "a_stun_rtt_ms": listen.get("stun_rtt_ms"),
                     "b_stun_rtt_ms": result.get("stun_rtt_ms"),
                     "a_portmap": listen.get("portmap"),
+                    "a_pinhole": listen.get("pinhole"),
+                    "b_pinhole": result.get("pinhole"),
                     "b_portmap": result.get("portmap"),
                     "a_portmap_ms": listen.get("portmap_ms"),
                     "b_portmap_ms": result.get("portmap_ms"),

@@ -1,7 +1,7 @@
 """The emulated internet's infrastructure, started from code inside the lab's server hosts.
 
-- ``wgs1``: coturn (STUN on 203.0.113.10 and .11, ports 3478/3479; TURN as ``wg``/``wgpass``) and
-  netsim's prober;
+- ``wgs1``: coturn (STUN on 203.0.113.10 and .11, ports 3478/3479, and on 2001:db8::10 and ::11
+  when a site has IPv6; TURN as ``wg``/``wgpass``) and netsim's prober;
 - ``wgs2``: mosquitto and the names server; ``wgs3``: a second mosquitto;
 - miniupnpd on the router of every site with ``upnp`` or ``natpmp`` (NAT-PMP and PCP) on.
 
@@ -29,10 +29,13 @@ class Infrastructure:
     brokers: tuple[str, ...]
     names: str
     turn: str
+    stun6: tuple[str, str] | None = None
+    """The STUN server's IPv6 addresses, when a site has IPv6."""
 
     def as_dict(self) -> dict[str, object]:
         return {
             "stun": list(self.stun),
+            "stun6": list(self.stun6) if self.stun6 else None,
             "prober": self.prober,
             "brokers": list(self.brokers),
             "names": self.names,
@@ -43,10 +46,12 @@ class Infrastructure:
 
 def start(lab: Lab, *, brokers: bool = True, names: bool = True) -> Infrastructure:
     """Start what the lab's scenarios and checks need; a daemon that fails stops with its log."""
+    v6 = (T.STUN_IP6, T.STUN_IP6_2) if lab.topology.ipv6 else ()
     lab.start_daemon(
-        T.STUN_HOST, daemons.coturn(T.STUN_IP, T.STUN_IP2, user=TURN_USER, password=TURN_PASSWORD)
+        T.STUN_HOST,
+        daemons.coturn(T.STUN_IP, T.STUN_IP2, user=TURN_USER, password=TURN_PASSWORD, ipv6=v6),
     )
-    lab.start_daemon(T.STUN_HOST, daemons.prober(PYTHON, [T.STUN_IP, T.STUN_IP2], PROBER_PORT))
+    lab.start_daemon(T.STUN_HOST, daemons.prober(PYTHON, [T.STUN_IP, T.STUN_IP2, *v6], PROBER_PORT))
     urls = []
     if brokers:
         for host, ip in T.BROKER_HOSTS:
@@ -69,6 +74,7 @@ def start(lab: Lab, *, brokers: bool = True, names: bool = True) -> Infrastructu
                     topo.index(site.name),
                     upnp=site.upnp,
                     natpmp=site.natpmp or site.pcp,
+                    ipv6=topo.gateway6(site.name) if site.ipv6 is not None else None,
                 ),
             )
     return Infrastructure(
@@ -77,4 +83,5 @@ def start(lab: Lab, *, brokers: bool = True, names: bool = True) -> Infrastructu
         brokers=tuple(urls),
         names=f"{T.NAMES_IP}:{NAMES_PORT}",
         turn=f"turn://{TURN_USER}:{TURN_PASSWORD}@{T.STUN_IP}:3478",
+        stun6=(T.STUN_IP6, T.STUN_IP6_2) if v6 else None,
     )

@@ -18,7 +18,7 @@ from netsim.control import services
 from netsim.control.lab import PYTHON, Lab
 from netsim.errors import NetsimError
 from netsim.model.nat import Profile, behind, expected
-from netsim.model.topology import Site, Topology
+from netsim.model.topology import IPV6, Site, Topology
 from warpgate.proto.nat import Filtering, Mapping, NatBehaviour, PortAllocation, shorthand
 
 
@@ -27,7 +27,7 @@ class Check:
     site: str
     profile: str
     what: str
-    """``udp``, ``tcp``, ``hairpin`` or ``lifetime``."""
+    """``udp``, ``tcp``, ``ipv6``, ``hairpin`` or ``lifetime``."""
     expected: str
     measured: str
     measurements: int = 1
@@ -223,11 +223,65 @@ def check_lifetime(lab: Lab, infra: services.Infrastructure, site: Site) -> Chec
     return Check(site.name, site.label, "lifetime", f"alive at {early}s, gone at {late}s", measured)
 
 
-def verification_topology(profiles: list[str], *, hairpin: bool = True, lifetime: int | None = 3) -> Topology:
+IPV6_EXPECTED = {
+    "open6": "no-NAT EIF, unsolicited in",
+    "firewall6": "no-NAT APDF, unsolicited dropped",
+    "firewall6-eif": "no-NAT EIF, unsolicited dropped",
+    "blocked6": "blocked",
+}
+"""What ``classify6`` must measure of each IPv6 behaviour (``netsim.model.topology.IPV6``)."""
+
+
+def describe6(m: dict[str, Any]) -> str:
+    if m["blocked"]:
+        return "blocked"
+    mapping = "translated" if m["translated"] else "no-NAT"
+    unsolicited = "in" if m["unsolicited"] else "dropped"
+    return f"{mapping} {SHORT_FILTERING[m['filtering']]}, unsolicited {unsolicited}"
+
+
+def check_ipv6(lab: Lab, infra: services.Infrastructure, site: Site, *, repeats: int = 3) -> Check:
+    """The site's IPv6 firewall (RFC 6092), measured from its first host: the majority of up to
+    ``repeats`` measurements when the first disagrees (as ``check_sites``)."""
+    assert infra.stun6 is not None and site.ipv6 is not None
+    want = IPV6_EXPECTED[site.ipv6]
+    votes: Counter[str] = Counter()
+    for _ in range(repeats):
+        proc = lab.run(
+            lab.host(site.name),
+            [
+                PYTHON,
+                "-m",
+                "netsim.hosts.probe",
+                "classify6",
+                "--stun",
+                infra.stun6[0],
+                "--stun2",
+                infra.stun6[1],
+                "--prober",
+                infra.prober,
+            ],
+            timeout=60,
+        )
+        votes[describe6(json.loads(proc.stdout))] += 1
+        if votes[want] and sum(votes.values()) == 1:
+            break
+    measured, n = votes.most_common(1)[0]
+    total = sum(votes.values())
+    if total > 1 and n * 2 <= total:
+        measured = f"{measured} ({n} of {total})"
+    return Check(site.name, f"{site.label} + {site.ipv6}", "ipv6", want, measured, total)
+
+
+def verification_topology(
+    profiles: list[str], *, hairpin: bool = True, lifetime: int | None = 3, ipv6: bool = True
+) -> Topology:
     sites = [Site(p, p) for p in profiles]
     if "port-restricted-cone" in profiles:
         # the port-range knob: EIM stays, preservation goes (a random port in the range)
         sites.append(Site("port-range", "port-restricted-cone", port_range=(40000, 40999)))
+    if ipv6:
+        sites += [Site(f"v6-{b}", "port-restricted-cone", ipv6=b) for b in IPV6]
     if hairpin:
         sites += [
             Site("hairpin-on", "port-restricted-cone", hosts=2, hairpin=True),
@@ -249,7 +303,14 @@ def run_checks(lab: Lab, infra: services.Infrastructure) -> list[Check]:
             checks.append(check_hairpin(lab, infra, s))
         if s.mapping_lifetime is not None:
             checks.append(check_lifetime(lab, infra, s))
-    return checks
+    return checks + check_ipv6_sites(lab, infra, list(topo.sites))
+
+
+def check_ipv6_sites(lab: Lab, infra: services.Infrastructure, sites: list[Site]) -> list[Check]:
+    """``check_ipv6`` for every site with IPv6 and a host, in parallel."""
+    v6 = [s for s in sites if s.ipv6 is not None and s.hosts >= 1]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        return list(pool.map(lambda s: check_ipv6(lab, infra, s), v6))
 
 
 def as_records(checks: list[Check]) -> list[dict[str, Any]]:

@@ -49,7 +49,7 @@ class Agent:
         a = self.args
         return Node(
             interfaces=[a.interface],
-            families=["ipv4"],
+            families=["ipv4", "ipv6"],  # a host without IPv6 (most sites) has no IPv6 address
             stun=a.stun,
             brokers=a.broker,
             names_server=a.names,
@@ -120,6 +120,7 @@ class Agent:
                 out["winner"] = plugin.name
                 out["path"] = pipe.path
                 out["transport"] = pipe.proto
+                out["family"] = pipe.family
                 out["outcome"] = "payload_failed"  # until the echo proves the pipe carries data
                 limit = float(req.timeout)
                 payload = os.urandom(req.payload)
@@ -192,6 +193,7 @@ def measured(node: Node, started: float) -> dict[str, Any]:
     lease = mapper.lease if mapper is not None else None
     return {
         "portmap": lease.protocol if lease is not None else None,
+        "pinhole": node.pinholer.lease.protocol if node.pinholer and node.pinholer.lease else None,
         "portmap_ms": None if lease is None or mapper is None else round(mapper.took * 1000, 3),
         "start_ms": round((time.perf_counter() - started) * 1000, 3),
         "nat": shorthand(nat.udp) if nat is not None else None,

@@ -1,6 +1,7 @@
 """Probes that run *inside* lab hosts: RFC 5780 classification, hairpinning, mapping lifetime.
 
     python -m netsim.hosts.probe classify --stun 203.0.113.10 --prober 203.0.113.10:7100
+    python -m netsim.hosts.probe classify6 --stun 2001:db8::10 --stun2 2001:db8::11 --prober 203.0.113.10:7100
     python -m netsim.hosts.probe serve --ips 203.0.113.10 203.0.113.11        (on the STUN host)
 
 UDP mapping, filtering and port allocation, and the TCP mapping, come from the engine's own
@@ -9,6 +10,11 @@ RFC 5780 classifier (``warpgate.discovery.classify``: the code every node runs a
 has no TCP filtering test (a STUN server cannot open connections), so the prober on the STUN host
 connects to the client's mapping from another address (EIF), from another port of the same address
 (ADF), or fails (APDF).
+
+IPv6 has no NAT in the lab, only a firewall: ``classify6`` checks that the server sees the host's own
+address, then has the prober send to it unasked, from the server's other address (EIF lets it in),
+from another port of the same address (ADF does), and to a port that never sent (only an open
+router lets that in).
 
 Each command prints one JSON object on stdout.
 """
@@ -218,6 +224,53 @@ def cmd_classify(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def cmd_classify6(args: argparse.Namespace) -> dict[str, Any]:
+    """The IPv6 side of a site: translated or not, filtering, and whether unsolicited packets pass."""
+    host, port = args.prober.rsplit(":", 1)
+    prober = (host, int(port))
+    ip = discovery.local_ip_towards(args.stun)
+    with contextlib.ExitStack() as stack:
+        sent = stack.enter_context(socket.socket(socket.AF_INET6, socket.SOCK_DGRAM))
+        quiet = stack.enter_context(socket.socket(socket.AF_INET6, socket.SOCK_DGRAM))
+        sent.bind((ip, 0))
+        quiet.bind((ip, 0))
+        answer = udp_binding(sent, (args.stun, 3478))
+        if answer is None:
+            return {"blocked": True}
+        mapped = answer["mapped"]
+        local = sent.getsockname()[:2]
+        asks = (
+            (sent, mapped, args.stun2, "eif"),
+            (sent, mapped, args.stun, "adf"),
+            (quiet, (ip, quiet.getsockname()[1]), args.stun, "open"),
+        )
+        for _, target, source, tag in asks:
+            _ask(prober, {"op": "udp_send", "target": list(target), "from": source, "data": tag, "tries": 3})
+        got: set[str] = set()
+        deadline = time.monotonic() + args.wait
+        for sock in (sent, quiet):
+            while (left := deadline - time.monotonic()) > 0:
+                sock.settimeout(left)
+                try:
+                    data, _ = sock.recvfrom(2048)
+                except (TimeoutError, OSError):
+                    break
+                got.add(data.decode("ascii", "replace"))
+    filtering = (
+        "endpoint_independent"
+        if "eif" in got
+        else "address_dependent"
+        if "adf" in got
+        else "address_port_dependent"
+    )
+    return {
+        "blocked": False,
+        "translated": list(mapped) != [local[0], local[1]],
+        "filtering": filtering,
+        "unsolicited": "open" in got,
+    }
+
+
 # -- hairpinning and mapping lifetime ------------------------------------------------------------
 
 
@@ -318,9 +371,19 @@ async def serve(ips: list[str], port: int) -> None:
                     *(_connects(target, str(req["from"]), timeout) for _ in range(tries))
                 )
                 answer = {"ok": any(results), "tries": tries, "connected": sum(results)}
+            elif req.get("op") == "udp_send":
+                # unasked datagrams from ``from`` (a port of its own): what a firewall lets in
+                target = (str(req["target"][0]), int(req["target"][1]))
+                source = str(req["from"])
+                family = socket.AF_INET6 if ":" in source else socket.AF_INET
+                with socket.socket(family, socket.SOCK_DGRAM) as out:
+                    out.bind((source, 0))
+                    for _ in range(min(5, max(1, int(req.get("tries", 1))))):
+                        out.sendto(str(req.get("data", "x"))[:16].encode(), target)
+                answer = {"ok": True}
             writer.write(json.dumps(answer).encode() + b"\n")
             await writer.drain()
-        except (ValueError, KeyError, ConnectionError) as exc:
+        except (ValueError, KeyError, OSError) as exc:
             print(f"prober: bad request: {exc!r}", file=sys.stderr, flush=True)
         finally:
             writer.close()
@@ -356,6 +419,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stun", required=True)
     p.add_argument("--stun2", help="the STUN server's other address (else learned from OTHER-ADDRESS)")
     p.add_argument("--prober", required=True, help="IP:PORT of the prober's control port")
+    p = sub.add_parser("classify6")
+    p.add_argument("--stun", required=True, help="the STUN server's IPv6 address")
+    p.add_argument("--stun2", required=True, help="its second IPv6 address")
+    p.add_argument("--prober", required=True, help="IP:PORT of the prober's control port")
+    p.add_argument("--wait", type=float, default=0.5, help="seconds to wait for the prober's datagrams")
     p = sub.add_parser("hairpin-listen")
     p.add_argument("--stun", required=True)
     p.add_argument("--wait", type=float, default=4.0)
@@ -379,6 +447,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     result = {
         "classify": cmd_classify,
+        "classify6": cmd_classify6,
         "hairpin-listen": cmd_hairpin_listen,
         "hairpin-send": cmd_hairpin_send,
         "lifetime": cmd_lifetime,

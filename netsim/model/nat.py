@@ -314,6 +314,10 @@ class RouterConfig:
     pcp: bool = True
     """miniupnpd answers both on port 5351 when either is on; the one that is off is dropped by
     its version byte (0: NAT-PMP, RFC 6886 §3; 2: PCP, RFC 6887 §7)."""
+    ipv6: str | None = None
+    """The site's IPv6 behaviour (``netsim.model.topology.IPV6``); None: no IPv6."""
+    lan6: str = ""
+    """The LAN's IPv6 prefix (routed, not translated)."""
 
 
 def ruleset(cfg: RouterConfig) -> str:
@@ -326,8 +330,52 @@ def ruleset(cfg: RouterConfig) -> str:
         if cfg.hairpin:
             parts.append(_hairpin(cfg, timeout))
     if cfg.upnp:
-        parts.append(_miniupnpd_skeleton())
+        parts.append(_miniupnpd_skeleton(cfg))
+    elif cfg.ipv6:
+        parts.append(
+            _table(
+                "inet wgfw6",
+                {"forward": ("type filter hook forward priority filter; policy accept;", firewall6(cfg))},
+                _sets6(cfg),
+            )
+        )
     return "flush ruleset\n" + "\n".join(parts)
+
+
+def firewall6(cfg: RouterConfig) -> list[str]:
+    """The IPv6 forward filter (RFC 6092): no translation, only which flows may come in.
+
+    With miniupnpd these rules follow its chain in one base chain, so a pinhole it opens (PCP,
+    UPnP IGD v2 ``AddPinhole``) accepts before the filter drops; every rule names IPv6, as that
+    chain sees IPv4 too."""
+    v6, lan, wan = "meta nfproto ipv6", cfg.lan, cfg.wan
+    if cfg.ipv6 == "blocked6":
+        return [f"{v6} drop"]
+    if cfg.ipv6 not in ("firewall6", "firewall6-eif"):
+        return []
+    rules = []
+    if cfg.ipv6 == "firewall6-eif":
+        # an address and port that sends out is open to everyone (REC-6's option), while it does
+        rules.append(
+            f'{v6} iifname "{lan}" meta l4proto {{ tcp, udp }} '
+            "update @eif6 { ip6 saddr . meta l4proto . th sport }"
+        )
+    rules.append(f"{v6} ct state established,related accept")
+    if cfg.ipv6 == "firewall6-eif":
+        rules.append(
+            f'{v6} iifname "{wan}" meta l4proto {{ tcp, udp }} '
+            "ip6 daddr . meta l4proto . th dport @eif6 accept"
+        )
+    rules += [f'{v6} iifname "{lan}" accept', f'{v6} iifname "{wan}" drop']
+    return rules
+
+
+def _sets6(cfg: RouterConfig) -> list[str]:
+    if cfg.ipv6 != "firewall6-eif":
+        return []
+    timeout = f"{cfg.mapping_lifetime}s" if cfg.mapping_lifetime else "120s"
+    elements = "type ipv6_addr . inet_proto . inet_service"
+    return [f"set eif6 {{ {elements}; flags dynamic,timeout; timeout {timeout}; }}"]
 
 
 def forget(cfg: RouterConfig) -> str:
@@ -356,6 +404,8 @@ def sysctls(cfg: RouterConfig) -> list[str]:
         # the router lacks then ends in a millisecond, however many trials ran this second
         "net.ipv4.icmp_ratelimit=0",
     ]
+    if cfg.ipv6:
+        out.append("net.ipv6.conf.all.forwarding=1")
     if cfg.mapping_lifetime:
         out += [
             f"net.netfilter.nf_conntrack_udp_timeout={cfg.mapping_lifetime}",
@@ -372,6 +422,8 @@ def _filter(cfg: RouterConfig, p: Profile) -> str:
     if cfg.allow_stun_from:
         addrs = ", ".join(cfg.allow_stun_from)
         inp.append(f'iifname "{wan}" ip saddr {{ {addrs} }} udp sport {{ 3478, 3479 }} accept')
+    if cfg.ipv6:
+        inp.append("meta l4proto ipv6-icmp accept")  # neighbour discovery: the router's IPv6 works
     inp.append(f'iifname "{wan}" drop')
     if cfg.upnp and not cfg.natpmp:
         inp.append(f'iifname "{cfg.lan}" udp dport 5351 @th,64,8 0 drop')
@@ -383,12 +435,13 @@ def _filter(cfg: RouterConfig, p: Profile) -> str:
     for proto, b in p.transports():
         if b.filtering is Filtering.BLOCKED:
             fwd += [
-                f'iifname "{lan}" oifname "{wan}" meta l4proto {proto} drop',
-                f'iifname "{wan}" meta l4proto {proto} drop',
+                f'meta nfproto ipv4 iifname "{lan}" oifname "{wan}" meta l4proto {proto} drop',
+                f'meta nfproto ipv4 iifname "{wan}" meta l4proto {proto} drop',
             ]
     passing = [(proto, b) for proto, b in p.transports() if b.filtering is not Filtering.BLOCKED]
     if not p.translates and any(b.filtering is not Filtering.ENDPOINT_INDEPENDENT for _, b in passing):
         policy = "drop"
+        fwd.append("meta nfproto ipv6 accept")  # IPv6 has its own filter (``firewall6``)
         fwd.append("ct state established,related accept")
         for proto, b in passing:
             if b.filtering is Filtering.ADDRESS_DEPENDENT:
@@ -533,28 +586,30 @@ def _hairpin(cfg: RouterConfig, timeout: str) -> str:
     )
 
 
-def _miniupnpd_skeleton() -> str:
-    """The chains miniupnpd (nftables build) adds its rules to (recipes §6.3: all in ``inet filter``)."""
-    return """table inet filter {
-  chain forward {
-    type filter hook forward priority 0; policy accept;
-    jump miniupnpd
-  }
-  chain miniupnpd {
-  }
-  chain prerouting {
-    type nat hook prerouting priority -100; policy accept;
-    jump prerouting_miniupnpd
-  }
-  chain postrouting {
-    type nat hook postrouting priority 100; policy accept;
-    jump postrouting_miniupnpd
-  }
-  chain prerouting_miniupnpd {
-  }
-  chain postrouting_miniupnpd {
-  }
-}"""
+def _miniupnpd_skeleton(cfg: RouterConfig) -> str:
+    """The chains miniupnpd (nftables build) adds its rules to (recipes §6.3: all in ``inet filter``),
+    with the IPv6 filter after its forward chain (what its pinholes open)."""
+    return _table(
+        "inet filter",
+        {
+            "forward": (
+                "type filter hook forward priority 0; policy accept;",
+                ["jump miniupnpd", *firewall6(cfg)],
+            ),
+            "miniupnpd": ("", []),
+            "prerouting": (
+                "type nat hook prerouting priority -100; policy accept;",
+                ["jump prerouting_miniupnpd"],
+            ),
+            "postrouting": (
+                "type nat hook postrouting priority 100; policy accept;",
+                ["jump postrouting_miniupnpd"],
+            ),
+            "prerouting_miniupnpd": ("", []),
+            "postrouting_miniupnpd": ("", []),
+        },
+        _sets6(cfg),
+    )
 
 
 def _table(name: str, chains: dict[str, tuple[str, list[str]]], sets: list[str] | None = None) -> str:
@@ -562,7 +617,8 @@ def _table(name: str, chains: dict[str, tuple[str, list[str]]], sets: list[str] 
     lines += [f"  {s}" for s in sets or []]
     for chain, (hook, rules) in chains.items():
         lines.append(f"  chain {chain} {{")
-        lines.append(f"    {hook}")
+        if hook:
+            lines.append(f"    {hook}")
         lines += [f"    {r}" for r in rules]
         lines.append("  }")
     lines.append("}")

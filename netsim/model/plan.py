@@ -14,12 +14,14 @@ from netsim.model import topology as T
 from netsim.model.nat import RouterConfig, ruleset, sysctls
 from netsim.model.topology import Impairment, Topology
 
+NO_IPV6 = ("net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1")
+IPV6_ON = ("net.ipv6.conf.all.disable_ipv6=0", "net.ipv6.conf.default.disable_ipv6=0")
 BASE_SYSCTLS = (
-    "net.ipv6.conf.all.disable_ipv6=1",
-    "net.ipv6.conf.default.disable_ipv6=1",
+    *NO_IPV6,
     # br_netfilter is on in every namespace: without this, frames bridged inside a router would
     # traverse that router's conntrack (recipes §1).
     "net.bridge.bridge-nf-call-iptables=0",
+    "net.bridge.bridge-nf-call-ip6tables=0",
     "net.bridge.bridge-nf-call-arptables=0",
 )
 
@@ -72,13 +74,18 @@ class Plan:
         return [s for s in self.steps if s.host == host]
 
 
+def base_sysctls(ipv6: bool) -> tuple[str, ...]:
+    """Every host's settings: IPv6 off, unless the host is on the dual-stack side of the lab."""
+    return (*IPV6_ON, *BASE_SYSCTLS[len(NO_IPV6) :]) if ipv6 else BASE_SYSCTLS
+
+
 def router_steps(host: str, cfg: RouterConfig, loss: float = 0.0, phase: int = 1) -> list[Step]:
     """Sysctls and the whole nft ruleset of one router (also used to change its profile later)."""
     rules = ruleset(cfg)
     if loss:
         rules += "\n" + loss_table(cfg.wan, loss)
     return [
-        Step(host, ("sysctl", "-q", "-w", *BASE_SYSCTLS, *sysctls(cfg)), phase=phase),
+        Step(host, ("sysctl", "-q", "-w", *base_sysctls(cfg.ipv6 is not None), *sysctls(cfg)), phase=phase),
         Step(host, ("nft", "-f", "-"), rules, phase=phase),
     ]
 
@@ -100,6 +107,12 @@ def loss_table(intf: str, loss: float) -> str:
     return "table netdev wgloss {\n" + "\n".join(chains) + "\n}"
 
 
+def _no_link_local(line: str) -> tuple[str, ...]:
+    """After ``link add NAME type bridge``: the same for the new bridge."""
+    words = line.split()
+    return (f"link set {words[2]} addrgenmode none",) if words[:2] == ["link", "add"] else ()
+
+
 def build_plan(topo: Topology) -> Plan:
     plan = Plan()
     ip: dict[str, list[str]] = {}
@@ -113,7 +126,7 @@ def build_plan(topo: Topology) -> Plan:
 
     # -- the internet ---------------------------------------------------------------------------
     add_host(T.HUB)
-    batch(T.HUB, "link add wgi-br type bridge", "link set wgi-br up")
+    batch(T.HUB, "link add wgi-br type bridge mcast_snooping 0", "link set wgi-br up")
 
     def hub_port(peer: str, peer_intf: str) -> str:
         port = f"wgi-{peer[2:]}"
@@ -124,6 +137,9 @@ def build_plan(topo: Topology) -> Plan:
     public_routes = [
         f"route add {topo.lan(s.name)} via {topo.wan_ip(s.name)}" for s in topo.sites if not s.nat.translates
     ]
+    # IPv6: every site's /64 is routed to its router (no NAT66); DAD off, so addresses work at once
+    routes6 = {s.name: f"route add {topo.lan6(s.name)} via {topo.wan6(s.name)}" for s in topo.sites if s.ipv6}
+    v6_hosts: set[str] = set()
     if topo.servers:
         servers = [(T.STUN_HOST, [T.STUN_IP, T.STUN_IP2]), *[(h, [a]) for h, a in T.BROKER_HOSTS]]
         for name, addrs in servers:
@@ -133,6 +149,13 @@ def build_plan(topo: Topology) -> Plan:
             batch(
                 name, *[f"addr add {a}/24 dev {intf}" for a in addrs], f"link set {intf} up", *public_routes
             )
+            if topo.ipv6:
+                v6_hosts.add(name)
+                batch(
+                    name,
+                    *[f"addr add {T.mirror6(a)}/64 dev {intf} nodad" for a in addrs],
+                    *routes6.values(),
+                )
 
     # -- sites ----------------------------------------------------------------------------------
     late: list[tuple[str, str]] = []
@@ -167,11 +190,23 @@ def build_plan(topo: Topology) -> Plan:
             r,
             f"addr add {topo.wan_ip(site.name)}/{prefix} dev {wan}",
             f"link set {wan} up",
-            f"link add {lan} type bridge",
+            f"link add {lan} type bridge mcast_snooping 0",
             f"link set {lan} up",
             f"addr add {gw}/{topo.lan(site.name).prefixlen} dev {lan}",
             *routes,
         )
+        if site.ipv6:
+            v6_hosts.add(r)
+            batch(
+                r,
+                f"addr add {topo.wan6(site.name)}/{T.INTERNET6.prefixlen} dev {wan} nodad",
+                f"addr add {topo.gateway6(site.name)}/64 dev {lan} nodad",
+                # a router solicits neighbours for forwarded packets from its link-local address
+                # (RFC 4861 §7.2.2; Linux sends no solicitation without one): given, not generated
+                f"addr add fe80::1:{k:x}/64 dev {wan} nodad",
+                f"addr add fe80::1/64 dev {lan} nodad",
+                *[line for other, line in routes6.items() if other != site.name],
+            )
         cfg = RouterConfig(
             profile=site.profile,
             wan=wan,
@@ -184,6 +219,8 @@ def build_plan(topo: Topology) -> Plan:
             natpmp=site.natpmp,
             pcp=site.pcp,
             allow_stun_from=(T.STUN_IP, T.STUN_IP2) if site.port_mapping else (),
+            ipv6=site.ipv6,
+            lan6=str(topo.lan6(site.name)) if site.ipv6 else "",
         )
         plan.routers[r] = cfg
         plan.steps += router_steps(r, cfg)
@@ -200,6 +237,13 @@ def build_plan(topo: Topology) -> Plan:
                 f"link set {h}-eth0 up",
                 f"route add default via {gw}",
             )
+            if site.ipv6:
+                v6_hosts.add(h)
+                batch(
+                    h,
+                    f"addr add {topo.host_ip6(site.name, i)}/64 dev {h}-eth0 nodad",
+                    f"route add default via {topo.gateway6(site.name)}",
+                )
         if site.wan.any:
             plan.applied.append(
                 {
@@ -238,8 +282,17 @@ def build_plan(topo: Topology) -> Plan:
     # Every host: sysctls first (phase 0, with the addresses), routers' rules in phase 1.
     for host in plan.hosts:
         if host not in plan.routers:
-            plan.steps.append(Step(host, ("sysctl", "-q", "-w", *BASE_SYSCTLS), phase=0))
-        plan.steps.append(Step(host, ("ip", "-batch", "-"), "\n".join(ip[host]) + "\n", phase=0))
+            plan.steps.append(Step(host, ("sysctl", "-q", "-w", *base_sysctls(host in v6_hosts)), phase=0))
+        lines = ip[host]
+        if host in v6_hosts:
+            # no generated link-local addresses, so no duplicate address detection to wait for:
+            # every address is added ``nodad`` and works the moment its link is up
+            lines = [x for line in lines for x in (line, *_no_link_local(line))]
+            intfs = [x.a_intf for x in plan.links if x.a == host] + [
+                x.b_intf for x in plan.links if x.b == host
+            ]
+            lines = [f"link set {i} addrgenmode none" for i in intfs] + lines
+        plan.steps.append(Step(host, ("ip", "-batch", "-"), "\n".join(lines) + "\n", phase=0))
     if plan.relays:
         # The relay re-sends frames as they are: CHECKSUM_PARTIAL frames and TSO super-frames from
         # veth would arrive broken (recipes §7), so every lab interface computes checksums itself.
@@ -252,5 +305,13 @@ def build_plan(topo: Topology) -> Plan:
                         phase=2,
                     )
                 )
+    for site in topo.sites:
+        if not site.ipv6:
+            continue
+        # IPv6 works before the lab is called up: one echo from each LAN host, to a server (to
+        # its router when nothing IPv6 passes), with its exit status checked like any step
+        far = T.STUN_IP6 if topo.servers and site.ipv6 != "blocked6" else topo.gateway6(site.name)
+        for h in topo.hosts_of(site.name):
+            plan.steps.append(Step(h, ("ping", "-q", "-n", "-c", "1", "-w", "5", far), phase=3))
     plan.steps.sort(key=lambda s: s.phase)
     return plan

@@ -28,6 +28,7 @@ upnp = true                # miniupnpd on the router answers UPnP IGD,
 natpmp = true              # ... NAT-PMP (RFC 6886),
 pcp = true                 # ... PCP (RFC 6887): each on or off alone
 behind = "symmetric"       # a carrier-grade NAT in front (a preset or an inline tuple)
+# ipv6 = "firewall6"       # dual stack (not behind a carrier): open6, firewall6, firewall6-eif, blocked6
 
 [matrix]                   # every a x b pair is a cell; B calls auto_connect to A
 a = ["open", "full-cone", "port-restricted-cone", "symmetric"]
@@ -57,8 +58,8 @@ from typing import Any
 from netsim.control.faults import SIDES, WHEN, Fault
 from netsim.errors import ScenarioError
 from netsim.model.nat import PROFILES, Profile, behind, from_table
-from netsim.model.topology import Impairment, Site
-from warpgate.proto.nat import Behaviours
+from netsim.model.topology import IPV6, Impairment, Site
+from warpgate.proto.nat import FIREWALLS6, Behaviours
 
 MODES = ("race", "solo")
 _TOP = {
@@ -104,6 +105,8 @@ class SiteSpec:
     pcp: bool = False
     behind: Profile | None = None
     """A carrier-grade NAT in front of this router (double NAT)."""
+    ipv6: str | None = None
+    """The router's IPv6 behaviour (``netsim.model.topology.IPV6``); None: no IPv6."""
 
     @property
     def seen(self) -> Profile:
@@ -116,11 +119,17 @@ class SiteSpec:
         the router. A mapping at a router behind a carrier opens only the inner NAT: none."""
         seen = self.seen
         grants = (self.upnp or self.natpmp or self.pcp) and self.behind is None
+        v6 = None
+        if self.ipv6 is not None and self.ipv6 != "blocked6":  # broken IPv6 joins nothing
+            fw = FIREWALLS6[self.ipv6]
+            # PCP opens a pinhole for the node's port at start (miniupnpd; the engine asks by PCP)
+            v6 = Behaviours(fw, fw, mapped=self.pcp and portmap == "start")
         return Behaviours(
             seen.udp,
             seen.tcp,
             mapped=grants and portmap == "start",
             maps=grants and portmap in ("start", "demand"),
+            ipv6=v6,
         )
 
     def sites(self, name: str, wan: Impairment, hosts: int = 1) -> list[Site]:
@@ -140,6 +149,7 @@ class SiteSpec:
                 natpmp=self.natpmp,
                 pcp=self.pcp,
                 wan=Impairment() if carrier else wan,
+                ipv6=self.ipv6,
             ),
         ]
 
@@ -383,8 +393,9 @@ def _sites(w: _Where, table: dict[str, Any]) -> dict[str, SiteSpec]:
         if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,39}", name):
             raise w.err(at, "a site name is 1-40 of a-z, 0-9 and '-'")
         _check_keys(w, site, _SITE, at + ".")
-        if "ipv6" in site:
-            raise w.err(f"{at}.ipv6", "the lab has no IPv6 yet (issue 12): not supported")
+        ipv6 = site.get("ipv6")
+        if ipv6 is not None and ipv6 not in IPV6:
+            raise w.err(f"{at}.ipv6", f"must be one of {', '.join(IPV6)}, got {ipv6!r}")
         nat = _nat(w, site.get("profile"), f"{at}.profile", name) if "profile" in site else None
         if nat is None:
             raise w.err(f"{at}.profile", "is required")
@@ -421,6 +432,7 @@ def _sites(w: _Where, table: dict[str, Any]) -> dict[str, SiteSpec]:
             natpmp=natpmp,
             pcp=pcp,
             behind=carrier,
+            ipv6=ipv6,
         )
         try:
             out[name].sites(name, Impairment())  # the topology's own checks, now rather than at run time

@@ -28,22 +28,33 @@ def behaviours(side: Side) -> Behaviours:
     return Behaviours(p.udp, p.tcp)
 
 
-def expected(plugin: str, a: Side, b: Side) -> bool | None:
-    """Should ``plugin`` alone connect B (caller) to A (callee)? None: no theory for it."""
-    cls = plugins.available().get(plugin)
-    if cls is None:
-        return None
-    return cls.reach(behaviours(b), behaviours(a))
-
-
-def expected_race(names: tuple[str, ...], a: Side, b: Side) -> bool | None:
-    """A race succeeds when any plugin would; unknown when none is known to and one is unknown."""
-    verdicts = [expected(p, a, b) for p in names]
+def _any(verdicts: list[bool | None]) -> bool | None:
+    """True when one is; unknown when none is and one is unknown; else False."""
     if any(v is True for v in verdicts):
         return True
     if any(v is None for v in verdicts):
         return None
     return False
+
+
+def expected(plugin: str, a: Side, b: Side, *, ipv6: bool = True) -> bool | None:
+    """Should ``plugin`` alone connect B (caller) to A (callee)? None: no theory for it.
+
+    Over IPv4, and for a plugin that works over IPv6 (``Plugin.families``) also over IPv6 when
+    both sides have a working IPv6 path (``ipv6=False``: IPv4 alone, what IPv6 rescues)."""
+    cls = plugins.available().get(plugin)
+    if cls is None:
+        return None
+    ba, bb = behaviours(a), behaviours(b)
+    verdicts = [cls.reach(bb, ba)]
+    if ipv6 and "ipv6" in cls.families and ba.ipv6 is not None and bb.ipv6 is not None:
+        verdicts.append(cls.reach(bb.ipv6, ba.ipv6))
+    return _any(verdicts)
+
+
+def expected_race(names: tuple[str, ...], a: Side, b: Side, *, ipv6: bool = True) -> bool | None:
+    """A race succeeds when any plugin would; unknown when none is known to and one is unknown."""
+    return _any([expected(p, a, b, ipv6=ipv6) for p in names])
 
 
 def needs_signal(plugin: str) -> bool:

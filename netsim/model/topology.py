@@ -10,6 +10,10 @@ Design rules (pion's vnet README states the same kind of rules):
 - A router's upstream is the internet, or a carrier router (double NAT); a carrier's LAN is
   172.16.<k>.0/24.
 - Nothing links to the root namespace: every link joins two lab hosts.
+- IPv6 (a site's ``ipv6``; none by default): the internet is also 2001:db8::/64 (RFC 3849), the
+  servers' second addresses mirror their IPv4 ones (2001:db8::10, ...), router k's WAN is
+  2001:db8::1:k and it routes the /64 2001:db8:k:: to its LAN (no NAT66: LAN hosts hold global
+  addresses, behind the site's IPv6 firewall). A site behind a carrier has no IPv6.
 
 Every name starts with ``wg`` so ``netsim clean`` can find leftovers and touch nothing else.
 """
@@ -29,6 +33,23 @@ STUN_HOST, STUN_IP, STUN_IP2 = "wgs1", "203.0.113.10", "203.0.113.11"
 BROKER_HOSTS = (("wgs2", "203.0.113.20"), ("wgs3", "203.0.113.30"))
 NAMES_HOST, NAMES_IP = "wgs2", "203.0.113.20"
 MAX_ROUTERS = 99
+
+INTERNET6 = ipaddress.IPv6Network("2001:db8::/64")
+STUN_IP6, STUN_IP6_2 = "2001:db8::10", "2001:db8::11"
+
+
+def mirror6(ip4: str) -> str:
+    """A server's IPv6 address: its IPv4 one's last byte on the IPv6 internet (203.0.113.10 ->
+    2001:db8::10, read as hex digits, so the two are easy to match by eye)."""
+    return str(INTERNET6.network_address + int(ip4.rsplit(".", 1)[1], 16))
+
+
+IPV6 = ("open6", "firewall6", "firewall6-eif", "blocked6")
+"""A site's IPv6 behaviour: ``open6`` forwards everything; ``firewall6`` is a stateful firewall
+(address-and-port-dependent filtering, as home routers ship, RFC 6092 §3); ``firewall6-eif``
+lets in whatever reaches an address and port that has sent out (endpoint-independent filtering,
+RFC 6092 REC-6's option); ``blocked6``: LAN hosts hold addresses but nothing IPv6 passes the
+router (broken IPv6: a race must not wait for it)."""
 
 
 @dataclass(frozen=True)
@@ -80,12 +101,18 @@ class Site:
     """Answer PCP (RFC 6887) on this router (miniupnpd serves it with NAT-PMP on one switch; the
     router's input filter drops the version byte of the one that is off)."""
     wan: Impairment = field(default_factory=Impairment)
+    ipv6: str | None = None
+    """The site's IPv6 behaviour (``IPV6``); None: no IPv6 at all."""
 
     def __post_init__(self) -> None:
         try:
             profile(self.profile)
         except ScenarioError as exc:
             raise ScenarioError(f"site {self.name}: {exc}") from None
+        if self.ipv6 is not None and self.ipv6 not in IPV6:
+            raise ScenarioError(f"site {self.name}: ipv6 is one of {', '.join(IPV6)}, not {self.ipv6!r}")
+        if self.ipv6 is not None and self.upstream is not None:
+            raise ScenarioError(f"site {self.name}: a site behind a carrier has no IPv6 (not modelled)")
         if not 0 <= self.hosts <= 8:
             raise ScenarioError(f"site {self.name}: hosts must be 0..8")
         if self.port_range is not None and not 1024 <= self.port_range[0] <= self.port_range[1] <= 65535:
@@ -138,6 +165,9 @@ class Topology:
                     raise ScenarioError(
                         f"site {s.name}: a site behind a carrier and its carrier must both NAT"
                     )
+        for s in self.sites:
+            if s.ipv6 is not None and any(o.upstream == s.name for o in self.sites):
+                raise ScenarioError(f"site {s.name}: a carrier has no IPv6 (not modelled)")
         if sum(1 for s in self.sites if not s.nat.translates) > 32:
             raise ScenarioError(f"topology {self.name}: at most 32 sites with public LANs")
 
@@ -190,6 +220,25 @@ class Topology:
         net = self.lan(site)
         offset = 2 + i if net.prefixlen == 29 else 10 + i
         return str(net.network_address + offset)
+
+    # -- IPv6 (sites with ``ipv6`` only) ---------------------------------------------------------
+
+    @property
+    def ipv6(self) -> bool:
+        """Does any site have IPv6 (then the internet and its servers are dual stack)?"""
+        return any(s.ipv6 is not None for s in self.sites)
+
+    def wan6(self, site: str) -> str:
+        return str(INTERNET6.network_address + (1 << 16) + self.index(site))
+
+    def lan6(self, site: str) -> ipaddress.IPv6Network:
+        return ipaddress.IPv6Network(f"2001:db8:{self.index(site):x}::/64")
+
+    def gateway6(self, site: str) -> str:
+        return str(self.lan6(site).network_address + 1)
+
+    def host_ip6(self, site: str, i: int = 0) -> str:
+        return str(self.lan6(site).network_address + 0x10 + i)
 
     def hosts_of(self, site: str) -> list[str]:
         return [self.host(site, i) for i in range(self.site(site).hosts)]

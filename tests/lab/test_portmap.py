@@ -103,3 +103,65 @@ def test_warpgate_nat_names_the_protocols_the_gateway_offers():
             offered = json.loads(out.splitlines()[-1])["port_mapping"]
             assert list(offered) == [proto], (site, offered)
             assert mappings(lab, site) == []  # asking what is offered maps nothing
+
+
+def pinholes(lab, site):
+    """miniupnpd's IPv6 pinhole rules on the router (its forward chain), one line per pinhole."""
+    out = lab.run(lab.router(site), ["nft", "list", "chain", "inet", "filter", "miniupnpd"]).stdout
+    return [line.strip() for line in out.splitlines() if "accept" in line]
+
+
+def test_a_node_opens_refreshes_and_on_sigint_closes_its_ipv6_pinhole():
+    """Issue 12: behind a stateful IPv6 firewall whose router speaks PCP, the node asks for a
+    pinhole for its port at start (UDP and TCP); a connection from the internet then reaches it,
+    which the firewall drops otherwise; the short lease is refreshed; Ctrl-C closes it."""
+    topo = Topology("pin", (Site("home", "symmetric", ipv6="firewall6", pcp=True),))
+    with Lab(topo) as lab:
+        infra = services.start(lab, brokers=False, names=False)
+        host = lab.host("home")
+        me = topo.host_ip6("home")
+        host_ip, port = infra.prober.rsplit(":", 1)
+        prober = (host_ip, int(port))
+        assert pinholes(lab, "home") == []
+
+        def unsolicited(port: int) -> bool:
+            """Does a connection from the internet (the prober, from the STUN server's IPv6
+            address) reach ``port``? A stateful firewall drops its SYN unless a pinhole is open."""
+            ask = {
+                "op": "tcp_connect",
+                "target": [me, port],
+                "from": infra.stun6[0],
+                "timeout": 1,
+                "tries": 2,
+            }
+            code = f"from netsim.hosts.probe import _ask; print(_ask({prober!r}, {ask!r})['ok'])"
+            return lab.run(lab.host("home"), [PYTHON, "-c", code], timeout=30).stdout.strip() == "True"
+
+        assert not unsolicited(7000)  # the firewall drops it: nothing asked for a pinhole yet
+        argv = [PYTHON, "-m", "warpgate.cli", "-v", "node", "-i", f"{host.name}-eth0", "-6", "--port", "7000"]
+        node = lab.popen(
+            host,
+            [*argv, "--portmap-lease", str(LEASE)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert node.stdout.readline().startswith("wg1")
+            t0 = time.monotonic()
+            read_until(node.stderr, "# IPv6 pinhole by pcp", 5)
+            held = pinholes(lab, "home")
+            assert len(held) == 2 and all("th dport 7000" in rule for rule in held), held  # UDP, TCP
+            assert unsolicited(7000)  # the pinhole lets the internet in
+            for _ in range(3):
+                read_until(node.stderr, "IPv6 pinhole: pcp lease refreshed", 3 * LEASE)
+            assert time.monotonic() - t0 > LEASE
+            assert pinholes(lab, "home") == held
+            node.send_signal(signal.SIGINT)
+            assert node.wait(timeout=15) == 0
+            assert pinholes(lab, "home") == []  # closed on Ctrl-C, not left to expire
+            assert not unsolicited(7000)
+        finally:
+            if node.poll() is None:
+                node.kill()
+                node.wait()

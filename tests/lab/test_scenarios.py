@@ -7,6 +7,7 @@ these runs are what CI checks on every change.
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from netsim.model import theory
@@ -179,3 +180,44 @@ def test_birthday_short(tmp_path):
         lo, hi = wilson(round(p.success * p.n), p.n, z=3.29)
         assert lo <= p.odds <= hi, (p.value, p.success, p.odds)
     assert (tmp_path / "run" / "figures" / "sweep.png").exists()
+
+
+def test_dual_stack_short(tmp_path):
+    """Issue 12: two firewall6 hosts join over IPv6 by punching, and through a pinhole (PCP) when
+    the callee's router opens one; symmetric + firewall6 <->
+    symmetric + firewall6 joins over IPv6 without a relay (none races); an IPv4-only peer and a
+    dual-stack one still join; a site whose IPv6 goes nowhere (blocked6) joins over IPv4 as fast
+    as its IPv4-only twin, never waiting for IPv6."""
+    run = tmp_path / "run"
+    cells = assert_scenario(SCENARIOS / "dual-stack.toml", run, trials=1)
+    trials = {
+        (r["a"], r["b"]): r
+        for r in map(json.loads, (run / "records.jsonl").read_text().splitlines())
+        if r["type"] == "trial"
+    }
+
+    def joined(a: str, b: str) -> tuple[str | None, str | None]:
+        t = trials[(a, b)]
+        assert t["outcome"] == "connected", (a, b, t["error"])
+        return t["winner"], t["family"]
+
+    assert joined("home", "home") == ("udp_punch", "ipv6")  # firewall6 <-> firewall6, IPv6 preferred
+    assert joined("mobile", "mobile") == ("udp_punch", "ipv6")  # symmetric NAT44 both sides
+    assert joined("mobile", "home") == ("udp_punch", "ipv6")
+    assert joined("eif", "mobile") == ("direct", "ipv6")  # an endpoint-independent firewall
+    for pair in [("port-restricted-cone", "home"), ("home", "port-restricted-cone")]:
+        assert joined(*pair)[1] == "ipv4"  # IPv4-only <-> dual stack
+    for pair in [("broken", "home"), ("home", "broken"), ("broken", "port-restricted-cone")]:
+        assert joined(*pair)[1] == "ipv4"
+        # no attempt waited for the blackholed IPv6 path: the race ended well inside its
+        # 1 s punch silence, let alone its 3 s timeout
+        assert trials[pair]["ttc_ms"] < 1000, pair
+    families = {(r.a, r.b): r.rescued_by_ipv6 for r in pd.read_csv(run / "families.csv").itertuples()}
+    assert {pair for pair, rescued in families.items() if rescued} == {
+        (a, b) for a in ("home", "mobile", "eif") for b in ("home", "mobile", "eif")
+    } - {("home", "home")}
+    # a pinhole: a firewall6 callee reached by a dial over IPv6, which its firewall drops otherwise
+    assert (
+        joined("pinhole", "home") == ("direct", "ipv6") and trials[("pinhole", "home")]["a_pinhole"] == "pcp"
+    )
+    assert len(cells) == 49
