@@ -221,3 +221,15 @@ def test_dual_stack_short(tmp_path):
         joined("pinhole", "home") == ("direct", "ipv6") and trials[("pinhole", "home")]["a_pinhole"] == "pcp"
     )
     assert len(cells) == 49
+
+
+def test_dual_stack_solo_short(tmp_path):
+    """Each plugin alone: udp_punch and tcp_punch cross two stateful IPv6 firewalls (symmetric
+    NAT44 on both sides: IPv4 cannot), direct reaches an endpoint-independent one; nothing joins
+    a peer without IPv6 to one behind a symmetric NAT."""
+    cells = assert_scenario(SCENARIOS / "dual-stack-solo.toml", tmp_path / "run", trials=1)
+    ok = {(r.a, r.b, r.run) for r in cells.itertuples() if r.success == 1}
+    for plugin in ("udp_punch", "tcp_punch"):
+        assert ("mobile", "mobile", plugin) in ok
+    assert ("eif", "mobile", "direct") in ok and ("mobile", "mobile", "direct") not in ok
+    assert not any("symmetric" in (a, b) for a, b, _ in ok)

@@ -197,6 +197,12 @@ class Context:
         ep = self.udp_socket()
         return (ep.local[0], self._node.address.tcp_port) if ep is not None else None
 
+    @property
+    def tcp_local6(self) -> HostPort | None:
+        """The node's IPv6 address and TCP port, when its IPv6 path works (``own6``)."""
+        own = self.own6
+        return (own[0], self._node.address.tcp_port) if own is not None else None
+
     async def fresh_tcp_mapping(self) -> HostPort | None:
         """A new TCP mapping's public endpoint: STUN over TCP from the node's port (SO_REUSEPORT).
         Under address-dependent mapping each new destination gets a new port, so on a sequential
@@ -215,9 +221,9 @@ class Context:
         open, RFC 9293 §3.5: when both ends connect at once, both send HELLO and the key order
         decides who answers). A refused connect (a router that answers an early SYN with a
         reset) is tried again every ``retry`` seconds until loop time ``until``."""
-        local = self.tcp_local
+        local = self.tcp_local6 if ":" in peer[0] else self.tcp_local
         if local is None:
-            raise AttemptFailed("the node has no IPv4 address")
+            raise AttemptFailed(f"the node has no {'IPv6' if ':' in peer[0] else 'IPv4'} address")
         loop = asyncio.get_running_loop()
         reason = "no time left"
         while loop.time() < until:

@@ -18,6 +18,10 @@ from any port (EIF, or ADF on a predictable mapping), or both mappings are predi
 both address-and-port-dependent. The peer's TCP behaviour is read from its address's UDP one
 (discovery measures TCP mapping only), except when UDP is blocked there.
 
+Over IPv6 (both sides' IPv6 path confirmed at start) the node's own address and port are the
+candidate: stateful firewalls, no NAT, let crossing SYNs through as firewall <-> firewall does
+over IPv4; IPv4 candidates start ``IPV6_LEAD`` later.
+
 Round trips: 1 signalling round trip (offer, answer), then 1 data-path round trip for the
 crossing SYNs and 2 for the handshake.
 """
@@ -29,6 +33,7 @@ import logging
 from collections import OrderedDict
 
 from warpgate.errors import AttemptFailed
+from warpgate.eyeballs import IPV6_LEAD
 from warpgate.pipe import Pipe
 from warpgate.plugins import register
 from warpgate.plugins.base import AttemptContext, Context, Plugin, ResponderContext
@@ -73,25 +78,29 @@ def peer_tcp(ctx: Context) -> NatBehaviour:
 
 
 async def gather(ctx: Context) -> tuple[tuple[Candidate, ...], tuple[Candidate, ...]]:
-    """(public, private) TCP candidates of the node's port, predicted ports included."""
+    """(public, private) TCP candidates of the node's port, predicted ports included; the IPv6
+    address first when its path works (a firewall, no NAT: the port is the node's own)."""
+    v6 = (Candidate(*ctx.tcp_local6),) if ctx.tcp_local6 is not None else ()
     local = ctx.tcp_local
     if local is None:
+        if v6:
+            return v6, ()
         raise AttemptFailed("the node has no IPv4 address")
     mine = Candidate(*local)
     nat = ctx.nat
     if nat is None or nat.mapped_tcp is None:
-        return (), (mine,)
+        return v6, (mine,)
     if nat.mapped_tcp == local:  # no translation: our own address is public
-        return (mine,), ()
+        return (*v6, mine), ()
     b = tcp_behaviour(nat)
     if b.endpoint_independent_mapping or b.allocation is not PortAllocation.SEQUENTIAL or not b.delta:
-        return (Candidate(*nat.mapped_tcp),), (mine,)
+        return (*v6, Candidate(*nat.mapped_tcp)), (mine,)
     # address-dependent mapping: the STUN mapping is the server's alone; predict the next ones
     ref = await ctx.fresh_tcp_mapping()
     if ref is None:
-        return (Candidate(*nat.mapped_tcp),), (mine,)
+        return (*v6, Candidate(*nat.mapped_tcp)), (mine,)
     ports = [ref[1] + b.delta * k for k in range(1, WINDOW + 1)]
-    return tuple(Candidate(ref[0], p) for p in ports if 1 <= p <= 65535), (mine,)
+    return (*v6, *(Candidate(ref[0], p) for p in ports if 1 <= p <= 65535)), (mine,)
 
 
 async def connect_all(
@@ -99,7 +108,14 @@ async def connect_all(
 ) -> Pipe:
     """Connect to every candidate from the node's port; the first authenticated pipe wins (or a
     pipe the peer completed towards our listener: ``arrived``). Extra pipes are closed."""
-    dials = [asyncio.ensure_future(ctx.dial_tcp_shared(c.hostport, until)) for c in dial_to[:MAX_TARGETS]]
+    lead = IPV6_LEAD if any(":" in c.host for c in dial_to) else 0.0
+
+    async def dial(c: Candidate) -> Pipe:
+        if lead and ":" not in c.host:
+            await asyncio.sleep(lead)  # RFC 8305: IPv6 first
+        return await ctx.dial_tcp_shared(c.hostport, until)
+
+    dials = [asyncio.ensure_future(dial(c)) for c in dial_to[:MAX_TARGETS]]
     waits: set[asyncio.Future[Pipe]] = {*dials, arrived}
     chosen: Pipe | None = None
     reasons: list[str] = []
@@ -137,6 +153,7 @@ class TcpPunch(Plugin):
 
     name = "tcp_punch"
     messages = (TcpPunchOffer, TcpPunchCancel)
+    families = ("ipv4", "ipv6")
 
     def __init__(self) -> None:
         self._sessions = Sessions(MAX_SESSIONS, "TCP punches")
@@ -153,6 +170,8 @@ class TcpPunch(Plugin):
     def applicable(self, ctx: AttemptContext) -> str | None:
         if ctx.signal_reason is not None:
             return ctx.signal_reason
+        if ctx.ipv6_path:
+            return None  # firewalls only: crossing SYNs open them (RFC 6092 §3, RFC 9293 §3.5)
         if ctx.tcp_local is None:
             return "the node has no IPv4 address"
         ours, theirs = tcp_behaviour(ctx.nat), peer_tcp(ctx)
