@@ -166,7 +166,7 @@ class Node:
         self.portmapper: PortMapper | None = None
         """The node's mapping client, when a default route leaves through one of its interfaces."""
         self.pinholer: PortMapper | None = None
-        """The node's IPv6 pinhole client (PCP), when an IPv6 default route leaves through one of
+        """The node's IPv6 pinhole client (PCP, UPnP IGD v2), when an IPv6 default route leaves through one of
         its interfaces; with ``portmap="start"`` it opens the firewall for the node's port at
         start, refreshes it and closes it at stop."""
         self._mapping_lock = asyncio.Lock()
@@ -300,7 +300,7 @@ class Node:
         iface = next(i for i in self.local_interfaces if i.name == found[0])
         if not iface.ipv6:
             return
-        self.pinholer = PortMapper(str(iface.ipv6[0]), found[1], protocols=("pcp",), lease=self.portmap_lease)
+        self.pinholer = PortMapper(str(iface.ipv6[0]), found[1], lease=self.portmap_lease)  # PCP, UPnP
         self.pinholer.set_port(self.port)
 
     async def _pinhole_at_start(self) -> None:

@@ -51,11 +51,13 @@ EXCHANGE = Backoff(initial=0.05, cap=0.4, limit=2.0)
 ``DEADLINE``; a gateway on the LAN answers in a millisecond."""
 SSDP_PORT = 1900
 IGD = "urn:schemas-upnp-org:device:InternetGatewayDevice:1"
+IGD2 = "urn:schemas-upnp-org:device:InternetGatewayDevice:2"
 UPNP_STAGGER = 0.02
 """Seconds UPnP's probe waits behind PCP's and NAT-PMP's (``PortMapper.first_offer``)."""
 UPNP_MAX_BODY = 64 * 1024
 """Bytes of one UPnP description or SOAP answer read at most (miniupnpd's are ~4 KiB)."""
 UPNP_SERVICES = ("WANIPConnection", "WANPPPConnection")
+UPNP_FIREWALL = "WANIPv6FirewallControl"
 
 
 class PortMapError(RemoteProtocolError):
@@ -198,9 +200,11 @@ class PortMapper:
         self.local = local
         self.gateway = gateway
         self.ipv6 = ":" in local
-        """A pinhole in an IPv6 firewall rather than a NAT mapping (PCP only)."""
+        """A pinhole in an IPv6 firewall rather than a NAT mapping (PCP, or UPnP IGD v2's
+        WANIPv6FirewallControl; NAT-PMP has no IPv6)."""
         self.what = "IPv6 pinhole" if self.ipv6 else "port mapping"
-        self.protocols = tuple(p for p in protocols if p == "pcp") if self.ipv6 else tuple(protocols)
+        self.protocols = tuple(p for p in protocols if p != "natpmp") if self.ipv6 else tuple(protocols)
+        self._pinhole_ids: dict[str, int] = {}  # UPnP pinholes: transport -> UniqueID
         self.lease_time = lease
         self.exchange = exchange
         self.pmp = (gateway, pmp_port)
@@ -401,7 +405,7 @@ class PortMapper:
             while True:
                 await asyncio.sleep(max(0.5, wait))  # a lease timer, not synchronisation
                 try:
-                    if self.ipv6:
+                    if self.ipv6 and lease.protocol == "pcp":
                         # miniupnpd 2.3.1 (nftables) forgets a pinhole's nonce when it renews it,
                         # then refuses to close it (PCP "not authorized", measured): a pinhole is
                         # renewed as a new one, so ``close`` can always remove it. Established
@@ -458,7 +462,7 @@ class PortMapper:
         self._upnp_location = await _ask(
             self.local,
             self.ssdp,
-            ssdp_search(self.ssdp),
+            ssdp_search(self.ssdp, IGD2 if self.ipv6 else IGD),
             self._location,
             self.stats,
             self.exchange,
@@ -466,7 +470,8 @@ class PortMapper:
         return self._upnp_location
 
     async def _upnp_service(self) -> Any:
-        """The IGD's WANIPConnection (or WANPPPConnection) service, from its description."""
+        """The IGD's WANIPConnection (or WANPPPConnection) service, from its description; for a
+        pinhole its WANIPv6FirewallControl service (IGD v2)."""
         from async_upnp_client.client_factory import UpnpFactory
         from async_upnp_client.exceptions import UpnpError
 
@@ -477,12 +482,13 @@ class PortMapper:
             device = await UpnpFactory(_BoundedRequester(), non_strict=True).async_create_device(location)
         except UpnpError as exc:
             raise PortMapError(f"UPnP description at {location[:80]}: {exc}") from None
+        wanted = (UPNP_FIREWALL,) if self.ipv6 else UPNP_SERVICES
         for dev in (device, *device.all_devices):
             for service in dev.services.values():
-                if any(f":{name}:" in service.service_type for name in UPNP_SERVICES):
+                if any(f":{name}:" in service.service_type for name in wanted):
                     self._upnp_control = service
                     return service
-        raise PortMapError("the IGD offers no WANIPConnection or WANPPPConnection service")
+        raise PortMapError(f"the IGD offers no {' or '.join(wanted)} service")
 
     def _location(self, data: bytes) -> str:
         location = ssdp_location(data)
@@ -499,7 +505,36 @@ class PortMapper:
         except UpnpError as exc:
             raise PortMapError(f"UPnP {action}: {exc}") from None
 
+    async def _upnp_pinholes(self, lifetime: int) -> tuple[str, int, int, int]:
+        """IGD v2 WANIPv6FirewallControl: ``AddPinhole`` for any remote host and port (then
+        ``UpdatePinhole`` by its UniqueID to renew), UDP and TCP."""
+        lifetime = max(1, min(lifetime, 86400))  # the service's LeaseTime range
+        for transport, number in (("udp", 17), ("tcp", 6)):
+            uid = self._pinhole_ids.get(transport)
+            if uid is not None:
+                try:
+                    await self._upnp_call("UpdatePinhole", UniqueID=uid, NewLeaseTime=lifetime)
+                    continue
+                except PortMapError:
+                    self._pinhole_ids.pop(transport)  # expired or removed: open a new one
+            got = await self._upnp_call(
+                "AddPinhole",
+                RemoteHost="",
+                RemotePort=0,
+                InternalClient=self.local,
+                InternalPort=self._port,
+                Protocol=number,
+                LeaseTime=lifetime,
+            )
+            try:
+                self._pinhole_ids[transport] = int(got["UniqueID"])
+            except (KeyError, TypeError, ValueError):
+                raise PortMapError(f"UPnP AddPinhole answered without a UniqueID: {got!r:.80}") from None
+        return self.local, self._port, self._port, lifetime
+
     async def _upnp_map(self, lifetime: int) -> tuple[str, int, int, int]:
+        if self.ipv6:
+            return await self._upnp_pinholes(lifetime)
         ext = (await self._upnp_call("GetExternalIPAddress")).get("NewExternalIPAddress", "")
         ports = []
         for transport in ("UDP", "TCP"):
@@ -527,6 +562,12 @@ class PortMapper:
         return str(ext), ports[0], ports[1], lifetime
 
     async def _upnp_delete(self, lease: Lease) -> None:
+        if self.ipv6:
+            for transport in ("udp", "tcp"):
+                uid = self._pinhole_ids.pop(transport, None)
+                if uid is not None:
+                    await self._upnp_call("DeletePinhole", UniqueID=uid)
+            return
         for transport, port in (("UDP", lease.udp), ("TCP", lease.tcp)):
             if port:
                 await self._upnp_call(
@@ -534,12 +575,13 @@ class PortMapper:
                 )
 
 
-def ssdp_search(target: HostPort) -> bytes:
+def ssdp_search(target: HostPort, device: str = IGD) -> bytes:
     """An SSDP M-SEARCH for an IGD (UDA 1.1 §1.3.2). Written here, not taken from
     async-upnp-client, whose import (aiohttp) costs a start ~0.2 s even without a UPnP gateway."""
+    host = f"[{target[0]}]" if ":" in target[0] else target[0]
     return (
-        f"M-SEARCH * HTTP/1.1\r\nHOST: {target[0]}:{target[1]}\r\n"
-        f'MAN: "ssdp:discover"\r\nMX: 1\r\nST: {IGD}\r\n\r\n'
+        f"M-SEARCH * HTTP/1.1\r\nHOST: {host}:{target[1]}\r\n"
+        f'MAN: "ssdp:discover"\r\nMX: 1\r\nST: {device}\r\n\r\n'
     ).encode("ascii")
 
 

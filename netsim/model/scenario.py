@@ -122,8 +122,8 @@ class SiteSpec:
         v6 = None
         if self.ipv6 is not None and self.ipv6 != "blocked6":  # broken IPv6 joins nothing
             fw = FIREWALLS6[self.ipv6]
-            # PCP opens a pinhole for the node's port at start (miniupnpd; the engine asks by PCP)
-            v6 = Behaviours(fw, fw, mapped=self.pcp and portmap == "start")
+            # PCP or UPnP IGD v2 opens a pinhole for the node's port at start (miniupnpd)
+            v6 = Behaviours(fw, fw, mapped=(self.pcp or self.upnp) and portmap == "start")
         return Behaviours(
             seen.udp,
             seen.tcp,

@@ -111,11 +111,13 @@ def pinholes(lab, site):
     return [line.strip() for line in out.splitlines() if "accept" in line]
 
 
-def test_a_node_opens_refreshes_and_on_sigint_closes_its_ipv6_pinhole():
-    """Issue 12: behind a stateful IPv6 firewall whose router speaks PCP, the node asks for a
+@pytest.mark.parametrize("proto", ["pcp", "upnp"])
+def test_a_node_opens_refreshes_and_on_sigint_closes_its_ipv6_pinhole(proto):
+    """Issue 12: behind a stateful IPv6 firewall whose router speaks PCP (or UPnP IGD v2's
+    WANIPv6FirewallControl), each alone, the node asks for a
     pinhole for its port at start (UDP and TCP); a connection from the internet then reaches it,
     which the firewall drops otherwise; the short lease is refreshed; Ctrl-C closes it."""
-    topo = Topology("pin", (Site("home", "symmetric", ipv6="firewall6", pcp=True),))
+    topo = Topology("pin", (Site("home", "symmetric", ipv6="firewall6", **{proto: True}),))
     with Lab(topo) as lab:
         infra = services.start(lab, brokers=False, names=False)
         host = lab.host("home")
@@ -149,12 +151,12 @@ def test_a_node_opens_refreshes_and_on_sigint_closes_its_ipv6_pinhole():
         try:
             assert node.stdout.readline().startswith("wg1")
             t0 = time.monotonic()
-            read_until(node.stderr, "# IPv6 pinhole by pcp", 5)
+            read_until(node.stderr, f"# IPv6 pinhole by {proto}", 5)
             held = pinholes(lab, "home")
             assert len(held) == 2 and all("th dport 7000" in rule for rule in held), held  # UDP, TCP
             assert unsolicited(7000)  # the pinhole lets the internet in
             for _ in range(3):
-                read_until(node.stderr, "IPv6 pinhole: pcp lease refreshed", 3 * LEASE)
+                read_until(node.stderr, f"IPv6 pinhole: {proto} lease refreshed", 3 * LEASE)
             assert time.monotonic() - t0 > LEASE
             assert pinholes(lab, "home") == held
             node.send_signal(signal.SIGINT)
