@@ -48,3 +48,40 @@ async def test_an_attempt_still_in_flight_keeps_the_delay():
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+def _dual_stack_peer():
+    import ipaddress
+
+    from warpgate.identity import Identity
+    from warpgate.proto.address import Address, Interface
+
+    iface = Interface(
+        private4=ipaddress.IPv4Address("10.0.0.2"),
+        public4=ipaddress.IPv4Address("203.0.113.7"),
+        public6=ipaddress.IPv6Address("2001:db8:5::10"),
+    )
+    return Address(Identity.generate().public_key, 4000, 4000, (iface,))
+
+
+@pytest.mark.parametrize("prefer6", [True, False])
+async def test_ipv6_leads_ipv4_only_when_both_sides_ipv6_works(prefer6):
+    """RFC 8305: with both IPv6 paths confirmed, IPv6 endpoints start first and IPv4 ones
+    ``IPV6_LEAD`` later; otherwise every TCP endpoint starts at once."""
+    from warpgate.eyeballs import happy_eyeballs
+
+    dialled = []
+
+    async def dial(ep):
+        dialled.append((ep.proto, ":" in ep.host))
+        await asyncio.Event().wait()
+
+    task = asyncio.ensure_future(happy_eyeballs(_dual_stack_peer(), dial, prefer6=prefer6))
+    for _ in range(20):
+        await asyncio.sleep(0)  # every attempt due now has started; none due later has
+    tcp = [six for proto, six in dialled if proto == "tcp"]
+    assert tcp[0] is True  # IPv6 first in either case (RFC 8305 §4's order)
+    assert (False in tcp) is not prefer6  # IPv4 waits its lead only when IPv6 is preferred
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task

@@ -132,3 +132,20 @@ def test_theory_joins_firewalled_ipv6_where_ipv4_cannot():
     assert race("sym1", "sym4") is False  # an IPv4-only peer gains nothing
     assert race("sym1", "symbroken") is False and race("symbroken", "symbroken") is False
     assert set(IPV6) == {"open6", "firewall6", "firewall6-eif", "blocked6"}
+
+
+def test_punch_targets_take_ipv6_only_from_a_side_whose_ipv6_works():
+    from warpgate.plugins.udp_punch import targets
+    from warpgate.proto.messages import Candidate
+
+    peer_public = (Candidate("2001:db8:2::10", 4000), Candidate("203.0.113.102", 4000))
+    peer_private = (Candidate("10.2.0.10", 4000),)
+    with6 = (Candidate("2001:db8:1::10", 5000), Candidate("203.0.113.101", 5000))
+    without6 = (Candidate("203.0.113.101", 5000),)
+    assert [c.host for c in targets(peer_public, peer_private, with6)] == ["2001:db8:2::10", "203.0.113.102"]
+    assert [c.host for c in targets(peer_public, peer_private, without6)] == ["203.0.113.102"]
+    # a side that only answers over IPv4 (its NAT lets the peer in) still dials IPv6
+    assert [c.host for c in targets(peer_public, peer_private, with6, answer_only=True)] == ["2001:db8:2::10"]
+    # behind the same NAT (same public IPv4): the private candidate too
+    same = (Candidate("2001:db8:1::10", 5000), Candidate("203.0.113.102", 5000))
+    assert "10.2.0.10" in [c.host for c in targets(peer_public, peer_private, same)]
