@@ -47,6 +47,10 @@ MAX_UNNOMINATED_PER_PEER = 8
 NOMINATION_TIMEOUT = 30.0
 """Seconds an incoming channel may wait for nomination (a race lasts 10 s by default)."""
 
+IPV6_GRACE = 0.1
+"""Seconds discovery waits for the IPv6 path's confirmation after IPv4 discovery ended (at least
+as long as IPv4's took)."""
+
 PORTMAP_MODES = ("start", "demand", "off")
 PORTMAP_RETRY = 30.0
 """Seconds before a gateway that granted no mapping is asked again."""
@@ -267,14 +271,32 @@ class Node:
 
         loopback = all(s[0].startswith("127.") or s[0] == "::1" for s in self.stun_servers)
         servers6 = [s for s in self.stun_servers if ":" in s[0]]
-        await asyncio.gather(
-            *(
-                one(ep)
-                for ep in self._udp
-                if ":" not in ep.local[0] and ep.local[0].startswith("127.") == loopback
-            ),
-            *(one6(ep) for ep in self._udp if ":" in ep.local[0] and (ep.local[0] == "::1") == loopback),
-        )
+        jobs4 = [
+            one(ep)
+            for ep in self._udp
+            if ":" not in ep.local[0] and ep.local[0].startswith("127.") == loopback
+        ]
+        jobs6 = [one6(ep) for ep in self._udp if ":" in ep.local[0] and (ep.local[0] == "::1") == loopback]
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        v6 = asyncio.ensure_future(asyncio.gather(*jobs6))
+        try:
+            await asyncio.gather(*jobs4)
+            if jobs4 and jobs6:
+                # happy eyeballs for the start (RFC 8305's spirit): a working IPv6 path answers
+                # about as fast as IPv4 did, so a broken one does not hold the start for the
+                # whole discovery deadline (measured: 1.5 s on a blocked6 site without this)
+                grace = max(IPV6_GRACE, loop.time() - t0)
+                await asyncio.wait({v6}, timeout=grace)
+                if not v6.done():
+                    log.info(
+                        "node %s: IPv6 path not confirmed within %.0f ms", self.node_id[:8], grace * 1000
+                    )
+            else:
+                await v6
+        finally:
+            v6.cancel()
+            await asyncio.gather(v6, return_exceptions=True)
         self._address = None
 
     def _find_gateway(self) -> None:
