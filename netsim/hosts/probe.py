@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import select
 import socket
 import struct
 import sys
@@ -247,15 +248,12 @@ def cmd_classify6(args: argparse.Namespace) -> dict[str, Any]:
         for _, target, source, tag in asks:
             _ask(prober, {"op": "udp_send", "target": list(target), "from": source, "data": tag, "tries": 3})
         got: set[str] = set()
-        deadline = time.monotonic() + args.wait
-        for sock in (sent, quiet):
-            while (left := deadline - time.monotonic()) > 0:
-                sock.settimeout(left)
-                try:
-                    data, _ = sock.recvfrom(2048)
-                except (TimeoutError, OSError):
-                    break
-                got.add(data.decode("ascii", "replace"))
+        deadline = time.monotonic() + args.wait  # the window the prober's datagrams must arrive in
+        while len(got) < len(asks) and (left := deadline - time.monotonic()) > 0:
+            ready, _, _ = select.select([sent, quiet], [], [], left)
+            for sock in ready:
+                with contextlib.suppress(OSError):
+                    got.add(sock.recv(2048).decode("ascii", "replace"))
     filtering = (
         "endpoint_independent"
         if "eif" in got

@@ -3,6 +3,7 @@ impairments, and clean teardown even when a test raises. Needs root (CI runs as 
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,8 @@ from netsim.control.daemons import DaemonSpec
 from netsim.control.lab import PYTHON, Lab, leftovers
 from netsim.errors import CommandError, DaemonError
 from netsim.model.nat import PROFILES
-from netsim.model.topology import Impairment, Site, Topology, double_nat, two_sites, zoo
+from netsim.model.plan import router_steps
+from netsim.model.topology import IPV6, Impairment, Site, Topology, double_nat, two_sites, zoo
 
 pytestmark = [pytest.mark.root, pytest.mark.lab]
 
@@ -28,10 +30,14 @@ def test_every_profile_is_what_its_label_says():
     bad = [c for c in checks if not c.ok]
     assert not bad, bad
     kinds = {c.what for c in checks}
-    assert kinds == {"udp", "tcp", "hairpin", "lifetime", "natdiscovery"}
+    assert kinds == {"udp", "tcp", "ipv6", "hairpin", "lifetime", "natdiscovery"}
     udp = {c.site: c for c in checks if c.what == "udp"}
-    assert set(udp) == set(PROFILES) | {"port-range", "hairpin-on", "hairpin-off", "lifetime"}
+    v6 = {f"v6-{b}" for b in IPV6}
+    assert set(udp) == set(PROFILES) | {"port-range", "hairpin-on", "hairpin-off", "lifetime"} | v6
     assert udp["port-range"].measured == "EIM APDF random"  # the port-range knob took effect
+    assert {c.site: c.measured for c in checks if c.what == "ipv6"} == {
+        f"v6-{b}": verify.IPV6_EXPECTED[b] for b in IPV6
+    }
 
 
 def test_a_mislabelled_router_is_caught():
@@ -43,6 +49,17 @@ def test_a_mislabelled_router_is_caught():
         checks = verify.check_sites(lab, infra, [Site("fc", "full-cone")])
     assert [c.ok for c in checks] == [False, False]
     assert checks[0].measured.startswith("APDM APDF")
+
+
+def test_a_mislabelled_ipv6_firewall_is_caught():
+    """An open IPv6 router behind a firewall6 label: the IPv6 check reports it."""
+    site = Site("fw", "port-restricted-cone", ipv6="firewall6")
+    with Lab(Topology("mislabel6", (site,))) as lab:
+        infra = services.start(lab, brokers=False, names=False)
+        r = lab.topology.router("fw")
+        lab.execute(router_steps(r, replace(lab.plan.routers[r], ipv6="open6")))  # label unchanged
+        check = verify.check_ipv6(lab, infra, site)
+    assert not check.ok and check.measured.startswith("no-NAT EIF, unsolicited in")
 
 
 def test_double_nat_maps_through_both_routers():
