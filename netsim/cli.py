@@ -63,7 +63,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
         for site in spec.sites(name, Impairment(), hosts=2 if spec.hairpin else 1)
     ]
     topo = verify.verification_topology(
-        profiles, hairpin=not args.no_hairpin and not files, lifetime=None if files else args.lifetime or None
+        profiles,
+        hairpin=not args.no_hairpin and not files,
+        lifetime=None if files else args.lifetime or None,
+        ipv6=not args.no_ipv6 and not files,
     )
     topo = Topology("verify", (*topo.sites, *replayed))
     t0 = time.perf_counter()
@@ -258,6 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
         " (warpgate nat --export writes one)",
     )
     p.add_argument("--no-hairpin", action="store_true", help="skip the hairpinning on/off check")
+    p.add_argument(
+        "--no-ipv6", action="store_true", help="skip the four IPv6 behaviours (open6, firewall6, ...)"
+    )
     p.add_argument(
         "--lifetime",
         type=int,

@@ -68,7 +68,7 @@ def _node_args(p: argparse.ArgumentParser) -> None:
         choices=PORTMAP_MODES,
         default="start",
         help="ask the gateway for a port mapping (PCP, NAT-PMP, UPnP IGD) at start, only when a peer "
-        "asks, or never (default: start)",
+        "asks, or never (default: start); at start also for an IPv6 pinhole (PCP, UPnP IGD v2)",
     )
     p.add_argument(
         "--portmap-lease",
