@@ -121,7 +121,8 @@ class Node:
         self._handshaking = 0  # incoming TCP connections in their handshake
         self.stats: Counter[str] = Counter()
         """Channels refused or closed by a bound: ``unnominated_peer_cap``, ``unnominated_evicted``,
-        ``unnominated_timeout``, ``handshake_cap``, ``accept_backlog_full``."""
+        ``unnominated_timeout``, ``handshake_cap``, ``accept_backlog_full``; and
+        ``ipv6_translated``: an IPv6 STUN answer naming an address or port not ours (not advertised)."""
         self._tasks: set[asyncio.Task[object]] = set()
         self._listeners: list[EventCallback] = []
         self._address: Address | None = None
@@ -148,8 +149,8 @@ class Node:
         self.public: dict[str, tuple[str, int]] = {}
         """Private IPv4 -> (public IPv4, public UDP port) of the listening socket, learned by STUN."""
         self.public6: dict[str, tuple[str, int]] = {}
-        """Local IPv6 -> (address, UDP port) an IPv6 STUN server saw the listening socket at: the
-        IPv6 path works (a firewall's, not a blackhole); the same address when nothing translates."""
+        """Local IPv6 -> (address, UDP port) an IPv6 STUN server saw the listening socket at, when
+        that is the socket's own: the IPv6 path works (a firewall's, not a blackhole, no NAT66)."""
         self.nickname = nickname
         self.names_ttl = names_ttl
         self.names: NameClient | None = NameClient(names_server) if names_server else None
@@ -265,8 +266,19 @@ class Node:
                 except (TimeoutError, discovery.StunError):
                     log.info("node %s: no IPv6 answer from STUN server [%s]:%d", self.node_id[:8], *server)
                     continue
-                if got.mapped[1] == ep.local[1]:  # a port-translating NAT66 is not modelled
+                # only our own address and port: a NAT66 is not modelled, and a STUN server's word
+                # must not make us advertise an address that is not ours (peers would punch it)
+                if ipaddress.ip_address(got.mapped[0]) == ipaddress.ip_address(ep.local[0]) and (
+                    got.mapped[1] == ep.local[1]
+                ):
                     self.public6[ep.local[0]] = got.mapped
+                else:
+                    self.stats["ipv6_translated"] += 1
+                    log.info(
+                        "node %s: IPv6 seen as [%s]:%d, not ours: not advertised",
+                        self.node_id[:8],
+                        *got.mapped,
+                    )
                 return
 
         loopback = all(s[0].startswith("127.") or s[0] == "::1" for s in self.stun_servers)

@@ -527,9 +527,13 @@ class PortMapper:
                 LeaseTime=lifetime,
             )
             try:
-                self._pinhole_ids[transport] = int(got["UniqueID"])
+                uid = int(got["UniqueID"])
             except (KeyError, TypeError, ValueError):
-                raise PortMapError(f"UPnP AddPinhole answered without a UniqueID: {got!r:.80}") from None
+                uid = -1
+            if not 0 <= uid <= 0xFFFF:  # the service's A_ARG_TYPE_UniqueID is a ui2
+                self.stats["bad_unique_id"] += 1
+                raise PortMapError(f"UPnP AddPinhole answered without a valid UniqueID: {got!r:.80}")
+            self._pinhole_ids[transport] = uid
         return self.local, self._port, self._port, lifetime
 
     async def _upnp_map(self, lifetime: int) -> tuple[str, int, int, int]:
