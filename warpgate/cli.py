@@ -241,7 +241,6 @@ async def cmd_nat(args: argparse.Namespace) -> int:
     """Start a node with the STUN server, print what its discovery found (RFC 4787 axes)."""
     node = Node(
         interfaces=args.interfaces,
-        families=("ipv4",),
         port=args.port,
         stun=args.stun,
         discovery_timeout=args.timeout,
@@ -264,8 +263,14 @@ async def cmd_nat(args: argparse.Namespace) -> int:
             Path(args.export).write_text(text)
             print(f"wrote {args.export}: [sites.{args.site}] (replay it: netsim verify {args.export})")
         offers = await node.portmapper.probe() if node.portmapper is not None else {}
+        # an IPv6 STUN server given (--stun '[2001:db8::10]'): does the IPv6 path work, untranslated?
+        six = next(iter(node.public6.values()), None)
         if args.json:
-            print(json.dumps({"port": node.port, **found.as_dict(), "port_mapping": offers}))
+            print(
+                json.dumps(
+                    {"port": node.port, **found.as_dict(), "port_mapping": offers, "ipv6": six and six[0]}
+                )
+            )
             return 0
         print(f"node port  {node.port}")
         print(f"udp        {shorthand(found.udp):30} {found.udp.name}")
@@ -278,6 +283,10 @@ async def cmd_nat(args: argparse.Namespace) -> int:
             gateway = node.portmapper.gateway
             said = ", ".join(f"{k} ({v})" for k, v in offers.items())
             print(f"port map   gateway {gateway}: {said or 'answers none of PCP, NAT-PMP, UPnP IGD'}")
+        if six is not None:
+            print(f"ipv6       {six[0]} reaches the STUN server as itself (a firewall at most, no NAT66)")
+        elif any(":" in host for host, _ in node.stun_servers):
+            print("ipv6       - (no IPv6 STUN server saw this host's own address)")
         if found.other is None:
             print("note       the server has no second address: mapping and filtering may be unknown")
     return 0

@@ -140,6 +140,9 @@ def test_a_node_opens_refreshes_and_on_sigint_closes_its_ipv6_pinhole(proto):
             return lab.run(lab.host("home"), [PYTHON, "-c", code], timeout=30).stdout.strip() == "True"
 
         assert not unsolicited(7000)  # the firewall drops it: nothing asked for a pinhole yet
+        nat = [PYTHON, "-m", "warpgate.cli", "nat", "--stun", infra.stun[0], "--stun", f"[{infra.stun6[0]}]"]
+        out = lab.run(host, [*nat, "-i", f"{host.name}-eth0", "--json"], timeout=30).stdout
+        assert json.loads(out.splitlines()[-1])["ipv6"] == me  # the IPv6 path works, untranslated
         argv = [PYTHON, "-m", "warpgate.cli", "-v", "node", "-i", f"{host.name}-eth0", "-6", "--port", "7000"]
         node = lab.popen(
             host,
