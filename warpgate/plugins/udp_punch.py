@@ -22,6 +22,10 @@ predictable (endpoint-independent, or sequential with a measured delta) and not 
 port-dependent (two sequential APDM NATs defeat it: each probe takes a port the other side
 predicted for another). Neither side may block UDP.
 
+Over IPv6 (both sides' IPv6 path confirmed at start: ``ctx.ipv6_path``) the node's own address
+and port are the candidate, offered first: stateful firewalls, no NAT, so two symmetric NAT44s
+with IPv6 firewalls still join. IPv4 candidates start ``IPV6_LEAD`` later (RFC 8305).
+
 Round trips: 1 signalling round trip (offer, answer), then 2 data-path round trips for the
 handshake (HELLO/CHALLENGE, PROOF/DONE); the callee starts punching half a signalling round trip
 earlier, so its first packets open its NAT before the caller's arrive.
