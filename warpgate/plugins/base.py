@@ -256,6 +256,7 @@ class Context:
         eps: list[UdpEndpoint] = []
         probe = frames.udp_frame(frames.Kind.PROBE, self.conn_id)
         local = ("::", 0) if ":" in peer[0] else ("0.0.0.0", 0)
+        done = False
         try:
             for _ in range(count):
                 ep = await UdpEndpoint.bind(
@@ -263,10 +264,13 @@ class Context:
                 )
                 eps.append(ep)
                 ep.sendto(probe, peer)
+            done = True
         except OSError as exc:
-            for ep in eps:
-                ep.close()
             raise AttemptFailed(f"cannot open {count} UDP sockets: {exc.strerror}") from None
+        finally:
+            if not done:  # a failure, or a cancel between two binds: none of them is handed out
+                for ep in eps:
+                    ep.close()
         return eps
 
     async def dial_from(self, ep: UdpEndpoint, peer: HostPort) -> Pipe:
