@@ -205,6 +205,8 @@ class Node:
             self._find_gateway()
             if self.portmapper is not None and self.portmap_mode == "start":
                 jobs.append(self._map_at_start())
+            if self.portmapper is not None and self.portmap_mode == "demand":
+                jobs.append(self._ask_gateway())
             if self.pinholer is not None and self.portmap_mode == "start":
                 jobs.append(self._pinhole_at_start())
             if self.stun_servers:
@@ -354,6 +356,32 @@ class Node:
         except PortMapError as exc:  # a start never fails for want of a mapping
             log.info("node %s: no gateway mapping: %s", self.node_id[:8], exc)
 
+    async def _ask_gateway(self) -> None:
+        """``demand``: whether the gateway speaks a mapping protocol (nothing mapped), so that the
+        address can tell a peer it may ask us to map (``Interface.maps``)."""
+        assert self.portmapper is not None
+        if await self.portmapper.speaks(self.portmap_deadline):
+            self._address = None
+        else:
+            log.info(
+                "node %s: the gateway %s answers no mapping protocol",
+                self.node_id[:8],
+                self.portmapper.gateway,
+            )
+
+    @property
+    def maps_on_demand(self) -> bool:
+        """The gateway answered a mapping protocol and has refused nothing, and no mapping is held:
+        a peer may ask for one (the ``portmap`` plugin)."""
+        mapper = self.portmapper
+        return (
+            mapper is not None
+            and self.portmap_mode != "off"
+            and bool(mapper.offers)
+            and mapper.lease is None
+            and self._unmapped_until == 0.0
+        )
+
     async def map_port(self) -> Lease:
         """An inbound mapping of the node's port at its gateway (the one it holds, else a new one,
         asked within ``portmap_deadline``); advertised in ``address`` from then on, refreshed,
@@ -372,6 +400,7 @@ class Node:
             if mapper.lease is None:
                 if await mapper.first_offer(self.portmap_deadline) is None:
                     self._unmapped_until = loop.time() + PORTMAP_RETRY
+                    self._address = None  # no longer "maps on demand"
                     raise PortMapError(f"the gateway {mapper.gateway} granted no mapping")
                 self._address = None
                 log.info("node %s: gateway mapping %s", self.node_id[:8], mapper.lease)
@@ -515,6 +544,7 @@ class Node:
             mapped_udp_port=lease.udp if granted and lease else None,
             mapped_tcp_port=lease.tcp if granted and lease else None,
             nat_tcp=found.tcp_view if found is not None and found.tcp_view != found.udp else None,
+            maps=i.name == self._gateway_iface and not granted and self.maps_on_demand,
         )
 
     def set_address(self, address: Address) -> None:

@@ -244,6 +244,30 @@ class PortMapper:
         await asyncio.gather(*jobs.values(), return_exceptions=True)
         return dict(self.offers)
 
+    async def speaks(self, deadline: float = DEADLINE) -> bool:
+        """Whether the gateway answers any mapping protocol within ``deadline`` seconds, asking all
+        at once and mapping nothing; the first answer ends the wait (``offers`` holds it)."""
+        jobs = {asyncio.ensure_future(self._probe_one(p)): p for p in self.protocols}
+        loop = asyncio.get_running_loop()
+        until = loop.time() + deadline
+        pending = set(jobs)
+        try:
+            while pending:
+                done, pending = await asyncio.wait(
+                    pending, timeout=max(0.0, until - loop.time()), return_when=asyncio.FIRST_COMPLETED
+                )
+                if not done:
+                    return False
+                for job in done:
+                    if job.exception() is None:
+                        self.offers[jobs[job]] = job.result()
+                        return True
+            return False
+        finally:
+            for job in jobs:
+                job.cancel()
+            await asyncio.gather(*jobs, return_exceptions=True)
+
     async def _probe_one(self, proto: Protocol) -> str:
         if proto == "natpmp":
             ip = await _ask(

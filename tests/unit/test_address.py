@@ -1,4 +1,5 @@
 import ipaddress
+from dataclasses import replace
 
 import pytest
 from hypothesis import given
@@ -199,5 +200,22 @@ def test_a_gateway_mapping_travels_and_is_dialled_first():
         Interface(private4=ipaddress.IPv4Address("10.0.1.11"), mapped4=ipaddress.IPv4Address("203.0.113.1"))
     raw = bytearray(addr.to_bytes())
     raw[-5:-1] = b"\0\0\0\0"  # both mapped ports 0 (the last byte is the broker count)
-    with pytest.raises(AddressError, match="gateway mapping needs"):
-        decode(bytes(raw))
+    with pytest.raises(AddressError, match="maps on demand has no address"):
+        decode(bytes(raw))  # "none held" must not carry an external address
+
+
+def test_a_gateway_that_maps_on_demand_travels_as_bit6_without_ports():
+    """No mapping held, but the gateway answered a mapping protocol: a peer may ask (portmap)."""
+    iface = Interface(private4=ipaddress.IPv4Address("10.0.1.11"), nat=PRESETS["symmetric"], maps=True)
+    addr = Address(KEY, 4000, 4000, (iface,))
+    back = decode(addr.to_bytes())
+    assert back == addr and back.maps and not back.mapped and not dual_stack().maps
+    assert len(addr.to_bytes()) == len(Address(KEY, 4000, 4000, (replace(iface, maps=False),)).to_bytes()) + 8
+    assert all(e.kind != "mapped" for e in back.endpoints("udp"))
+    with pytest.raises(AddressError, match="not both"):
+        Interface(
+            private4=ipaddress.IPv4Address("10.0.1.11"),
+            mapped4=ipaddress.IPv4Address("203.0.113.1"),
+            mapped_udp_port=4000,
+            maps=True,
+        )

@@ -10,8 +10,10 @@ Binary form, version 1 (all integers big-endian)::
                     bit4 public UDP port, bit5 public TCP port, bit6 gateway mapping, bit7 TCP NAT
          the present addresses in that order (4 or 16 bytes), then the present public ports (u16)
          4   NAT behaviour (``warpgate.proto.nat.pack``)
-         with bit6: 4 external IPv4, u16 UDP port, u16 TCP port (0: not mapped, not both 0): an
-             inbound mapping the gateway granted (PCP, NAT-PMP, UPnP IGD), open to anyone
+         with bit6: 4 external IPv4, u16 UDP port, u16 TCP port (0: not mapped): an inbound
+             mapping the gateway granted (PCP, NAT-PMP, UPnP IGD), open to anyone; both ports 0
+             (and 0.0.0.0): none is held, but the gateway answers a mapping protocol, so a peer
+             may ask the node to map on demand (``Interface.maps``)
          with bit7: 4 the TCP NAT behaviour (``nat.pack``), when it differs from the UDP one
     u8   broker hint count (0..4), then per hint: u8 length (1..200), UTF-8 ``mqtt://host:port``
 
@@ -71,6 +73,9 @@ class Interface:
     nat_tcp: NatBehaviour | None = None
     """The TCP NAT behaviour, when it differs from ``nat`` (UDP blocked, TCP mapped: tcp_punch
     reads it); None: the same as ``nat``."""
+    maps: bool = False
+    """No mapping is held, but the gateway answered a mapping protocol: it may grant one when a
+    peer asks (the ``portmap`` plugin asks only then)."""
 
     def __post_init__(self) -> None:
         for name in ("private4", "public4"):
@@ -93,6 +98,8 @@ class Interface:
             raise AddressError("interface mapped4 must be an IPv4 address")
         if (self.mapped4 is None) != (self.mapped_udp_port is None and self.mapped_tcp_port is None):
             raise AddressError("a gateway mapping needs its external address and at least one port")
+        if self.maps and self.mapped4 is not None:
+            raise AddressError("an interface holds a gateway mapping or may ask for one, not both")
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +152,11 @@ class Address:
         """Does an interface carry an inbound mapping its gateway granted (``warpgate.portmap``)?"""
         return any(i.mapped4 is not None for i in self.interfaces)
 
+    @property
+    def maps(self) -> bool:
+        """Does an interface's gateway answer a mapping protocol, none being held (``Interface.maps``)?"""
+        return any(i.maps for i in self.interfaces)
+
     # -- encodings ---------------------------------------------------------------------------
 
     def to_bytes(self) -> bytes:
@@ -157,7 +169,7 @@ class Address:
             ports = (iface.public_udp_port, iface.public_tcp_port)
             flags = sum(1 << i for i, a in enumerate(addrs) if a is not None)
             flags |= sum(1 << (4 + i) for i, p in enumerate(ports) if p is not None)
-            flags |= (iface.mapped4 is not None) << 6
+            flags |= (iface.mapped4 is not None or iface.maps) << 6
             flags |= (iface.nat_tcp is not None) << 7
             out.append(flags)
             for a in addrs:
@@ -171,6 +183,8 @@ class Address:
                 out += iface.mapped4.packed
                 out += (iface.mapped_udp_port or 0).to_bytes(2, "big")
                 out += (iface.mapped_tcp_port or 0).to_bytes(2, "big")
+            elif iface.maps:
+                out += bytes(8)  # 0.0.0.0, no port: none held, one may be asked for
             if iface.nat_tcp is not None:
                 out += natcodec.pack(iface.nat_tcp)
         out.append(len(self.brokers))
@@ -278,10 +292,16 @@ def decode(data: bytes) -> Address:
         except ValueError as exc:
             raise AddressError(f"interface {i}: {exc}") from None
         mapped: tuple[IPv4 | None, int | None, int | None] = (None, None, None)
+        maps = False
         if flags & (1 << 6):
             ip = IPv4(r.take(4, f"interface {i} mapped address"))
             udp, tcp = r.u16(f"interface {i} mapped UDP port"), r.u16(f"interface {i} mapped TCP port")
-            mapped = (ip, udp or None, tcp or None)
+            if udp or tcp:
+                mapped = (ip, udp or None, tcp or None)
+            elif int(ip):
+                raise AddressError(f"interface {i}: a gateway that maps on demand has no address yet")
+            else:
+                maps = True
         nat_tcp = None
         if flags & (1 << 7):
             try:
@@ -289,7 +309,7 @@ def decode(data: bytes) -> Address:
             except ValueError as exc:
                 raise AddressError(f"interface {i}: TCP {exc}") from None
         interfaces.append(
-            Interface(addrs[0], addrs[1], addrs[2], addrs[3], ports[0], ports[1], nat, *mapped, nat_tcp)  # type: ignore[arg-type]
+            Interface(addrs[0], addrs[1], addrs[2], addrs[3], ports[0], ports[1], nat, *mapped, nat_tcp, maps)  # type: ignore[arg-type]
         )
     nbrokers = r.u8("broker count")
     if nbrokers > MAX_BROKERS:
