@@ -26,7 +26,7 @@ from warpgate.events import AttemptEvent, Outcome
 from warpgate.identity import Identity
 from warpgate.node import Node
 from warpgate.pipe import SUB_ALL, Pipe, Sub
-from warpgate.plugins import AttemptContext, Plugin, ResponderContext, register
+from warpgate.plugins import AttemptContext, Plugin, RacePolicy, ResponderContext, register
 from warpgate.proto.address import Address, Endpoint, Interface
 from warpgate.proto.nat import PRESETS, Filtering, Mapping, NatBehaviour, PortAllocation
 from warpgate.proto.timers import Liveness
@@ -62,6 +62,7 @@ __all__ = [
     "Plugin",
     "PluginError",
     "PortAllocation",
+    "RacePolicy",
     "ResponderContext",
     "Sub",
     "WarpgateError",

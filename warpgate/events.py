@@ -36,3 +36,7 @@ class AttemptEvent:
     """Class name of the exception behind a failure, for records."""
     won: bool = False
     """True for the one attempt whose pipe ``auto_connect`` returned."""
+    sockets: int = 0
+    """Fresh sockets the attempt opened beyond the node's own (random_probe's hard side)."""
+    probes: int = 0
+    """Probe datagrams the attempt sent (random_probe), each towards a port it guessed."""

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -29,6 +31,8 @@ from warpgate.proto.address import TEXT_PREFIX, Address, parse
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 10.0
+NEVER_STARTED = "another plugin won during its head start (never started)"
+"""Why an attempt the race policy held back was cancelled: it sent and opened nothing."""
 CANCEL_GRACE = 2.0
 """Seconds a cancelled plugin gets to end before the race stops waiting for it."""
 EventCallback = Callable[[AttemptEvent], object]
@@ -85,7 +89,12 @@ async def auto_connect(
     def ms() -> float:
         return round((loop.time() - t0) * 1000, 3)
 
+    spent: dict[str, Counter[str]] = {}
+
     def emit(ev: AttemptEvent) -> None:
+        cost = spent.get(ev.plugin)
+        if cost:
+            ev = dataclasses.replace(ev, sockets=cost["sockets"], probes=cost["probes"])
         events.append(ev)
         node.emit(ev)
         if on_event is not None:
@@ -104,16 +113,16 @@ async def auto_connect(
             continue
         candidates.append((plugin, ctx))
     racing = tuple(plugin.name for plugin, _ in candidates)
-    hurry = asyncio.Event()
-    """Set when every attempt still pending is in its head start: nothing left to wait for."""
-    waiting_until: dict[asyncio.Task[Pipe], float] = {}
+    starts: dict[asyncio.Task[Pipe], _Start] = {}
     for plugin, ctx in candidates:
         ctx.racing = racing  # head starts count only plugins that really run
         contexts.append(ctx)
+        spent[plugin.name] = ctx.spent
         wait = plugin.head_start(ctx)
-        task = loop.create_task(_after(wait, plugin, ctx, hurry), name=f"warpgate-{plugin.name}")
+        plan = _Start(wait, ctx.waits_for(plugin.policy) if wait > 0 else ())
+        task = loop.create_task(_after(plan, plugin, ctx), name=f"warpgate-{plugin.name}")
         attempts[task] = (plugin, ms())
-        waiting_until[task] = loop.time() + wait
+        starts[task] = plan
 
     winner: tuple[Pipe, Plugin] | None = None
     pending = set(attempts)
@@ -135,10 +144,15 @@ async def auto_connect(
                         winner = (result[1], plugin)
                     elif result[1] is not winner[0]:
                         await result[1].close()
-            if winner is None and pending and all(waiting_until[t] > loop.time() for t in pending):
-                hurry.set()  # the plugins they waited for have failed: waiting cannot pay off
+            if winner is None:
+                _release(starts, pending, {attempts[t][0].name for t in attempts if t not in pending})
+        if winner is not None and pending:
+            # the policy held these back for a cheaper plugin, and one won: they never start,
+            # observed or not (they have spent nothing)
+            held = {t for t in pending if not starts[t].begun}
+            pending -= held
+            await _wind_down(held, attempts, NEVER_STARTED, ms, emit, node)
         if winner is not None and pending and observe > 0:
-            hurry.set()  # a plugin waiting for its head start would never be seen otherwise
             until = min(deadline, loop.time() + observe)
             losers = [ctx_of[t] for t in pending]
             observer = _observe(pending, until, attempts, losers, winner[0], address, ms, emit, node)
@@ -207,7 +221,7 @@ async def _wind_down(
     for task in ended:
         plugin, start = attempts[task]
         if task.cancelled():
-            outcome = Outcome.CANCELLED if why == "another plugin won" else Outcome.TIMEOUT
+            outcome = Outcome.TIMEOUT if why == "deadline reached" else Outcome.CANCELLED
             emit(AttemptEvent(plugin.name, outcome, start, ms(), why))
             continue
         exc = task.exception()
@@ -248,12 +262,36 @@ async def _wind_down(
         node.adopt(task)
 
 
-async def _after(wait: float, plugin: Plugin, ctx: AttemptContext, hurry: asyncio.Event) -> Pipe:
+@dataclasses.dataclass
+class _Start:
+    """One attempt's head start (``RacePolicy``): at most ``wait`` seconds, ended early through
+    ``gate`` once every plugin of ``waits_for`` has ended without a pipe."""
+
+    wait: float
+    waits_for: tuple[str, ...]
+    gate: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    begun: bool = False
+
+
+def _release(
+    starts: Mapping[asyncio.Task[Pipe], _Start], pending: set[asyncio.Task[Pipe]], ended: set[str]
+) -> None:
+    """Open the gates the ended plugins held: an attempt whose cheaper plugins have all ended
+    without a pipe starts now, and so does every one when all that is left is waiting."""
+    waiting = [starts[t] for t in pending if not starts[t].begun]
+    everyone = len(waiting) == len(pending)  # nothing runs that they could be waiting for
+    for start in waiting:
+        if everyone or all(name in ended for name in start.waits_for):
+            start.gate.set()
+
+
+async def _after(start: _Start, plugin: Plugin, ctx: AttemptContext) -> Pipe:
     """The plugin's head start for cheaper ones, cut short once they have all failed."""
-    if wait > 0 and not hurry.is_set():
+    if start.wait > 0 and not start.gate.is_set():
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(wait):
-                await hurry.wait()
+            async with asyncio.timeout(start.wait):
+                await start.gate.wait()
+    start.begun = True
     return await plugin.attempt(ctx)
 
 

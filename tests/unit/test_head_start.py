@@ -6,7 +6,7 @@ import ipaddress
 import pytest
 
 from warpgate import PRESETS, Address, Identity, Interface
-from warpgate.plugins.base import AttemptContext
+from warpgate.plugins.base import HANDSHAKE_FLOOR, AttemptContext
 from warpgate.plugins.reverse import Reverse
 from warpgate.plugins.turn import Turn
 from warpgate.plugins.udp_punch import UdpPunch
@@ -19,6 +19,7 @@ class Host:
     """Only what head starts read: the NAT this node measured at start, its address."""
 
     relay_head_start = 1.0
+    local_interfaces: list = []  # the peer is never on our link
 
     def __init__(self, profile, rtt=0.002):
         nat = PRESETS[profile]
@@ -35,17 +36,17 @@ def peer(profile):
     return Address(Identity.generate().public_key, 4000, 4000, (iface,), ("mqtt://203.0.113.20:1883",))
 
 
-def ctx(caller, callee, racing=RACE, rtt=0.002):
-    return AttemptContext(Host(caller, rtt), peer(callee), "reverse", deadline=10.0, racing=racing)
+def ctx(caller, callee, racing=RACE, rtt=0.002, plugin="reverse"):
+    return AttemptContext(Host(caller, rtt), peer(callee), plugin, deadline=10.0, racing=racing)
 
 
 @pytest.mark.parametrize(
     ("caller", "callee", "reverse", "punch"),
     [
         # an open caller, a filtering callee: udp_punch and reverse both connect; reverse yields
-        ("open", "port-restricted-cone", 0.01, 0.0),
+        ("open", "port-restricted-cone", HANDSHAKE_FLOOR, 0.0),
         # a reachable callee: direct goes first, both signalling plugins wait
-        ("port-restricted-cone", "full-cone", 0.01, 0.01),
+        ("port-restricted-cone", "full-cone", HANDSHAKE_FLOOR, HANDSHAKE_FLOOR),
         # udp_punch cannot join these: reverse has no one to wait for (and direct cannot either)
         ("open", "udp-blocked", 0.0, 0.0),
     ],
@@ -75,5 +76,5 @@ def test_head_starts_scale_with_the_round_trip_within_bounds():
     ],
 )
 def test_a_relay_waits_while_another_plugin_is_likely_to_connect(caller, callee, wait):
-    assert Turn().head_start(ctx(caller, callee)) == wait
-    assert Turn().head_start(ctx(caller, callee, racing=("turn",))) == 0.0
+    assert Turn().head_start(ctx(caller, callee, plugin="turn")) == wait
+    assert Turn().head_start(ctx(caller, callee, racing=("turn",), plugin="turn")) == 0.0

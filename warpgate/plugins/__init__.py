@@ -34,12 +34,13 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 
 from warpgate.errors import PluginError
-from warpgate.plugins.base import AttemptContext, Plugin, ResponderContext
+from warpgate.plugins.base import AttemptContext, Plugin, RacePolicy, ResponderContext
 
 __all__ = [
     "AttemptContext",
     "Broken",
     "Plugin",
+    "RacePolicy",
     "ResponderContext",
     "available",
     "broken",
@@ -70,6 +71,17 @@ def register(cls: type[Plugin]) -> type[Plugin]:
     params = list(inspect.signature(cls.attempt).parameters)
     if len(params) != 2:
         raise PluginError(f"plugin {name!r}: attempt must take (self, ctx), not {tuple(params)}")
+    policy = cls.policy
+    if not isinstance(policy, RacePolicy):
+        raise PluginError(f"plugin {name!r}: policy must be a warpgate.RacePolicy, not {policy!r}")
+    if policy.behind != "*" and (
+        not isinstance(policy.behind, tuple) or not all(isinstance(p, str) for p in policy.behind)
+    ):
+        raise PluginError(f"plugin {name!r}: policy.behind must be '*' or a tuple of plugin names")
+    if policy.patience not in ("handshake", "relay"):
+        raise PluginError(
+            f"plugin {name!r}: policy.patience is 'handshake' or 'relay', not {policy.patience!r}"
+        )
     if cls.messages and cls.respond is Plugin.respond:
         raise PluginError(f"plugin {name!r} lists messages but does not implement respond")
     existing = _registry.get(name)

@@ -16,6 +16,7 @@ import dataclasses
 import logging
 import os
 from abc import ABC, abstractmethod
+from collections import Counter
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, ClassVar, Literal, Protocol
 
@@ -23,6 +24,7 @@ from warpgate import channels, turn
 from warpgate.channels import UdpEndpoint
 from warpgate.errors import AttemptFailed, LocalProtocolError
 from warpgate.identity import Identity
+from warpgate.interfaces import LocalInterface
 from warpgate.pipe import HostPort, Pipe
 from warpgate.portmap import Lease, PortMapError
 from warpgate.proto import frames, messages, timers
@@ -52,6 +54,7 @@ class Host(Protocol):
     turn_servers: list[TurnServer]
     public6: dict[str, tuple[str, int]]
     relay_head_start: float
+    local_interfaces: list[LocalInterface]
 
     @property
     def nat(self) -> Discovery | None: ...
@@ -79,6 +82,9 @@ class Context:
         self.resources = Resources(f"{plugin} {conn_id.hex()[:8]}")
         """An attempt's are released when it ends; a response's are handed to the node when
         ``respond`` returns and released at node stop. See ``warpgate.resources``."""
+        self.spent: Counter[str] = Counter()
+        """What the attempt spent beyond its handshake: ``sockets`` opened, ``probes`` sent
+        (reported in its ``AttemptEvent``)."""
 
     # -- knowledge ---------------------------------------------------------------------------
 
@@ -101,6 +107,16 @@ class Context:
         return NatBehaviour()
 
     @property
+    def peer_tcp_behaviour(self) -> NatBehaviour:
+        """The peer's TCP behaviour: what its address states for TCP, else its UDP behaviour
+        (unknown when its UDP is blocked)."""
+        for iface in self.peer.interfaces:
+            if iface.nat_tcp is not None:
+                return iface.nat_tcp
+        b = self.peer_behaviour
+        return NatBehaviour() if b.filtering is Filtering.BLOCKED else b
+
+    @property
     def address(self) -> Address:
         return self._node.address
 
@@ -117,6 +133,17 @@ class Context:
     def peer6(self) -> list[HostPort]:
         """The peer's IPv6 endpoints it confirmed the same way (``public6`` in its address)."""
         return [(str(i.public6), self.peer.udp_port) for i in self.peer.interfaces if i.public6 is not None]
+
+    @property
+    def peer_on_link(self) -> bool:
+        """A private address of the peer is on one of our links (loopback included): no router,
+        so no NAT, stands between us there."""
+        ours = self._node.local_interfaces
+        return any(
+            ip is not None and any(i.on_link(ip) for i in ours)
+            for iface in self.peer.interfaces
+            for ip in (iface.private4, iface.private6)
+        )
 
     @property
     def ipv6_path(self) -> bool:
@@ -263,7 +290,9 @@ class Context:
                     local, self._node.identity, None, self._node.queue_size, remote=peer
                 )
                 eps.append(ep)
+                self.spent["sockets"] += 1
                 ep.sendto(probe, peer)
+                self.spent["probes"] += 1
             done = True
         except OSError as exc:
             raise AttemptFailed(f"cannot open {count} UDP sockets: {exc.strerror}") from None
@@ -293,6 +322,7 @@ class Context:
             due = min(len(ports), int((loop.time() - t0) * rate) + 1)
             for port in ports[sent:due]:
                 ep.sendto(probe, (host, port))
+            self.spent["probes"] += max(0, due - sent)
             sent = max(sent, due)
             await asyncio.sleep(0.01)  # a pacing timer (the rate), not synchronisation
         return sent
@@ -398,27 +428,47 @@ class AttemptContext(Context):
 
     def likely(self, plugin: str) -> bool:
         """Does ``plugin``'s own reach rule (``Plugin.reach``) say it joins us to this peer, from
-        what we know: our NAT as measured at start, the peer's from its address (UDP only)?"""
+        what we know: our NAT as measured at start, the peer's from its address?"""
         from warpgate import plugins  # the registry imports this module
 
         cls = plugins.available().get(plugin)
-        if cls is None:
-            return False
-        nat = self._node.nat
-        mapped = self._node.address.mapped
-        ours = Behaviours(nat.udp, nat.tcp, mapped=mapped) if nat is not None else Behaviours(mapped=mapped)
-        return cls.reach(ours, Behaviours(udp=self.peer_behaviour, mapped=self.peer.mapped)) is True
+        return cls is not None and cls.joins(self)
 
-    def head_start_behind(self, cheaper: str) -> float:
-        """Seconds to wait when ``cheaper`` races and its reach rule says it will connect: it
-        almost surely wins then, and without more envelopes and handshakes to compute on both sides
-        it wins sooner. About four round trips to our STUN server, within 10..100 ms; 0 when
-        ``cheaper`` is not racing or not likely to work here."""
-        if cheaper not in self.racing or not self.likely(cheaper):
+    def ours_and_theirs(self) -> tuple[Behaviours, Behaviours]:
+        """(ours, the peer's) behaviours as reach rules read them: our NAT as measured at start and
+        our gateway's mapping; the peer's from its address."""
+        nat = self._node.nat
+        own = self._node.address
+        ours = Behaviours(mapped=own.mapped, maps=own.maps)
+        if nat is not None:
+            ours = dataclasses.replace(ours, udp=nat.udp, tcp=nat.tcp)
+        theirs = Behaviours(
+            self.peer_behaviour, self.peer_tcp_behaviour, mapped=self.peer.mapped, maps=self.peer.maps
+        )
+        return ours, theirs
+
+    def waits_for(self, policy: RacePolicy) -> tuple[str, ...]:
+        """The plugins ``policy`` yields to here: those of ``policy.behind`` that race (other
+        than this one) and whose reach rule says they join us to this peer."""
+        behind = self.racing if policy.behind == "*" else policy.behind
+        return tuple(p for p in behind if p != self.plugin and p in self.racing and self.likely(p))
+
+    def head_start(self, policy: RacePolicy) -> float:
+        """The longest ``policy`` lets this plugin wait here (the race starts it earlier once every
+        plugin of ``waits_for`` has ended without a pipe): 0 with nobody to wait for; else its
+        patience, ``handshake`` or ``relay``."""
+        if not self.waits_for(policy):
             return 0.0
+        if policy.patience == "relay":
+            return self._node.relay_head_start
         nat = self._node.nat
         rtt = nat.rtt if nat is not None and nat.rtt is not None else 0.0
-        return min(max(4 * rtt, 0.01), 0.1)
+        return min(max(4 * rtt, HANDSHAKE_FLOOR), HANDSHAKE_CAP)
+
+    def head_start_behind(self, cheaper: str) -> float:
+        """The handshake head start behind ``cheaper`` alone (0 where it does not race or its rule
+        says it does not join this pair)."""
+        return self.head_start(RacePolicy(behind=(cheaper,)))
 
     def direct_head_start(self) -> float:
         """The head start ``direct`` gets when its rule says the peer is reachable."""
@@ -514,6 +564,34 @@ def decode_reply(reply: dict[str, Any]) -> Message | None:
         raise AttemptFailed(f"peer sent a bad reply: {exc}") from None
 
 
+HANDSHAKE_FLOOR = 0.05
+"""Seconds: the least a cheaper plugin is given to finish its handshake before a plugin that yields
+to it starts anyway. Four round trips on a LAN-fast path are a few ms, but the signed envelopes
+and the handshake's signatures take their CPU time on both nodes (a 2-core machine: udp_punch alone
+takes 5..30 ms at zero delay); a cheaper plugin that fails says so and ends the wait at once, so
+this only bounds what a cheaper plugin that hangs can cost."""
+HANDSHAKE_CAP = 0.1
+"""Seconds: the most a plugin waits behind a cheaper one's handshake, however long the round trip."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RacePolicy:
+    """When a plugin starts in a race (``Plugin.policy``): the whole race policy, as data.
+
+    A plugin yields to the cheaper plugins in ``behind`` (``"*"``: every other one) that race and
+    whose own reach rule (``Plugin.reach``) says they join this pair. It starts at once when there
+    are none; otherwise as soon as every one of them has ended without a pipe, and at the latest
+    after its patience: ``handshake`` (four round trips to our STUN server, within
+    ``HANDSHAKE_FLOOR``..``HANDSHAKE_CAP``) or ``relay`` (``Node(relay_head_start=...)``). A cheaper
+    plugin whose rule lies therefore costs at most that patience. If a plugin it yields to wins
+    while it waits, it never starts: no packet, no signal message, no socket, even when the race
+    observes its losers (``auto_connect(observe=...)`` runs on only what had started).
+    """
+
+    behind: tuple[str, ...] | Literal["*"] = ()
+    patience: Literal["handshake", "relay"] = "handshake"
+
+
 class Plugin(ABC):
     """One traversal strategy. Subclass, set ``name``, implement ``attempt``, decorate ``@register``.
 
@@ -532,12 +610,16 @@ class Plugin(ABC):
         """None if the plugin can try; otherwise the reason it cannot (reported as not_applicable)."""
         return None
 
+    policy: ClassVar[RacePolicy] = RacePolicy()
+    """Which cheaper plugins this one yields to in a race, and how long at most (``RacePolicy``)."""
+
     def head_start(self, ctx: AttemptContext) -> float:
-        """Seconds to wait before ``attempt`` starts, to let a cheaper plugin win first (default 0).
+        """Seconds at most to wait before ``attempt`` starts, to let a cheaper plugin win first
+        (from ``policy``; override only for a wait no policy expresses).
 
         A plugin cancelled during its wait has spent nothing: no packet, no signal message.
         """
-        return 0.0
+        return ctx.head_start(self.policy)
 
     @abstractmethod
     async def attempt(self, ctx: AttemptContext) -> Pipe:
@@ -546,6 +628,13 @@ class Plugin(ABC):
     async def respond(self, ctx: ResponderContext, msg: Message) -> Message | None:
         """Answer one of ``messages`` from a peer; the returned message is the reply (None: ack)."""
         raise LocalProtocolError(f"plugin {self.name!r} lists messages but does not respond to them")
+
+    @classmethod
+    def joins(cls, ctx: AttemptContext) -> bool:
+        """Does this plugin join us to ``ctx``'s peer, as far as we know before trying? Its
+        ``reach`` rule over our measured NAT and the peer's address (what ``RacePolicy`` yields to)."""
+        ours, theirs = ctx.ours_and_theirs()
+        return cls.reach(ours, theirs) is True
 
     @classmethod
     def reach(cls, caller: Behaviours, callee: Behaviours) -> bool | None:

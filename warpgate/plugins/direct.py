@@ -56,3 +56,9 @@ class Direct(Plugin):
     @classmethod
     def reach(cls, caller: Behaviours, callee: Behaviours) -> bool | None:
         return reachable(callee, caller) or callee.mapped
+
+    @classmethod
+    def joins(cls, ctx: AttemptContext) -> bool:
+        # a peer on our own link (a LAN, loopback) is dialled without a NAT in the way, whatever
+        # STUN knows or does not know of either side
+        return ctx.peer_on_link or super().joins(ctx)

@@ -26,7 +26,7 @@ from warpgate.errors import AttemptFailed
 from warpgate.eyeballs import UDP_DELAY, first_success
 from warpgate.pipe import Pipe
 from warpgate.plugins import register
-from warpgate.plugins.base import AttemptContext, Plugin, ResponderContext
+from warpgate.plugins.base import AttemptContext, Plugin, RacePolicy, ResponderContext
 from warpgate.proto.address import Endpoint
 from warpgate.proto.messages import Candidate, MapAnswer, MapRequest, Message, ReverseCancel, ReverseConnect
 from warpgate.proto.nat import Behaviours
@@ -48,11 +48,12 @@ class PortMap(Plugin):
             return "the peer's address carries a gateway mapping: direct dials it"
         if ctx.address.mapped:
             return "our address carries a gateway mapping: reverse offers it"
+        if not ctx.address.maps and not ctx.dest.maps:
+            return "neither gateway answered a mapping protocol (PCP, NAT-PMP, UPnP IGD)"
         return None
 
-    def head_start(self, ctx: AttemptContext) -> float:
-        # a mapping costs both gateways state: only when the cheaper plugins' rules say no
-        return max(ctx.direct_head_start(), ctx.head_start_behind("udp_punch"))
+    # A mapping costs a gateway state: only where the cheaper plugins' rules say no.
+    policy = RacePolicy(behind=("direct", "udp_punch", "reverse", "tcp_punch"))
 
     @classmethod
     def reach(cls, caller: Behaviours, callee: Behaviours) -> bool | None:
@@ -63,10 +64,12 @@ class PortMap(Plugin):
         return caller.maps or callee.maps
 
     async def attempt(self, ctx: AttemptContext) -> Pipe:
-        starts: list[tuple[float, Callable[[], Awaitable[Pipe]]]] = [
-            (0.0, lambda: _theirs(ctx)),
-            (0.0, lambda: _ours(ctx)),
-        ]
+        # only the sides whose gateway answered a mapping protocol are asked
+        starts: list[tuple[float, Callable[[], Awaitable[Pipe]]]] = []
+        if ctx.dest.maps:
+            starts.append((0.0, lambda: _theirs(ctx)))
+        if ctx.address.maps:
+            starts.append((0.0, lambda: _ours(ctx)))
         return await first_success(starts)
 
     async def respond(self, ctx: ResponderContext, msg: Message) -> Message | None:

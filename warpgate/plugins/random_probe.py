@@ -12,6 +12,12 @@ side's ports, that socket dials again at once (the probe names the attempt's ``c
 HELLO now passes the easy side's NAT, and the handshake authenticates the pair. The first pipe
 wins; every other socket closes.
 
+The guessing is needed only against an easy side that filters by address and port (a
+port-restricted cone). One that filters by address only (a restricted cone) opens to the hard
+side's whole address with its first probe, and one that filters endpoint-independently (full
+cone, open) lets any HELLO in: there the hard side dials from a single socket (``sockets_for``),
+so the pair makes exactly one pipe, and an endpoint-independent easy side sends no probe.
+
 With ``sockets`` = N open among R possible ports and k probes, the chance of a hit is
 1 - (1 - N/R)^k (for R = 64512: N = 256, k = 256 about 64 %; k = 1024 about 98 %; k = 2048 about
 99.97 %). The options travel in the offer, each bounded (``LIMITS``); a side refuses an offer
@@ -33,7 +39,7 @@ from warpgate.channels import UdpEndpoint
 from warpgate.errors import AttemptFailed, LocalProtocolError
 from warpgate.pipe import Pipe
 from warpgate.plugins import register
-from warpgate.plugins.base import AttemptContext, Context, Plugin, ResponderContext
+from warpgate.plugins.base import AttemptContext, Context, Plugin, RacePolicy, ResponderContext
 from warpgate.plugins.sessions import Sessions
 from warpgate.plugins.udp_punch import check_candidates
 from warpgate.proto.messages import Candidate, Message, MessageError, ProbeAnswer, ProbeCancel, ProbeOffer
@@ -102,6 +108,21 @@ def options(given: dict[str, Any]) -> dict[str, int]:
     if out["budget"] / out["rate"] > MAX_DURATION:
         raise LocalProtocolError(f"random_probe: budget / rate must be <= {MAX_DURATION:.0f} s of probing")
     return out
+
+
+def sockets_for(opts: dict[str, int], easy_side: NatBehaviour) -> int:
+    """How many sockets the hard side opens: ``sockets`` where the easy side filters by address
+    and port (RFC 4787 §5, a port-restricted cone), so that a probe must land on one of our exact
+    ports; one where it filters endpoint-independently (our first HELLO passes) or by address
+    only (it passes once any probe has left for our address). One socket then makes one pipe:
+    with many, every socket's HELLO passes, each completes a handshake, and the two sides may
+    keep different ones (the peer's closes the other's)."""
+    return opts["sockets"] if easy_side.filtering is Filtering.ADDRESS_PORT_DEPENDENT else 1
+
+
+def needs_probes(easy_side: NatBehaviour) -> bool:
+    """Whether the easy side must probe at all: not when it filters endpoint-independently."""
+    return easy_side.filtering is not Filtering.ENDPOINT_INDEPENDENT
 
 
 def curve(sockets: int, pool: int, probes: float) -> float:
@@ -186,15 +207,17 @@ class RandomProbe(Plugin):
         if not probeable(caller.udp, callee.udp):
             return None
         opts = options(given)
+        if sockets_for(opts, callee.udp if hard(caller.udp) else caller.udp) == 1:
+            return 1.0  # the easy side's filter opens to the hard side's whole address
         lo, hi = pools[0] if hard(caller.udp) else pools[1]
         size = hi - lo + 1
         overlap = max(0, min(hi, opts["high"]) - max(lo, opts["low"]) + 1)
         probes = opts["budget"] * overlap / (opts["high"] - opts["low"] + 1)
         return curve(min(opts["sockets"], size), size, probes)
 
-    def head_start(self, ctx: AttemptContext) -> float:
-        # hundreds of sockets and thousands of probes: only when the cheaper punch cannot
-        return max(ctx.direct_head_start(), ctx.head_start_behind("udp_punch"))
+    # Hundreds of sockets and thousands of probes: only where no cheaper plugin's rule joins the
+    # pair, or every one that said so has failed.
+    policy = RacePolicy(behind=("direct", "udp_punch", "reverse", "tcp_punch", "portmap"))
 
     def applicable(self, ctx: AttemptContext) -> str | None:
         options(ctx.options)  # a bad option is the caller's mistake: raised, not a failed attempt
@@ -202,7 +225,9 @@ class RandomProbe(Plugin):
             return ctx.signal_reason
         if ctx.nat is None or ctx.nat.mapped_udp is None:
             return "no UDP mapping known (STUN): nothing to offer the peer"
-        if probeable(ctx.local_behaviour, ctx.peer_behaviour) is False:
+        if probeable(ctx.local_behaviour, ctx.peer_behaviour) is not True:
+            # unknown counts as no: a peer whose address states no UDP behaviour knows no UDP
+            # mapping of its own (no STUN answer: its UDP may be blocked) and refuses every offer
             return (
                 f"random probing joins a cone and a random-port NAT, not {ctx.local_behaviour.name}"
                 f" and {ctx.peer_behaviour.name}"
@@ -226,7 +251,7 @@ class RandomProbe(Plugin):
                     if ep0 is None:
                         raise AttemptFailed("the peer's address lists no UDP endpoint")
                     target = (ep0.host, ep0.port)
-                    eps = await ctx.open_udp_sockets(opts["sockets"], target)
+                    eps = await ctx.open_udp_sockets(sockets_for(opts, ctx.peer_behaviour), target)
                 answer = await ctx.request(ProbeOffer(ctx.conn_id, public, **opts))
                 if not isinstance(answer, ProbeAnswer) or answer.conn_id != ctx.conn_id or not answer.public:
                     raise AttemptFailed("the peer answered the offer with something else")
@@ -241,9 +266,8 @@ class RandomProbe(Plugin):
                     mine, eps = eps, []  # first_dial closes them from here on
                     pipe = await first_dial(ctx, mine, target, until)
                 else:
-                    probing = asyncio.ensure_future(
-                        ctx.send_probes(peer.host, probe_ports(opts), opts["rate"])
-                    )
+                    ports = probe_ports(opts) if needs_probes(ctx.local_behaviour) else []
+                    probing = asyncio.ensure_future(ctx.send_probes(peer.host, ports, opts["rate"]))
                     # the hard side's HELLO, through the hole a probe opened; after the last probe
                     # and a grace for its HELLO, no hit will come
                     done, _ = await asyncio.wait({incoming}, timeout=duration(opts))
@@ -293,10 +317,10 @@ class RandomProbe(Plugin):
             self._seen.popitem(last=False)
         peer = msg.public[0]
         if hard(ctx.local_behaviour):
-            if self._open_count + opts["sockets"] > MAX_OPEN:
+            if self._open_count + sockets_for(opts, ctx.peer_behaviour) > MAX_OPEN:
                 raise MessageError("busy", f"{self._open_count} probe sockets open (at most {MAX_OPEN})")
             # mapped before we answer: the caller starts probing when the answer arrives
-            eps = await ctx.open_udp_sockets(opts["sockets"], peer.hostport)
+            eps = await ctx.open_udp_sockets(sockets_for(opts, ctx.peer_behaviour), peer.hostport)
             self._open_count += len(eps)
             started: list[bool] = []
             task = self._sessions.start(ctx, self._open(ctx, eps, peer.hostport, opts, started))
@@ -334,7 +358,8 @@ class RandomProbe(Plugin):
     async def _probe(self, ctx: ResponderContext, host: str, opts: dict[str, int]) -> None:
         # the hard side's HELLO reaches our node socket through a probe's hole: the node routes it
         with ctx.arrival() as reached:
-            probing = asyncio.ensure_future(ctx.send_probes(host, probe_ports(opts), opts["rate"]))
+            ports = probe_ports(opts) if needs_probes(ctx.local_behaviour) else []
+            probing = asyncio.ensure_future(ctx.send_probes(host, ports, opts["rate"]))
             try:
                 await asyncio.wait({reached}, timeout=duration(opts))
             finally:

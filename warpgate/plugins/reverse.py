@@ -21,7 +21,7 @@ from warpgate.errors import AttemptFailed
 from warpgate.eyeballs import happy_eyeballs
 from warpgate.pipe import Pipe
 from warpgate.plugins import register
-from warpgate.plugins.base import AttemptContext, Plugin, ResponderContext
+from warpgate.plugins.base import AttemptContext, Plugin, RacePolicy, ResponderContext
 from warpgate.plugins.direct import reachable
 from warpgate.plugins.sessions import Sessions
 from warpgate.proto.messages import Message, ReverseCancel, ReverseConnect
@@ -45,13 +45,12 @@ class Reverse(Plugin):
         self._dialing = Sessions(MAX_DIAL_BACKS, "dial-backs")
         """The callee's dial-backs in progress, by conn_id."""
 
-    def head_start(self, ctx: AttemptContext) -> float:
-        # Behind direct, and behind udp_punch where its rule says it joins us: its bound (1
-        # signalling + 2 data round trips) is no worse than ours wherever a data round trip costs
-        # at least half a signalling one (the lab's paths), and two signalling plugins that both
-        # connect double the envelopes and handshakes both nodes compute (measured, zero-delay lab:
-        # race 8.1 ms against 4.6 ms for udp_punch alone). If udp_punch fails, we lose <= 100 ms.
-        return max(ctx.direct_head_start(), ctx.head_start_behind("udp_punch"))
+    # Behind direct, and behind udp_punch where its rule says it joins us: its bound (1
+    # signalling + 2 data round trips) is no worse than ours wherever a data round trip costs at
+    # least half a signalling one (the lab's paths), and two signalling plugins that both connect
+    # double the envelopes and handshakes both nodes compute (measured, zero-delay lab: race 8.1 ms
+    # against 4.6 ms for udp_punch alone).
+    policy = RacePolicy(behind=("direct", "udp_punch"))
 
     def applicable(self, ctx: AttemptContext) -> str | None:
         if ctx.signal_reason is not None:

@@ -36,7 +36,7 @@ from warpgate.errors import AttemptFailed
 from warpgate.eyeballs import IPV6_LEAD
 from warpgate.pipe import Pipe
 from warpgate.plugins import register
-from warpgate.plugins.base import AttemptContext, Context, Plugin, ResponderContext
+from warpgate.plugins.base import AttemptContext, Context, Plugin, RacePolicy, ResponderContext
 from warpgate.plugins.sessions import Sessions
 from warpgate.plugins.udp_punch import check_candidates, punchable, targets
 from warpgate.proto.discovery import Discovery
@@ -48,7 +48,7 @@ from warpgate.proto.messages import (
     TcpPunchCancel,
     TcpPunchOffer,
 )
-from warpgate.proto.nat import Behaviours, Filtering, NatBehaviour, PortAllocation
+from warpgate.proto.nat import Behaviours, NatBehaviour, PortAllocation
 
 log = logging.getLogger(__name__)
 
@@ -65,16 +65,6 @@ SEEN = 4096
 def tcp_behaviour(found: Discovery | None) -> NatBehaviour:
     """Our TCP NAT as discovery knows it (``Discovery.tcp_view``)."""
     return found.tcp_view if found is not None else NatBehaviour()
-
-
-def peer_tcp(ctx: Context) -> NatBehaviour:
-    """The peer's TCP behaviour: what its address states for TCP, else its UDP behaviour (unknown
-    when its UDP is blocked)."""
-    for iface in ctx.peer.interfaces:
-        if iface.nat_tcp is not None:
-            return iface.nat_tcp
-    b = ctx.peer_behaviour
-    return NatBehaviour() if b.filtering is Filtering.BLOCKED else b
 
 
 async def gather(ctx: Context) -> tuple[tuple[Candidate, ...], tuple[Candidate, ...]]:
@@ -163,9 +153,10 @@ class TcpPunch(Plugin):
     def reach(cls, caller: Behaviours, callee: Behaviours) -> bool | None:
         return punchable(caller.tcp, callee.tcp)
 
-    def head_start(self, ctx: AttemptContext) -> float:
-        # behind direct and udp_punch: a UDP pipe that connects is as good and cheaper to punch
-        return max(ctx.direct_head_start(), ctx.head_start_behind("udp_punch"))
+    # Behind direct, udp_punch and reverse: a UDP pipe that connects is as good and cheaper to
+    # punch, and reverse's one dial back beats a SYN crossing that may be reset and retried
+    # (measured, zero-delay lab: udp-blocked <-> open 28 ms raced against 15 ms for reverse alone).
+    policy = RacePolicy(behind=("direct", "udp_punch", "reverse"))
 
     def applicable(self, ctx: AttemptContext) -> str | None:
         if ctx.signal_reason is not None:
@@ -174,7 +165,7 @@ class TcpPunch(Plugin):
             return None  # firewalls only: crossing SYNs open them (RFC 6092 §3, RFC 9293 §3.5)
         if ctx.tcp_local is None:
             return "the node has no IPv4 address"
-        ours, theirs = tcp_behaviour(ctx.nat), peer_tcp(ctx)
+        ours, theirs = tcp_behaviour(ctx.nat), ctx.peer_tcp_behaviour
         if punchable(ours, theirs) is False:
             return f"no TCP punch joins {ours.name} and {theirs.name} (RFC 4787 axes)"
         return None

@@ -32,7 +32,7 @@ import logging
 from warpgate.errors import AttemptFailed
 from warpgate.pipe import Pipe
 from warpgate.plugins import register
-from warpgate.plugins.base import AttemptContext, Plugin, ResponderContext
+from warpgate.plugins.base import AttemptContext, Plugin, RacePolicy, ResponderContext
 from warpgate.plugins.sessions import Sessions
 from warpgate.proto.messages import Candidate, Message, MessageError, RelayAnswer, RelayCancel, RelayOffer
 from warpgate.proto.nat import Behaviours
@@ -69,9 +69,8 @@ class Turn(Plugin):
             return "no TURN server configured (Node(turn=[...]))"
         return None
 
-    def head_start(self, ctx: AttemptContext) -> float:
-        others = [p for p in ctx.racing if p != self.name]
-        return ctx.relay_head_start if any(ctx.likely(p) for p in others) else 0.0
+    # Behind every plugin whose rule says it joins the pair directly, for Node(relay_head_start).
+    policy = RacePolicy(behind="*", patience="relay")
 
     async def attempt(self, ctx: AttemptContext) -> Pipe:
         relay = await ctx.allocate_relay()

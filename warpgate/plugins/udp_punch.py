@@ -42,7 +42,7 @@ from warpgate.errors import AttemptFailed
 from warpgate.eyeballs import IPV6_LEAD
 from warpgate.pipe import Pipe
 from warpgate.plugins import register
-from warpgate.plugins.base import AttemptContext, Context, Plugin, ResponderContext
+from warpgate.plugins.base import AttemptContext, Context, Plugin, RacePolicy, ResponderContext
 from warpgate.plugins.sessions import Sessions
 from warpgate.proto.address import Address
 from warpgate.proto.messages import Candidate, Message, MessageError, PunchAnswer, PunchCancel, PunchOffer
@@ -271,10 +271,9 @@ class UdpPunch(Plugin):
     def reach(cls, caller: Behaviours, callee: Behaviours) -> bool | None:
         return punchable(caller.udp, callee.udp)
 
-    def head_start(self, ctx: AttemptContext) -> float:
-        # Behind direct only: behind reverse it lost more than it saved (its bound, 1 signalling +
-        # 2 data round trips, beats reverse's 1/2 + 3 wherever signalling is no slower than data).
-        return ctx.direct_head_start()
+    # Behind direct only: behind reverse it lost more than it saved (its bound, 1 signalling + 2
+    # data round trips, beats reverse's 1/2 + 3 wherever signalling is no slower than data).
+    policy = RacePolicy(behind=("direct",))
 
     def applicable(self, ctx: AttemptContext) -> str | None:
         if ctx.signal_reason is not None:
