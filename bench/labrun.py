@@ -34,8 +34,10 @@ def run(
     timeout: float = 3.0,
     sites: dict[str, SiteSpec] | None = None,
     portmap: str = "start",
+    workers: int = 0,
 ) -> list[dict[str, Any]]:
-    """Run one scenario in a fresh lab (cells one after another per router) and return its trials."""
+    """Run one scenario in a fresh lab (cells one after another per router; ``workers``: at most
+    that many cells at once, 0 as many as allowed) and return its trials."""
     scenario = Scenario(
         sites=sites or {},
         portmap=portmap,
@@ -47,6 +49,7 @@ def run(
         timeout=timeout,
         mode=mode,
         impairment=Impairment(delay_ms=delay_ms),
+        workers=workers,
     )
     out = Path(tempfile.mkdtemp(prefix=f"wg-bench-{name}-"))
     runner.run(scenario, out)

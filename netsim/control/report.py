@@ -57,6 +57,8 @@ def cell_table(trials: pd.DataFrame, flake: float = 0.0) -> pd.DataFrame:
     the NAT, so success and agreement are over the other trials. With a mid-pipe fault, ``survived``
     is the share of connected trials whose pipe still carried the payload after it."""
     t = trials.assign(ok=trials["outcome"] == "connected", error=trials["outcome"] == "error")
+    if "expected_direct" not in t.columns:  # a run recorded before the field existed
+        t = t.assign(expected_direct=None)
     if "survived" not in t.columns:
         t = t.assign(survived=None, survives_expected=None)
     relayed = t["path"] == "relayed" if "path" in t.columns else pd.Series(False, index=t.index)
@@ -74,6 +76,7 @@ def cell_table(trials: pd.DataFrame, flake: float = 0.0) -> pd.DataFrame:
         judged=("judged", "sum"),
         payload_failed=("outcome", lambda s: int((s == "payload_failed").sum())),
         expected=("expected", "first"),
+        expected_direct=("expected_direct", "first"),
         survived=("survived_f", "mean"),
         relayed_hits=("relayed_f", "sum"),
         survives_expected=("survives_f", "first"),
@@ -109,6 +112,25 @@ def cell_table(trials: pd.DataFrame, flake: float = 0.0) -> pd.DataFrame:
 
     cells["agrees"] = cells.apply(verdict, axis=1)
     return cells.drop(columns=["hits", "judged", "relayed_hits"])
+
+
+def relayed_table(cells: pd.DataFrame) -> pd.DataFrame | None:
+    """The pairs any of whose connections went through a relay, and why: ``no direct rule`` (no
+    racing plugin's rule joins them directly: relaying is the theoretical minimum there), or
+    ``against a direct rule`` (a rule says a direct plugin joins them: a regression). None
+    when nothing was relayed."""
+    relayed = cells[cells["relayed"].fillna(0) > 0]
+    if relayed.empty:
+        return None
+
+    def why(v: Any) -> str:
+        if v is None or pd.isna(v):
+            return "no theory"
+        return "against a direct rule" if bool(v) else "no direct rule"
+
+    out = relayed[["a", "b", "run", "relayed", "winner"]].copy()
+    out["reason"] = [why(v) for v in relayed["expected_direct"]]
+    return out.sort_values(["reason", "a", "b"]).reset_index(drop=True)
 
 
 def plugin_table(attempts: pd.DataFrame, trials: pd.DataFrame) -> pd.DataFrame:
@@ -491,6 +513,7 @@ def write(run: Path) -> Path:
     _save(figs, run / "figures")
     sc = meta.get("scenario", {})
     mismatches = cells[cells["agrees"].str.startswith("MISMATCH")]
+    relayed = relayed_table(cells)
     connected = int((trials["outcome"] == "connected").sum())
     judged = int((trials["outcome"] != "error").sum())
     summary = {
@@ -500,6 +523,10 @@ def write(run: Path) -> Path:
         "success": f"{connected / max(1, judged):.1%}",
         "agent errors (not counted as failures)": int((trials["outcome"] == "error").sum()),
         "cells disagreeing with theory": len(mismatches),
+        "pairs relayed": 0 if relayed is None else len(relayed),
+        "pairs relayed against a direct rule": 0
+        if relayed is None
+        else int((relayed["reason"] == "against a direct rule").sum()),
         "median time to connect (ms)": _fmt(trials["ttc_ms"].median()),
         "median lab overhead per trial (ms)": _fmt(trials["overhead_ms"].median()),
         "kernel": meta.get("kernel", "?"),
@@ -528,6 +555,9 @@ def write(run: Path) -> Path:
     md += ["", "## Cells (A = callee, B = caller)", "", _md_table(show), ""]
     if not mismatches.empty:
         md += ["## Cells that disagree with theory", "", _md_table(mismatches[show.columns]), ""]
+    if relayed is not None:
+        relayed.to_csv(run / "relayed.csv", index=False)
+        md += ["## Relayed pairs (and why no direct path)", "", _md_table(relayed), ""]
     wire = wire_table(trials)
     if wire is not None:
         wire.to_csv(run / "wire.csv", index=False)

@@ -126,7 +126,8 @@ def workers_for(scenario: Scenario) -> int:
     starts two fresh nodes (keys, discovery, broker links); past that, on this 2-core machine, a
     27 x 27 matrix with 27 cells at once missed 1.5 s timeouts that idle machines meet (measured:
     the cube scenario's direct attempts between two full cones failed)."""
-    return max(1, min(len(scenario.a), len(scenario.b), 4 * (os.cpu_count() or 1)))
+    auto = max(1, min(len(scenario.a), len(scenario.b), 4 * (os.cpu_count() or 1)))
+    return min(auto, scenario.workers) if scenario.workers else auto
 
 
 def shard_cells(cells: list[tuple[str, str]], shard: tuple[int, int]) -> list[tuple[str, str]]:
@@ -416,6 +417,20 @@ def expected_outcome(
     return theory.expected(usable[0], pa, pb, ipv6=ipv6)
 
 
+RELAYS = ("turn",)
+"""The built-in plugins whose pipes are relayed (``path = "relayed"``)."""
+
+
+def expected_direct(scenario: Scenario, plugins: tuple[str, ...], cell: tuple[str, str]) -> bool | None:
+    """In a race with a relay: does a rule of the other racing plugins join the cell over a direct
+    path? (The report tells a pair relayed because no direct rule exists from one relayed against
+    a rule.) None outside such a race."""
+    if scenario.mode != "race" or not set(plugins) & set(RELAYS):
+        return None
+    direct = tuple(p for p in plugins if p not in RELAYS)
+    return expected_outcome(scenario, direct, cell) if direct else False
+
+
 def _run_cell(
     scenario: Scenario,
     lab: Lab,
@@ -508,6 +523,7 @@ def _run_cell(
                     "expected_v4": expected_outcome(
                         scenario, tuple(plugins or ()), cell, variant.options, ipv6=False
                     ),
+                    "expected_direct": expected_direct(scenario, tuple(plugins or ()), cell),
                     "fault": fault.what
                     if fault is not None and (fault.when == faults.BEFORE or mid_pipe)
                     else None,
@@ -615,4 +631,28 @@ def _versions() -> dict[str, str]:
             )
         except (OSError, subprocess.TimeoutExpired):
             out[tool] = "missing"
+    out["engine_commit"] = engine_commit()
     return out
+
+
+def engine_commit() -> str:
+    """The git commit of the warpgate tree the lab ran (``+dirty`` with uncommitted changes), so a
+    baseline says which engine it measured; ``unknown`` outside a git checkout."""
+    import warpgate
+
+    tree = Path(warpgate.__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(tree), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+        )
+        if head.returncode != 0:
+            return "unknown"
+        dirty = subprocess.run(
+            ["git", "-C", str(tree), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")

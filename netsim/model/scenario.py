@@ -82,6 +82,7 @@ _TOP = {
     "portmap",
     "options",
     "sweep",
+    "workers",
 }
 _SWEEP = {"plugin", "option", "values"}
 MAX_SWEEP = 64
@@ -206,6 +207,10 @@ class Scenario:
     """Per plugin, the options its attempts get (``[options.NAME]``)."""
     sweep: Sweep | None = None
     """One plugin option run at each of several values (``[sweep]``)."""
+    workers: int = 0
+    """Cells run at once (never two sharing a router); 0: as many as the matrix and the CPUs allow.
+    1 runs the cells one after another: what a timing benchmark needs, since a neighbouring cell
+    on a 2-core machine measures its own CPU in ours."""
     flake: float = 0.0
     """The declared flake rate: a cell still agrees with theory when its trials against the
     expectation fit this rate (a one-sided binomial test at 5 %, ``netsim.model.stats.within_flake``)."""
@@ -363,8 +368,16 @@ def parse(text: str, path: str = "<scenario>") -> Scenario:
         options=_options(w, data, tuple(plugins)),
         sweep=_sweep(w, data, tuple(plugins)),
         fault=fault,
+        workers=_workers(w, data),
         path=path,
     )
+
+
+def _workers(w: _Where, data: dict[str, Any]) -> int:
+    value: int = _get(w, data, "workers", int, 0)
+    if not 0 <= value <= 256:
+        raise w.err("workers", "must be 0 (as many as allowed) .. 256 cells at once")
+    return value
 
 
 def _nat(w: _Where, value: Any, key: str, name: str) -> Profile:
