@@ -14,7 +14,6 @@ never nominated).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 from collections import Counter
@@ -106,35 +105,83 @@ async def auto_connect(
     for plugin in [create(n) for n in names]:
         ctx = AttemptContext(node, address, plugin.name, deadline)
         ctx.options = dict((options or {}).get(plugin.name, {}))
-        reason = plugin.applicable(ctx)
+        try:
+            reason = plugin.applicable(ctx)
+        except LocalProtocolError:
+            raise  # the caller's mistake (a bad option): told, not recorded as an attempt
+        except Exception as exc:  # a plugin bug: that plugin is out of the race, the rest runs
+            log.error("plugin %s raised in applicable()", plugin.name, exc_info=exc)
+            now = ms()
+            emit(
+                AttemptEvent(
+                    plugin.name, Outcome.FAILED, now, now, f"bug: {exc!r}", error_class=type(exc).__name__
+                )
+            )
+            continue
         if reason is not None:
             now = ms()
             emit(AttemptEvent(plugin.name, Outcome.NOT_APPLICABLE, now, now, reason))
             continue
         candidates.append((plugin, ctx))
     racing = tuple(plugin.name for plugin, _ in candidates)
-    starts: dict[asyncio.Task[Pipe], _Start] = {}
-    for plugin, ctx in candidates:
-        ctx.racing = racing  # head starts count only plugins that really run
-        contexts.append(ctx)
-        spent[plugin.name] = ctx.spent
-        wait = plugin.head_start(ctx)
-        plan = _Start(wait, ctx.waits_for(plugin.policy) if wait > 0 else ())
-        task = loop.create_task(_after(plan, plugin, ctx), name=f"warpgate-{plugin.name}")
-        attempts[task] = (plugin, ms())
-        starts[task] = plan
+    joining = (
+        frozenset(name for name in racing if candidates[0][1].likely(name)) if candidates else frozenset()
+    )
+    held: list[_Held] = []
+    """Attempts the race policy holds back: no task yet, only a timer (their patience)."""
+    pending: set[asyncio.Task[Pipe]] = set()
+    wake: asyncio.Future[None] = loop.create_future()
+    """Set when a held attempt starts, so that the wait below takes its task in."""
 
+    def begin(entry: _Held) -> None:
+        if entry not in held:
+            return
+        held.remove(entry)
+        if entry.timer is not None:
+            entry.timer.cancel()
+        task = loop.create_task(entry.plugin.attempt(entry.ctx), name=f"warpgate-{entry.plugin.name}")
+        attempts[task] = (entry.plugin, entry.created)
+        ctx_of[task] = entry.ctx
+        pending.add(task)
+        if not wake.done():
+            wake.set_result(None)
+
+    ctx_of: dict[asyncio.Task[Pipe], AttemptContext] = {}
     winner: tuple[Pipe, Plugin] | None = None
-    pending = set(attempts)
-    ctx_of = dict(zip(attempts, contexts, strict=True))
     observing = False
     try:
+        for plugin, ctx in candidates:
+            ctx.racing = racing  # head starts count only plugins that really run
+            ctx.joining = joining
+            contexts.append(ctx)
+            spent[plugin.name] = ctx.spent
+            try:
+                wait = max(0.0, float(plugin.head_start(ctx)))
+                waits_for = ctx.waits_for(plugin.policy) if wait > 0 else ()
+            except Exception as exc:  # a plugin's broken head start: it runs at once, logged
+                log.error("plugin %s raised in head_start()", plugin.name, exc_info=exc)
+                wait, waits_for = 0.0, ()
+            entry = _Held(plugin, ctx, waits_for, ms())
+            held.append(entry)
+            if wait > 0:
+                entry.timer = loop.call_later(wait, begin, entry)
+            else:
+                begin(entry)
+                await asyncio.sleep(0)  # its first packets leave now, not after the others' set-up
+        # nothing runs that the held ones could be waiting for (a custom head start): start them
+        _release(held, pending, set(), begin)
+
         while pending and winner is None:
-            done, pending = await asyncio.wait(
-                pending, timeout=max(0.0, deadline - loop.time()), return_when=asyncio.FIRST_COMPLETED
+            if wake.done():
+                wake = loop.create_future()
+            waiting: set[asyncio.Future[Any]] = {*pending, wake}
+            got, _ = await asyncio.wait(
+                waiting, timeout=max(0.0, deadline - loop.time()), return_when=asyncio.FIRST_COMPLETED
             )
-            if not done:
-                break
+            if not got:
+                break  # the deadline
+            done = {t for t in pending if t in got}
+            pending -= done
             for task in done:
                 plugin, start = attempts[task]
                 result = _settle(task, plugin.name, start, ms(), won=winner is None, expected=address)
@@ -145,13 +192,15 @@ async def auto_connect(
                     elif result[1] is not winner[0]:
                         await result[1].close()
             if winner is None:
-                _release(starts, pending, {attempts[t][0].name for t in attempts if t not in pending})
-        if winner is not None and pending:
-            # the policy held these back for a cheaper plugin, and one won: they never start,
-            # observed or not (they have spent nothing)
-            held = {t for t in pending if not starts[t].begun}
-            pending -= held
-            await _wind_down(held, attempts, NEVER_STARTED, ms, emit, node)
+                _release(held, pending, {attempts[t][0].name for t in attempts if t not in pending}, begin)
+        # what the policy still held back never starts, observed or not: it has spent nothing
+        why_held = NEVER_STARTED if winner is not None else "deadline reached"
+        for entry in list(held):
+            held.remove(entry)
+            if entry.timer is not None:
+                entry.timer.cancel()
+            outcome = Outcome.CANCELLED if winner is not None else Outcome.TIMEOUT
+            emit(AttemptEvent(entry.plugin.name, outcome, entry.created, ms(), why_held))
         if winner is not None and pending and observe > 0:
             until = min(deadline, loop.time() + observe)
             losers = [ctx_of[t] for t in pending]
@@ -159,11 +208,14 @@ async def auto_connect(
             node.adopt(loop.create_task(observer, name="warpgate-observe-losers"))
             observing = True
     finally:
+        for entry in held:  # raised out of the race (a cancelled caller): no timer outlives it
+            if entry.timer is not None:
+                entry.timer.cancel()
         if not observing:
             why = "another plugin won" if winner else "deadline reached"
             await _wind_down(pending, attempts, why, ms, emit, node)
-    for task, ctx in ctx_of.items():  # what attempts acquired and did not hand on ends with them
-        if not observing or task not in pending:
+    for ctx in contexts:  # what attempts acquired and did not hand on ends with them
+        if not observing or all(ctx is not ctx_of[t] for t in pending):
             await ctx.resources.aclose()
     if winner is None:
         raise ConnectError(f"could not connect to {address.node_id}: every plugin failed", events)
@@ -262,37 +314,26 @@ async def _wind_down(
         node.adopt(task)
 
 
-@dataclasses.dataclass
-class _Start:
-    """One attempt's head start (``RacePolicy``): at most ``wait`` seconds, ended early through
-    ``gate`` once every plugin of ``waits_for`` has ended without a pipe."""
+@dataclasses.dataclass(eq=False)
+class _Held:
+    """An attempt the race policy holds back (``RacePolicy``): it has no task yet, only a timer
+    for its patience, and starts early once every plugin of ``waits_for`` has ended without a pipe."""
 
-    wait: float
+    plugin: Plugin
+    ctx: AttemptContext
     waits_for: tuple[str, ...]
-    gate: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
-    begun: bool = False
+    created: float
+    timer: asyncio.TimerHandle | None = None
 
 
 def _release(
-    starts: Mapping[asyncio.Task[Pipe], _Start], pending: set[asyncio.Task[Pipe]], ended: set[str]
+    held: list[_Held], pending: set[asyncio.Task[Pipe]], ended: set[str], begin: Callable[[_Held], None]
 ) -> None:
-    """Open the gates the ended plugins held: an attempt whose cheaper plugins have all ended
-    without a pipe starts now, and so does every one when all that is left is waiting."""
-    waiting = [starts[t] for t in pending if not starts[t].begun]
-    everyone = len(waiting) == len(pending)  # nothing runs that they could be waiting for
-    for start in waiting:
-        if everyone or all(name in ended for name in start.waits_for):
-            start.gate.set()
-
-
-async def _after(start: _Start, plugin: Plugin, ctx: AttemptContext) -> Pipe:
-    """The plugin's head start for cheaper ones, cut short once they have all failed."""
-    if start.wait > 0 and not start.gate.is_set():
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(start.wait):
-                await start.gate.wait()
-    start.begun = True
-    return await plugin.attempt(ctx)
+    """Start the held attempts whose cheaper plugins have all ended without a pipe, and every one
+    when nothing runs any more that they could be waiting for."""
+    for entry in list(held):
+        if not pending or (entry.waits_for and all(name in ended for name in entry.waits_for)):
+            begin(entry)
 
 
 def _settle(

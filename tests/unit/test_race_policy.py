@@ -182,6 +182,35 @@ async def test_nobody_waits_for_a_plugin_whose_rule_says_no(nodes):
     assert by["t_unlikely"].outcome is Outcome.CANCELLED
 
 
+async def test_a_long_shot_yields_to_any_plugin_whose_rule_says_it_connects(nodes, clean_registry):
+    class LongShot(Plugin):  # first in cost, but its rule says it does not join the pair
+        name = "t_long_shot"
+
+        @classmethod
+        def reach(cls, caller, callee):
+            return False
+
+        async def attempt(self, ctx):
+            began.append(self.name)
+            raise AttemptFailed("as its rule said")
+
+    class Costly(Wins):  # a likely plugin that yields to the long shot by order: it must not
+        name = "t_costly"
+        policy = RacePolicy(behind=("t_long_shot",))
+
+    register(LongShot)
+    register(Costly)
+    a, b = nodes
+    Wins.release = asyncio.Event()
+    task = asyncio.ensure_future(race(b, a, ["t_long_shot", "t_costly"]))
+    while "t_costly" not in began:
+        await asyncio.sleep(0)
+    Wins.release.set()
+    won, by, took = await task
+    assert won == "t_costly" and took < HANDSHAKE_FLOOR
+    assert "t_long_shot" not in began and by["t_long_shot"].reason == NEVER_STARTED
+
+
 async def test_a_relay_waits_for_every_likely_plugin_and_starts_when_they_have_failed(nodes):
     a, b = nodes  # the caller's relay head start is 20 s
     won, by, took = await race(b, a, ["t_refuses", "t_relay"])
@@ -189,6 +218,39 @@ async def test_a_relay_waits_for_every_likely_plugin_and_starts_when_they_have_f
     won, by, took = await race(b, a, ["t_hangs", "t_unlikely", "t_relay", "t_after_hangs"])
     assert won == "t_after_hangs"  # the relay still waits behind the hanging liar: 20 s
     assert by["t_relay"].reason == NEVER_STARTED
+
+
+async def test_a_plugin_whose_applicable_or_rule_raises_is_isolated(nodes, clean_registry):
+    class BadCheck(Plugin):
+        name = "t_bad_check"
+
+        def applicable(self, ctx):
+            raise ZeroDivisionError("a plugin bug")
+
+        async def attempt(self, ctx):
+            raise AssertionError("never started")
+
+    class BadRule(Claims):
+        name = "t_bad_rule"
+
+        @classmethod
+        def reach(cls, caller, callee):
+            raise KeyError("a broken rule")
+
+        async def attempt(self, ctx):
+            began.append(self.name)
+            raise AttemptFailed("no")
+
+    register(BadCheck)
+    register(BadRule)
+    register(follower("t_after_bad_rule", ("t_bad_rule",)))
+    a, b = nodes
+    won, by, took = await race(b, a, ["t_bad_check", "t_bad_rule", "t_after_bad_rule"])
+    assert won == "t_after_bad_rule"
+    assert (
+        by["t_bad_check"].outcome is Outcome.FAILED and by["t_bad_check"].error_class == "ZeroDivisionError"
+    )
+    assert took < HANDSHAKE_FLOOR  # a rule that raises says nothing: nobody waits for it
 
 
 def test_a_malformed_policy_is_refused_at_registration():

@@ -411,6 +411,9 @@ class AttemptContext(Context):
         """The names of every applicable plugin in this race (this one included)."""
         self.options: dict[str, Any] = {}
         """This plugin's options for this race (``auto_connect(options={name: {...}})``)."""
+        self.joining: frozenset[str] | None = None
+        """The racing plugins whose rules say they join this pair, worked out once per race
+        (``likely`` asks the rules itself while it is None)."""
 
     @property
     def signal_reason(self) -> str | None:
@@ -429,10 +432,18 @@ class AttemptContext(Context):
     def likely(self, plugin: str) -> bool:
         """Does ``plugin``'s own reach rule (``Plugin.reach``) say it joins us to this peer, from
         what we know: our NAT as measured at start, the peer's from its address?"""
+        if self.joining is not None and plugin in self.racing:
+            return plugin in self.joining
         from warpgate import plugins  # the registry imports this module
 
         cls = plugins.available().get(plugin)
-        return cls is not None and cls.joins(self)
+        if cls is None:
+            return False
+        try:
+            return cls.joins(self) is True
+        except Exception:  # a plugin's broken rule: nobody waits for it
+            log.exception("plugin %s: its reach rule raised", plugin)
+            return False
 
     def ours_and_theirs(self) -> tuple[Behaviours, Behaviours]:
         """(ours, the peer's) behaviours as reach rules read them: our NAT as measured at start and
@@ -440,8 +451,8 @@ class AttemptContext(Context):
         nat = self._node.nat
         own = self._node.address
         ours = Behaviours(mapped=own.mapped, maps=own.maps)
-        if nat is not None:
-            ours = dataclasses.replace(ours, udp=nat.udp, tcp=nat.tcp)
+        if nat is not None:  # TCP as far as it is known (what tcp_punch reads too)
+            ours = dataclasses.replace(ours, udp=nat.udp, tcp=nat.tcp_view)
         theirs = Behaviours(
             self.peer_behaviour, self.peer_tcp_behaviour, mapped=self.peer.mapped, maps=self.peer.maps
         )
@@ -449,9 +460,12 @@ class AttemptContext(Context):
 
     def waits_for(self, policy: RacePolicy) -> tuple[str, ...]:
         """The plugins ``policy`` yields to here: those of ``policy.behind`` that race (other
-        than this one) and whose reach rule says they join us to this peer."""
-        behind = self.racing if policy.behind == "*" else policy.behind
-        return tuple(p for p in behind if p != self.plugin and p in self.racing and self.likely(p))
+        than this one) and whose reach rule says they join us to this peer; and, when this
+        plugin's own rule does not say so (a long shot), every racing plugin whose rule does."""
+        others = [p for p in self.racing if p != self.plugin]
+        long_shot = not self.likely(self.plugin)
+        behind = others if policy.behind == "*" or long_shot else policy.behind
+        return tuple(p for p in behind if p in others and self.likely(p))
 
     def head_start(self, policy: RacePolicy) -> float:
         """The longest ``policy`` lets this plugin wait here (the race starts it earlier once every
@@ -579,8 +593,11 @@ class RacePolicy:
     """When a plugin starts in a race (``Plugin.policy``): the whole race policy, as data.
 
     A plugin yields to the cheaper plugins in ``behind`` (``"*"``: every other one) that race and
-    whose own reach rule (``Plugin.reach``) says they join this pair. It starts at once when there
-    are none; otherwise as soon as every one of them has ended without a pipe, and at the latest
+    whose own reach rule (``Plugin.reach``) says they join this pair; a long shot, a plugin whose
+    own rule does not say it joins the pair, yields to every racing plugin whose rule does (the
+    relay included: a plugin that is expected to work goes first, whatever it costs). It starts
+    at once when there are none; otherwise as soon as every one of them has ended without a pipe,
+    and at the latest
     after its patience: ``handshake`` (four round trips to our STUN server, within
     ``HANDSHAKE_FLOOR``..``HANDSHAKE_CAP``) or ``relay`` (``Node(relay_head_start=...)``). A cheaper
     plugin whose rule lies therefore costs at most that patience. If a plugin it yields to wins
