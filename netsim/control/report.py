@@ -734,6 +734,15 @@ def compare(base: Path, new: Path, thresholds: Thresholds = DEFAULT) -> tuple[pd
             problems.append(Problem(cell, "success_drop", detail))
         if str(r["agrees_base"]) == "ok" and str(r["agrees_new"]).startswith("MISMATCH"):
             problems.append(Problem(cell, "new_disagreement", f"now {r['agrees_new']}, {winners}"))
+        more = (0.0 if pd.isna(r["relayed_new"]) else r["relayed_new"]) > (
+            0.0 if pd.isna(r["relayed_base"]) else r["relayed_base"]
+        )
+        rule = r["expected_direct_new"]
+        if more and rule is not None and not pd.isna(rule) and bool(rule):
+            detail = (
+                f"relayed {r['relayed_base']:.0%} -> {r['relayed_new']:.0%} though a direct rule joins it"
+            )
+            problems.append(Problem(cell, "relayed_against_rule", f"{detail}, {winners}"))
         tb, tn = r["median_ttc_ms_base"], r["median_ttc_ms_new"]
         if (
             not pd.isna(tb)

@@ -65,6 +65,9 @@ def test_full_matrix_short(tmp_path):
         ("udp-blocked", "symmetric"),
     }
     assert relayed == only_relay
+    listed = pd.read_csv(tmp_path / "run" / "relayed.csv")  # the report's "Relayed pairs"
+    assert {(r.a, r.b) for r in listed.itertuples()} == only_relay
+    assert set(listed["reason"]) == {"no direct rule"}
     trials = [json.loads(x) for x in (tmp_path / "run" / "records.jsonl").read_text().splitlines()]
     paths = {(t["a"], t["b"]): t["path"] for t in trials if t["type"] == "trial"}
     assert {cell for cell, path in paths.items() if path == "relayed"} == only_relay

@@ -14,7 +14,7 @@ from netsim.model.stats import Thresholds, wilson
 CELLS = [("open", "open"), ("open", "port-restricted-cone")]
 
 
-def write_run(path, *, broken=(), lose=0, drop_cell=None, expected=True, n=10):
+def write_run(path, *, broken=(), lose=0, drop_cell=None, expected=True, n=10, relayed=(), direct_rule=None):
     path.mkdir()
     lines = []
     for a, b in CELLS:
@@ -34,6 +34,8 @@ def write_run(path, *, broken=(), lose=0, drop_cell=None, expected=True, n=10):
                     "winner": "direct" if ok else None,
                     "ttc_ms": 3.0 if ok else None,
                     "overhead_ms": 1.0,
+                    "path": "relayed" if (a, b) in relayed else "direct",
+                    "expected_direct": direct_rule,
                 }
             )
     (path / "records.jsonl").write_text("\n".join(map(json.dumps, lines)) + "\n")
@@ -43,6 +45,16 @@ def write_run(path, *, broken=(), lose=0, drop_cell=None, expected=True, n=10):
 
 def kinds(problems):
     return sorted((p.cell, p.kind) for p in problems)
+
+
+def test_a_pair_newly_relayed_against_a_direct_rule_is_a_regression(tmp_path):
+    base = write_run(tmp_path / "base", direct_rule=True)
+    _, problems = compare(base, write_run(tmp_path / "relayed", relayed=[CELLS[1]], direct_rule=True))
+    assert kinds(problems) == [("open/port-restricted-cone", "relayed_against_rule")]
+    # relayed where no direct rule exists: the theoretical minimum, not a regression
+    base = write_run(tmp_path / "base-norule", direct_rule=False)
+    _, problems = compare(base, write_run(tmp_path / "norule", relayed=[CELLS[1]], direct_rule=False))
+    assert problems == []
 
 
 def test_identical_runs_pass(tmp_path):
