@@ -1,0 +1,193 @@
+"""Race against solo: is a race of all seven built-in plugins as fast as its winner alone?
+
+    .venv/bin/python bench/race_solo.py [--trials 5] [--connects 100] [--loopback-only]
+
+Two parts, each measured in one run against its own floor:
+
+- Loopback (no root): two nodes on ``lo`` with a real mosquitto broker, IPv4 only and dual stack.
+  ``direct`` alone, then all seven racing (``direct`` wins: everything else yields to it).
+- The 8 x 8 preset matrix (root, lab): in every trial of every cell, all seven racing
+  (``observe = 0``, as a user races) and then every plugin alone, in one lab, cells one after
+  another (``workers = 1``: on two cores a neighbouring cell's CPU would be in a cell's time).
+  Run apart, in two labs, the two sides differ by more than the target (measured: udp_punch alone
+  6.0 ms in one lab, 9.9 in another, for the same cell), so the floor is taken beside the race.
+
+The floor of a cell is its fastest plugin alone among those with the path the race prefers: a
+direct one where any plugin alone connects the cell directly (the relay yields to them by policy),
+the relay otherwise. Target: each race median within 2 ms or 10 % of its floor. random_probe's
+time to a hit is a chance (about R / (N x rate), exponential), so its cells are shown, and judged
+against a floor of the same plugin, with the trials' spread beside them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: the repo's tests/
+
+PRESETS = [
+    "open",
+    "firewall",
+    "full-cone",
+    "restricted-cone",
+    "port-restricted-cone",
+    "symmetric",
+    "symmetric-sequential",
+    "udp-blocked",
+]
+ALL = ("direct", "reverse", "udp_punch", "tcp_punch", "random_probe", "portmap", "turn")
+RELAYED = {"turn"}
+
+
+def within(race: float, floor: float) -> bool:
+    return race <= floor + 2.0 or race <= floor * 1.1
+
+
+async def _loopback(families: list[str], plugins: list[str] | None, n: int, broker: str) -> list[float]:
+    from warpgate import Node, auto_connect
+
+    kw = {"interfaces": ["lo"], "families": families, "brokers": [broker]}
+    times = []
+    async with Node(**kw) as a, Node(**kw) as b:  # type: ignore[arg-type]
+        for i in range(n + 5):
+            t0 = time.perf_counter()
+            pipe, _ = await auto_connect(b, a.address, plugins=plugins)
+            took = (time.perf_counter() - t0) * 1000
+            if i >= 5:  # the first few warm the broker links and the caches
+                times.append(took)
+            peer = await a.accept()
+            await pipe.close()
+            await peer.close()
+    return times
+
+
+def loopback(n: int) -> bool:
+    from netsim.control.daemons import Daemon, mosquitto
+    from tests.daemons import free_port
+
+    port = free_port()
+    daemon = Daemon(mosquitto("127.0.0.1", port), Path(tempfile.mkdtemp(prefix="race-solo-")) / "mqtt")
+    daemon.start()
+    ok = True
+    try:
+        print("\n| loopback | direct alone, ms | all seven racing, ms | within |")
+        print("|---|---|---|---|")
+        for families in (["ipv4"], ["ipv4", "ipv6"]):
+            broker = f"mqtt://127.0.0.1:{port}"
+            alone = statistics.median(asyncio.run(_loopback(families, ["direct"], n, broker)))
+            raced = statistics.median(asyncio.run(_loopback(families, None, n, broker)))
+            good = within(raced, alone)
+            ok &= good
+            print(f"| {' + '.join(families)} | {alone:.2f} | {raced:.2f} | {'yes' if good else 'NO'} |")
+    finally:
+        daemon.stop()
+    return ok
+
+
+def matrix(trials: int) -> bool:
+    import dataclasses
+    import json
+
+    from netsim.control import runner
+    from netsim.model.scenario import Scenario
+
+    @dataclasses.dataclass(frozen=True)
+    class Versus(Scenario):
+        """Each trial of a cell runs the race and then every plugin alone, one after another in
+        the same lab: the floor is measured under the race's own conditions (routers' caches,
+        daemons, the cell's neighbours in time)."""
+
+        def runs(self) -> list[tuple[str, ...] | None]:
+            return [tuple(self.plugins)] + [(p,) for p in self.plugins]
+
+    scenario = Versus(
+        name="race-vs-solo",
+        a=tuple(PRESETS),
+        b=tuple(PRESETS),
+        plugins=ALL,
+        trials=trials,
+        timeout=1.5,
+        mode="solo",  # the runner's bookkeeping per run; the first run of each trial races all
+        workers=1,
+    )
+    out = Path(tempfile.mkdtemp(prefix="wg-bench-race-vs-solo-"))
+    runner.run(scenario, out)
+    print(f"\n(records: {out / 'records.jsonl'})")
+    rows = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+    trials_ = [r for r in rows if r["type"] == "trial"]
+    label = ",".join(ALL)
+    race = [r for r in trials_ if r["run"] == label]
+    solo = [r for r in trials_ if r["run"] != label]
+    return judge(solo, race, trials)
+
+
+def judge(solo: list[dict], race: list[dict], trials: int) -> bool:
+    """Print each cell's race median beside its floor; True when every cell is within."""
+    ok = True
+    failed = 0
+    print("\n| callee A | caller B | race winner | race, ms | floor (plugin alone), ms | ratio | within |")
+    print("|---|---|---|---|---|---|---|")
+    for a in PRESETS:
+        for b in PRESETS:
+            alone: dict[str, list[float]] = {}
+            for r in solo:
+                if (r["a"], r["b"]) == (a, b) and r["outcome"] == "connected":
+                    alone.setdefault(r["run"], []).append(r["ttc_ms"])
+            won = [r for r in race if (r["a"], r["b"]) == (a, b) and r["outcome"] == "connected"]
+            if not won:
+                ok = False
+                print(f"| {a} | {b} | none | | | | NO |")
+                continue
+            raced = statistics.median(r["ttc_ms"] for r in won)
+            winner = statistics.mode(r["winner"] for r in won)
+            # plugins that connect the cell alone in most trials
+            reliable = {p: ts for p, ts in alone.items() if len(ts) * 2 > trials}
+            direct = {p: ts for p, ts in reliable.items() if p not in RELAYED}
+            pool = {winner: reliable[winner]} if winner == "random_probe" and winner in reliable else None
+            pool = pool or direct or reliable
+            if not pool:
+                ok = False
+                print(f"| {a} | {b} | {winner} | {raced:.1f} | none | | NO |")
+                continue
+            best = min(pool, key=lambda p: statistics.median(pool[p]))
+            floor = statistics.median(pool[best])
+            good = within(raced, floor)
+            spread = ""
+            if winner == "random_probe":
+                raced_each = ", ".join(f"{r['ttc_ms']:.0f}" for r in won)
+                alone_each = ", ".join(f"{t:.0f}" for t in pool[best])
+                spread = f" (trials {raced_each}; alone {alone_each})"
+            failed += not good
+            ok &= good
+            print(
+                f"| {a} | {b} | {winner} | {raced:.1f}{spread} | {floor:.1f} ({best}) | "
+                f"{raced / floor:.2f} | {'yes' if good else 'NO'} |"
+            )
+    print(f"\n{64 - failed} of 64 cells within 2 ms or 10 % of their floor")
+    return ok
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--trials", type=int, default=5, help="trials per cell and plugin (matrix)")
+    parser.add_argument("--connects", type=int, default=100, help="connects per loopback row")
+    parser.add_argument("--loopback-only", action="store_true", help="skip the lab matrix (no root needed)")
+    args = parser.parse_args()
+    print(f"# race against solo, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    ok = loopback(args.connects)
+    if not args.loopback_only:
+        ok &= matrix(args.trials)
+    print("\nverdict:", "every row within its floor" if ok else "some rows slower than their floor")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
