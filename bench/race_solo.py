@@ -31,18 +31,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: the repo's tests/
 
-PRESETS = [
-    "open",
-    "firewall",
-    "full-cone",
-    "restricted-cone",
-    "port-restricted-cone",
-    "symmetric",
-    "symmetric-sequential",
-    "udp-blocked",
-]
+from netsim.control.runner import RELAYS
+from netsim.model.nat import PROFILES
+
+PRESETS = list(PROFILES)
 ALL = ("direct", "reverse", "udp_punch", "tcp_punch", "random_probe", "portmap", "turn")
-RELAYED = {"turn"}
 
 
 def within(race: float, floor: float) -> bool:
@@ -148,7 +141,7 @@ def judge(solo: list[dict], race: list[dict], trials: int) -> bool:
             winner = statistics.mode(r["winner"] for r in won)
             # plugins that connect the cell alone in most trials
             reliable = {p: ts for p, ts in alone.items() if len(ts) * 2 > trials}
-            direct = {p: ts for p, ts in reliable.items() if p not in RELAYED}
+            direct = {p: ts for p, ts in reliable.items() if p not in RELAYS}
             pool = {winner: reliable[winner]} if winner == "random_probe" and winner in reliable else None
             pool = pool or direct or reliable
             if not pool:

@@ -479,15 +479,6 @@ class AttemptContext(Context):
         rtt = nat.rtt if nat is not None and nat.rtt is not None else 0.0
         return min(max(4 * rtt, HANDSHAKE_FLOOR), HANDSHAKE_CAP)
 
-    def head_start_behind(self, cheaper: str) -> float:
-        """The handshake head start behind ``cheaper`` alone (0 where it does not race or its rule
-        says it does not join this pair)."""
-        return self.head_start(RacePolicy(behind=(cheaper,)))
-
-    def direct_head_start(self) -> float:
-        """The head start ``direct`` gets when its rule says the peer is reachable."""
-        return self.head_start_behind("direct")
-
     @property
     def remaining(self) -> float:
         return max(0.0, self.deadline - asyncio.get_running_loop().time())
