@@ -78,6 +78,7 @@ async def discover(
             return None
 
     tasks: dict[asyncio.Task[Answer | None], Probe] = {}
+    abandoned: list[asyncio.Task[Answer | None]] = []
     try:
         while True:
             for probe in clf.next_probes():
@@ -91,10 +92,14 @@ async def discover(
                 break  # the deadline: report what is known
             for task in done:
                 clf.handle(tasks.pop(task).id, task.result())
+            for task in [t for t, probe in tasks.items() if not clf.wanted(probe.id)]:
+                task.cancel()  # abandoned (UDP found blocked): its answer no longer matters
+                abandoned.append(task)
+                del tasks[task]
     finally:
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, *abandoned, return_exceptions=True)
         for s in fresh:
             s.close()
         for k in kept:

@@ -189,3 +189,52 @@ def test_negative_tests_wait_a_few_round_trips_not_seconds(rtt, most):
 )
 def test_allocation(pairs, want):
     assert allocation(pairs) == want
+
+
+def udp_silent_tcp_answers(clf: Classifier, second_test_one: Answer | None):
+    """A server that answers TCP at once and UDP never, except perhaps the second test I
+    (``second_test_one``): returns the first probes and the second test I."""
+    first = clf.next_probes()
+    tcp = next(p for p in first if p.proto == "tcp")
+    clf.handle(tcp.id, Answer((PUBLIC_IP, 5000), (LOCAL_IP, 5000), OTHER, 0.002))
+    later = clf.next_probes()
+    (silence,) = [p for p in later if p.proto == "udp"]
+    (tcp2,) = [p for p in later if p.proto == "tcp"]
+    clf.handle(tcp2.id, Answer((PUBLIC_IP, 5000), (LOCAL_IP, 5000), OTHER, 0.002))
+    assert (silence.socket, silence.dest, silence.change) == (0, PRIMARY, 0)
+    clf.handle(silence.id, second_test_one)
+    return first, silence
+
+
+def test_udp_silent_while_tcp_answers_is_blocked_without_waiting_for_test_one():
+    """After TCP's answer, one more UDP test I on a short schedule; its silence ends every UDP
+    probe (test I's own 1.5 s schedule included), and TCP is still classified."""
+    clf = Classifier(PRIMARY, tcp=True)
+    first, silence = udp_silent_tcp_answers(clf, None)
+    total, sends = give_up_after(silence.backoff)
+    assert sends == 3 and 0.3 <= total <= 0.6
+    udp = [p for p in first if p.proto == "udp"]
+    assert len(udp) == 3 and not any(clf.wanted(p.id) for p in udp)
+    assert clf.done and not clf.next_probes()  # no allocation samples over a blocked UDP
+    found = clf.result()
+    assert found.udp.filtering is Filtering.BLOCKED and found.mapped_udp is None
+    assert found.tcp.mapping is Mapping.ENDPOINT_INDEPENDENT and found.mapped_tcp is not None
+    clf.handle(udp[0].id, Answer((PUBLIC_IP, 5000), (LOCAL_IP, 5000), OTHER, 0.9))  # ignored
+    assert clf.result() == found
+
+
+def test_an_answer_to_the_second_test_one_stands_for_the_first():
+    clf = Classifier(PRIMARY, tcp=True)
+    first, _ = udp_silent_tcp_answers(clf, Answer((PUBLIC_IP, 5000), (LOCAL_IP, 5000), OTHER, 0.002))
+    test_one = next(p for p in first if p.proto == "udp" and p.socket == 0)
+    assert not clf.wanted(test_one.id)
+    assert clf.result().mapped_udp == (PUBLIC_IP, 5000)
+    assert clf.result().udp.filtering is not Filtering.BLOCKED
+    assert any(p.dest == (OTHER[0], PRIMARY[1]) and p.proto == "udp" for p in clf.next_probes())
+
+
+def test_udp_answering_first_never_sends_a_second_test_one():
+    clf = Classifier(PRIMARY, tcp=True)
+    for p in clf.next_probes():
+        clf.handle(p.id, Answer((PUBLIC_IP, 5000 + p.socket), (LOCAL_IP, 5000 + p.socket), OTHER, 0.002))
+    assert not [p for p in clf.next_probes() if p.proto == "udp" and p.socket == 0 and p.dest == PRIMARY]

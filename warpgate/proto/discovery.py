@@ -18,6 +18,11 @@ listener), so the mapping found there is the one peers must use; the others are 
 - **Allocation** (RFC 4787 §4.2.1): after every probe that creates a mapping has finished, fresh
   sockets one after the other ask the primary address; mapped = local port is preserving, a constant
   small step is sequential (with its delta), anything else random.
+- **Blocked UDP, concluded early**: once TCP test I has answered (the server is up and its round
+  trip known) while UDP test I is still silent, a second UDP test I is sent on
+  ``silence_backoff(rtt)``; when it gives up too, UDP is blocked and every UDP probe still in
+  flight is abandoned (``wanted()`` turns false), so a UDP-blocked host is classified in a few
+  hundred milliseconds instead of at the discovery deadline.
 - A server without OTHER-ADDRESS (a single-address server) leaves mapping and filtering unknown
   (except "no translation", which test I alone shows). No answer to test I means the protocol is
   blocked.
@@ -49,6 +54,14 @@ def negative_backoff(rtt: float) -> Backoff:
     a late answer into a wrong label). The interval does not grow: a lost request or answer costs
     one send of three, not a doubling wait, so discovery behind a 60 ms path ends in about 0.8 s."""
     rto = min(max(2.5 * rtt, 0.047), 0.5)
+    return Backoff(initial=rto, cap=rto, tries=3)
+
+
+def silence_backoff(rtt: float) -> Backoff:
+    """How long UDP may stay silent after TCP answered before it is called blocked: three sends
+    at least 0.1 s apart (the first UDP test I also keeps sending meanwhile, so a 2 % lossy
+    wire loses all of them with odds below 1e-9), at least 0.3 s after the TCP answer."""
+    rto = min(max(2.5 * rtt, 0.1), 0.5)
     return Backoff(initial=rto, cap=rto, tries=3)
 
 
@@ -172,15 +185,29 @@ class Classifier:
     def done(self) -> bool:
         return not self._probes and not self._queue
 
+    def wanted(self, probe_id: int) -> bool:
+        """Whether an answer to ``probe_id`` still matters (a driver cancels the others)."""
+        return probe_id in self._probes
+
     def handle(self, probe_id: int, answer: Answer | None) -> None:
-        """Feed the answer to probe ``probe_id`` (``None``: its transaction gave up)."""
+        """Feed the answer to probe ``probe_id`` (``None``: its transaction gave up); the answer
+        to an abandoned probe is ignored."""
+        if probe_id not in self._probes:
+            return
         role, probe = self._probes.pop(probe_id)
         if answer is not None and answer.other is not None and self.other is None:
             self.other = answer.other
         if answer is not None and self._rtt is None:
             self._rtt = answer.rtt
-        if role.startswith("map-"):
+        if role == "udp-silence":
+            self._on_silence(probe, answer)
+        elif role.startswith("map-"):
             self._on_mapping(probe, answer)
+            if probe.proto == "udp":
+                self._drop("udp-silence")  # test I has spoken: nothing left to learn from silence
+            tcp_first = probe.proto == "tcp" and self._tcp is not None and len(self._tcp.answers) == 1
+            if tcp_first and answer is not None:
+                self._maybe_test_silence(answer.rtt)
         elif role.startswith("prime-"):
             self._filter[role] = answer
             if answer is None:
@@ -242,6 +269,32 @@ class Classifier:
             chain.mapping = Mapping.ADDRESS_DEPENDENT
         else:
             chain.mapping = Mapping.ADDRESS_PORT_DEPENDENT
+
+    def _drop(self, role: str | None = None, proto: Proto | None = None) -> None:
+        """Abandon the probes of ``role`` (or of ``proto``): sent or not, no answer is awaited."""
+        for pid, (r, p) in list(self._probes.items()):
+            if r == role or p.proto == proto:
+                del self._probes[pid]
+        self._queue = [p for p in self._queue if p.id in self._probes]
+
+    def _maybe_test_silence(self, rtt: float) -> None:
+        if self._udp.answers or self._blocked_udp:
+            return
+        self._plan("udp-silence", "udp", 0, self.primary, backoff=silence_backoff(rtt))
+
+    def _on_silence(self, probe: Probe, answer: Answer | None) -> None:
+        first = [pid for pid, (role, _) in self._probes.items() if role == "map-udp"]
+        if self._udp.answers or not first:
+            return  # test I has spoken meanwhile
+        if answer is not None:
+            # the same request from the same socket: it stands for test I, which is dropped
+            original = self._probes.pop(first[0])[1]
+            self._on_mapping(original, answer)
+            return
+        self._drop(proto="udp")  # UDP is blocked: test I and every other UDP probe are abandoned
+        self._udp.answers.append(None)
+        self._udp.mapping = Mapping.UNKNOWN
+        self._blocked_udp = True
 
     def _maybe_start_allocation(self) -> None:
         """Allocation samples wait until no probe that makes a new mapping is in flight."""
