@@ -1,6 +1,6 @@
 """``netsim compare`` on recorded runs (synthetic records, no lab): identical runs pass; a broken
 plugin, a new disagreement with theory and a missing cell fail, naming what; the interval keeps one
-lost trial in ten from being a regression; the JUnit output reads back with a JUnit parser."""
+lost (or relayed) trial in ten from being a regression; the JUnit output reads back with a JUnit parser."""
 
 import json
 import subprocess
@@ -14,7 +14,18 @@ from netsim.model.stats import Thresholds, wilson
 CELLS = [("open", "open"), ("open", "port-restricted-cone")]
 
 
-def write_run(path, *, broken=(), lose=0, drop_cell=None, expected=True, n=10, relayed=(), direct_rule=None):
+def write_run(
+    path,
+    *,
+    broken=(),
+    lose=0,
+    drop_cell=None,
+    expected=True,
+    n=10,
+    relayed=(),
+    direct_rule=None,
+    relay_trials=None,
+):
     path.mkdir()
     lines = []
     for a, b in CELLS:
@@ -34,7 +45,9 @@ def write_run(path, *, broken=(), lose=0, drop_cell=None, expected=True, n=10, r
                     "winner": "direct" if ok else None,
                     "ttc_ms": 3.0 if ok else None,
                     "overhead_ms": 1.0,
-                    "path": "relayed" if (a, b) in relayed else "direct",
+                    "path": "relayed"
+                    if (a, b) in relayed and (relay_trials is None or i < relay_trials)
+                    else "direct",
                     "expected_direct": direct_rule,
                 }
             )
@@ -50,6 +63,15 @@ def kinds(problems):
 def test_a_pair_newly_relayed_against_a_direct_rule_is_a_regression(tmp_path):
     base = write_run(tmp_path / "base", direct_rule=True)
     _, problems = compare(base, write_run(tmp_path / "relayed", relayed=[CELLS[1]], direct_rule=True))
+    assert kinds(problems) == [("open/port-restricted-cone", "relayed_against_rule")]
+    # one trial in ten, where the direct plugin wins by odds: inside the base's interval
+    _, problems = compare(
+        base, write_run(tmp_path / "once", relayed=[CELLS[1]], direct_rule=True, relay_trials=1)
+    )
+    assert problems == []
+    _, problems = compare(
+        base, write_run(tmp_path / "thrice", relayed=[CELLS[1]], direct_rule=True, relay_trials=4)
+    )
     assert kinds(problems) == [("open/port-restricted-cone", "relayed_against_rule")]
     # relayed where no direct rule exists: the theoretical minimum, not a regression
     base = write_run(tmp_path / "base-norule", direct_rule=False)
