@@ -92,12 +92,19 @@ def matrix(trials: int) -> bool:
 
     @dataclasses.dataclass(frozen=True)
     class Versus(Scenario):
-        """Each trial of a cell runs the race and then every plugin alone, one after another in
+        """Each trial of a cell runs the race and every plugin alone, one after another in
         the same lab: the floor is measured under the race's own conditions (routers' caches,
         daemons, the cell's neighbours in time)."""
 
         def runs(self) -> list[tuple[str, ...] | None]:
             return [tuple(self.plugins)] + [(p,) for p in self.plugins]
+
+        def trial_variants(self, trial: int) -> list:
+            # each trial starts at another run, so no run always follows the same neighbour
+            # (the relay's teardown, a responder's sessions) into the next trial
+            runs = self.variants()
+            k = trial % len(runs)
+            return runs[k:] + runs[:k]
 
     scenario = Versus(
         name="race-vs-solo",

@@ -448,7 +448,7 @@ def _run_cell(
     sa, sb = site_a(pa), site_b(pb)
     fault = scenario.fault
     for trial in range(scenario.trials):
-        for variant in scenario.variants():
+        for variant in scenario.trial_variants(trial):
             plugins, label = variant.plugins, variant.label
             key = Key(pa, pb, trial, label)
             if key in done:

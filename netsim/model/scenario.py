@@ -242,6 +242,10 @@ class Scenario:
                 out.append(Variant(f"{label} {sweep.option}={value}", plugins, opts, value))
         return out
 
+    def trial_variants(self, trial: int) -> list[Variant]:
+        """The variants of trial ``trial``, in the order it runs them (the same every trial)."""
+        return self.variants()
+
     def runs(self) -> list[tuple[str, ...] | None]:
         """What one trial races: all plugins at once, or (solo) each plugin on its own."""
         return [tuple(self.plugins)] if self.mode == "race" else [(p,) for p in self.plugins]
