@@ -364,6 +364,7 @@ class UdpEndpoint(UdpSocket):
             old._shutdown("replaced by a new channel from the same peer")
         assert resp.keys is not None
         new = self._make_pipe(peer, resp.peer_key, resp.hello.conn_id, resp.hello.purpose, resp.keys)
+        new.answered = True
         if dial is not None and dial.yielded:
             if not dial.fut.done():
                 dial.fut.set_result(new)
@@ -416,12 +417,16 @@ class UdpEndpoint(UdpSocket):
         conn_id: bytes,
         purpose: str,
         backoff: Backoff = timers.HANDSHAKE,
+        unclaimed: Callable[[Pipe], None] | None = None,
     ) -> Pipe:
         """Dial ``peer`` from this socket; retransmits on ``backoff`` until the handshake ends.
 
         The caller bounds the time (the race's deadline); expected failures raise ``AttemptFailed``.
         If the peer dials this socket from ``peer`` at the same time, one of the two handshakes
-        completes (key order) and its channel is returned either way.
+        completes (key order) and its channel is returned either way. A channel completed in the
+        same wake-up as this dial's cancellation goes to ``unclaimed`` (default: closed without a
+        word): the peer may have picked it, and only the dialling plugin knows whether it must
+        be kept.
         """
         if peer in self._dialing:
             raise AttemptFailed(f"udp {peer[0]}:{peer[1]}: already dialling from this socket")
@@ -456,7 +461,11 @@ class UdpEndpoint(UdpSocket):
             raise AttemptFailed(f"udp {peer[0]}:{peer[1]}: {exc}") from exc
         except BaseException:
             if dial.fut.done() and not dial.fut.cancelled() and dial.fut.exception() is None:
-                dial.fut.result()._shutdown("dial cancelled")  # made in the same wake-up as our cancellation
+                pipe = dial.fut.result()  # made in the same wake-up as our cancellation
+                if unclaimed is None:
+                    pipe._shutdown("dial cancelled")
+                else:
+                    unclaimed(pipe)
             raise
         finally:
             del self._dialing[peer]

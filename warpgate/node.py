@@ -42,8 +42,10 @@ MAX_UNNOMINATED = 64
 """Incoming channels that may wait for the dialling side's nomination at once."""
 MAX_HANDSHAKING = 256
 """Incoming TCP connections that may be in their handshake at once (each at most 5 s)."""
-MAX_UNNOMINATED_PER_PEER = 8
-"""Of those, from one key (a race opens at most a few channels per plugin)."""
+MAX_UNNOMINATED_PER_PEER = 16
+"""Of those, from one key. A punch towards a sequential NAT dials the STUN mapping and eight
+predicted ports, and under address-dependent mapping each can complete its own channel in the
+same round trip, one of which the caller nominates: refusing one could refuse the chosen one."""
 NOMINATION_TIMEOUT = 30.0
 """Seconds an incoming channel may wait for nomination (a race lasts 10 s by default)."""
 

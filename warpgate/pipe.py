@@ -170,6 +170,10 @@ class Pipe:
         self._reader_task: asyncio.Task[None] | None = None
         self._watch_task: asyncio.Task[None] | None = None
         self._heard = 0  # frames received; the liveness watch compares it between wake-ups
+        self._heard_waiter: asyncio.Future[None] | None = None
+        self.answered = False
+        """We finished this channel's handshake as responder (on UDP): the peer's initiator holds
+        the channel only once our last message reached it, which nothing has confirmed yet."""
         self.close_reason: str | None = None
         """Why the pipe closed: by us, by the peer, a silent peer, a lost transport."""
         self.on_closed: Callable[[Pipe], None] | None = None
@@ -333,6 +337,29 @@ class Pipe:
         except TimeoutError:
             log.debug("%r: nomination never acknowledged", self)
 
+    async def confirm(self, backoff: timers.Backoff = timers.PUNCH) -> None:
+        """Return once the peer has sent an authenticated frame on this pipe; PING until then.
+
+        The controlling side's check (RFC 8445 §7.3.1.4, a triggered check): a channel we only
+        answered is valid for nomination once a round trip of ours succeeds on it, because over
+        NATs whose paths differ by direction the peer may have completed another channel and
+        never this one. ``TimeoutError`` when ``backoff`` gives up."""
+        if self._closed:
+            raise PipeClosed(self._closed_message())
+        if self._heard:
+            return
+        loop = asyncio.get_running_loop()
+        self._heard_waiter = waiter = loop.create_future()
+
+        def send() -> None:
+            if not self._closed:
+                self._send_raw(self._control(Kind.PING))
+
+        try:
+            await retransmit(backoff, send, waiter)
+        finally:
+            self._heard_waiter = None
+
     def _deliver_now(self, data: bytes) -> None:
         for sub, inbox in self._subs.items():
             if sub.matches(data, self.remote):
@@ -385,6 +412,8 @@ class Pipe:
         except RemoteProtocolError:
             return "malformed"
         self._heard += 1
+        if self._heard_waiter is not None and not self._heard_waiter.done():
+            self._heard_waiter.set_result(None)
         if kind is Kind.DATA:
             self._mark_nominated()
             self._deliver_now(payload)
@@ -429,6 +458,8 @@ class Pipe:
             return
         self._closed = True
         self.close_reason = reason
+        if self._heard_waiter is not None and not self._heard_waiter.done():
+            self._heard_waiter.set_exception(PipeClosed(self._closed_message()))
         if self._nominate_task is not None:
             self._nominate_task.cancel()
         if self._watch_task is not None and self._watch_task is not asyncio.current_task():

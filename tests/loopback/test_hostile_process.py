@@ -16,6 +16,7 @@ from tests.daemons import tarpit
 from warpgate import Node, auto_connect
 from warpgate.channels import tcp_connect
 from warpgate.identity import Identity
+from warpgate.node import MAX_UNNOMINATED_PER_PEER
 from warpgate.proto import handshake
 from warpgate.proto.address import decode_text
 from warpgate.proto.envelope import MsgType, seal
@@ -104,8 +105,8 @@ async def test_a_flood_of_signed_envelopes(victim):
 
 async def test_oversized_and_unnominated_tcp_channels(victim):
     """50 connections announce a 16 MiB handshake frame and send 1 MiB of it; 100 more complete
-    the handshake and never nominate. The first are cut at the header; of the rest, 8 wait (one
-    key's share) and the others are refused; a friend connects meanwhile."""
+    the handshake and never nominate. The first are cut at the header; of the rest, one key's
+    share waits and the others are refused; a friend connects meanwhile."""
     v, broker = victim
     before = await v.stats()
     ep = next(e for e in v.address.endpoints("tcp") if e.host == "127.0.0.1")
@@ -135,7 +136,8 @@ async def test_oversized_and_unnominated_tcp_channels(victim):
             )
         await connects(f, v.address)  # during: the attacker's channels wait for nomination
         after = await v.stats()
-        assert after["node"]["unnominated_peer_cap"] == 92 and after["pipes"] <= 8 + 1
+        share = MAX_UNNOMINATED_PER_PEER
+        assert after["node"]["unnominated_peer_cap"] == 100 - share and after["pipes"] <= share + 1
         for p in pipes:
             await p.close()
         await connects(f, v.address)

@@ -209,14 +209,22 @@ class Context:
         """Dial from a fresh UDP socket that the pipe then owns."""
         return self._own(await channels.udp_connect(host, port, self._node.identity, **self._auth()))
 
-    async def dial_shared(self, peer: HostPort, backoff: timers.Backoff = timers.PUNCH) -> Pipe:
-        """Dial ``peer`` from the node's own UDP socket (hole punching); simultaneous open resolves."""
+    async def dial_shared(
+        self,
+        peer: HostPort,
+        backoff: timers.Backoff = timers.PUNCH,
+        unclaimed: Callable[[Pipe], None] | None = None,
+    ) -> Pipe:
+        """Dial ``peer`` from the node's own UDP socket (hole punching); simultaneous open resolves.
+        A channel that completes as the dial is cancelled goes, owned by the node, to
+        ``unclaimed`` (``UdpEndpoint.connect``)."""
         ep = self.udp_socket("ipv6" if ":" in peer[0] else "ipv4")
         if ep is None:
             raise AttemptFailed("the node has no UDP socket of that family")
         auth = self._auth()
         auth.pop("queue_size")
-        return self._own(await ep.connect(peer, backoff=backoff, **auth))
+        late = None if unclaimed is None else (lambda pipe: unclaimed(self._own(pipe)))
+        return self._own(await ep.connect(peer, backoff=backoff, unclaimed=late, **auth))
 
     @property
     def tcp_local(self) -> HostPort | None:

@@ -13,7 +13,13 @@ on ``timers.PUNCH``:
 - a HELLO from a source nobody dials (a symmetric NAT's fresh port: a peer-reflexive candidate,
   RFC 8445 §7.3.1.3) is answered as responder, which is how a cone reaches a symmetric NAT.
 
-A keeps the first authenticated channel and nominates it; B's copy reaches ``accept()`` then.
+A keeps the first authenticated channel B holds for certain and nominates it; B's copy reaches
+``accept()`` then. One A completed as initiator qualifies at once; one A only answered, once a
+PING of A's own is answered on it (RFC 8445 §8.1.1: the controlling side nominates what its own
+check proved). Where the NATs' paths differ by direction (an ADM NAT facing a sequential APDM
+one), B's last handshake message can land in another handshake, and B never holds the channel
+A answered. B, for its part, keeps every channel it completed, even one completed in the instant
+its dial was cancelled.
 Nothing heard for ``SILENCE`` seconds after the answer ends the attempt early.
 
 Reach (``punchable``): one side lets in the peer's probes from any port (endpoint-independent
@@ -38,7 +44,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable
 
-from warpgate.errors import AttemptFailed
+from warpgate.errors import AttemptFailed, PipeClosed
 from warpgate.eyeballs import IPV6_LEAD
 from warpgate.pipe import Pipe
 from warpgate.plugins import register
@@ -199,20 +205,36 @@ async def punch(
     ``incoming`` resolves with a channel the peer completed towards us (we answered its HELLO).
     Extra channels finished in the same instant are closed, or handed to ``keep``: the callee
     keeps them all, because the caller may have picked a different one of the same instant (two
-    EIF NATs open two paths at once, each side seeing one first) and its nomination decides.
+    EIF NATs open two paths at once, each side seeing one first; a sequential APDM NAT facing an
+    ADM one completes up to a channel per predicted port at once) and its nomination decides.
+    That includes a channel completed as its dial is cancelled.
     """
     loop = asyncio.get_running_loop()
     lead = IPV6_LEAD if any(":" in c.host for c in dial_to) else 0.0
 
+    def unclaimed(pipe: Pipe) -> None:
+        if keep is not None:
+            keep(pipe)
+        else:
+            ctx.spawn(pipe.close("another channel was picked"))
+
     async def dial(c: Candidate) -> Pipe:
         if lead and ":" not in c.host:
             await asyncio.sleep(lead)  # RFC 8305: IPv6 first; a peer's probe still answers at once
-        return await ctx.dial_shared(c.hostport)
+        return await ctx.dial_shared(c.hostport, unclaimed=unclaimed)
+
+    async def confirmed(pipe: Pipe) -> Pipe:
+        try:
+            await pipe.confirm()
+        except (TimeoutError, PipeClosed) as exc:
+            raise AttemptFailed(f"a channel we answered never carried the peer's frame: {exc}") from None
+        return pipe
 
     dials = {asyncio.ensure_future(dial(c)): c for c in dial_to}
     waits: set[asyncio.Future[Pipe]] = set(dials)
     if incoming is not None:
         waits.add(incoming)
+    checks: dict[asyncio.Future[Pipe], Pipe] = {}
     chosen: Pipe | None = None
     reasons: list[str] = []
     quiet_until = loop.time() + SILENCE
@@ -221,12 +243,21 @@ async def punch(
             done, waits = await asyncio.wait(
                 waits, timeout=max(0.0, quiet_until - loop.time()), return_when=asyncio.FIRST_COMPLETED
             )
-            for fut in done:
+            # of one instant's channels, one we dialled first: the peer holds it for certain
+            for fut in sorted(done, key=lambda f: not _initiated(f)):
                 if fut.cancelled():
                     continue
                 exc = fut.exception()
                 if exc is None:
-                    chosen = chosen or fut.result()
+                    pipe = fut.result()
+                    if keep is None and pipe.answered and fut not in checks:
+                        # the caller nominates, so only a channel its own round trip proved
+                        # (RFC 8445 §8.1.1): a PING answered on it, while the dials go on
+                        check = asyncio.ensure_future(confirmed(pipe))
+                        checks[check] = pipe
+                        waits.add(check)
+                        continue
+                    chosen = chosen or pipe
                 elif isinstance(exc, AttemptFailed):
                     reasons.append(exc.reason)
                 else:
@@ -241,18 +272,26 @@ async def punch(
             raise AttemptFailed("; ".join(reasons) or "no candidate to punch")
         return chosen
     finally:
-        for fut in dials:
+        for fut in (*dials, *checks):
             fut.cancel()
+        for pipe in checks.values():
+            if pipe is not chosen:
+                await pipe.close("another channel was picked")
         for fut in dials:
             try:
                 extra = await fut
             except (asyncio.CancelledError, AttemptFailed):
                 continue
-            if extra is not chosen:
+            if extra is not chosen and extra not in checks.values():
                 if keep is not None:
                     keep(extra)
                 else:
                     await extra.close()
+
+
+def _initiated(fut: asyncio.Future[Pipe]) -> bool:
+    """A finished dial or arrival whose channel we completed as initiator."""
+    return not fut.cancelled() and fut.exception() is None and not fut.result().answered
 
 
 @register
