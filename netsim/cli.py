@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import FrameType
 
+from netsim.control import spawn
 from netsim.control.lab import Interrupted, clean, tearing_down
 from netsim.errors import NetsimError, UsageError
 from netsim.model.nat import PROFILES
@@ -354,6 +355,7 @@ def signals_tear_down() -> Iterator[None]:
                 raise Interrupted(signum)
             return  # a teardown is running: cutting it would leak what it has not stopped yet
         print(f"netsim: {name} again: forcing the teardown", file=sys.stderr, flush=True)
+        spawn.close()  # the runner's threads start no process the scan below would miss
         for line in clean():
             print(f"netsim: {line}", file=sys.stderr, flush=True)
         os._exit(128 + signum)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
+from netsim.control import spawn
 from netsim.errors import DaemonError
 
 
@@ -76,7 +77,7 @@ class Daemon:
             raise DaemonError(f"{self.spec.name}: {exe} is not installed (bash scripts/setup.sh installs it)")
         # No start_new_session: ``mnexec -d`` forks when its caller already leads a session, and the
         # PID we hold would then be a parent that exited while the daemon runs on, detached.
-        self.proc = subprocess.Popen(
+        self.proc = spawn.popen(
             self.argv(),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -29,6 +29,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from netsim.control import spawn
 from netsim.control.daemons import Daemon, DaemonSpec
 from netsim.errors import CommandError, NetsimError
 from netsim.model.nat import Profile, forget
@@ -217,14 +218,7 @@ class Lab:
         check: bool = True,
     ) -> subprocess.CompletedProcess[str]:
         name = host if isinstance(host, str) else host.name
-        proc = subprocess.run(
-            self.prefix(host) + list(argv),
-            input=input,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env=self.env,
-        )
+        proc = spawn.run(self.prefix(host) + list(argv), input=input, timeout=timeout, env=self.env)
         if check and proc.returncode != 0:
             raise CommandError(argv, proc.returncode, proc.stderr or proc.stdout, where=name)
         return proc
@@ -249,7 +243,7 @@ class Lab:
         """Start a process inside ``host``; it is stopped by PID when the lab stops."""
         kwargs.setdefault("stdin", subprocess.DEVNULL)
         kwargs.setdefault("env", self.env)
-        proc = subprocess.Popen(self.prefix(host) + list(argv), **kwargs)
+        proc = spawn.popen(self.prefix(host) + list(argv), **kwargs)
         self.procs.append(proc)
         return proc
 
