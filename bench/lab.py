@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from netsim.control import services, verify
 from netsim.control.lab import Lab, leftovers
+from netsim.control.signals import torn_down
 from netsim.model.nat import PROFILES
 from netsim.model.topology import Site, Topology, two_sites
 
@@ -105,4 +106,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(torn_down(main))

@@ -23,6 +23,8 @@ from collections import Counter
 
 from labrun import arguments, data_rtt, median, run, signal_rtt
 
+from netsim.control.signals import torn_down
+
 # (label, callee A, caller B, plugin): the plugin that must win the cell
 CELLS = [
     ("direct to an open host", "open", "port-restricted-cone", "direct"),
@@ -73,4 +75,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(torn_down(main))

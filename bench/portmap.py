@@ -22,6 +22,7 @@ import time
 
 from labrun import arguments, median, run
 
+from netsim.control.signals import torn_down
 from netsim.model.nat import PROFILES
 from netsim.model.scenario import SiteSpec
 
@@ -69,4 +70,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(torn_down(main))

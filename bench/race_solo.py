@@ -32,6 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: the repo's tests/
 
 from netsim.control.runner import RELAYS
+from netsim.control.signals import torn_down
 from netsim.model.nat import PROFILES
 
 PRESETS = list(PROFILES)
@@ -190,4 +191,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(torn_down(main))

@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from engine import _UdpBench, throughput_between  # noqa: F401  (_UdpBench registers bench_udp)
 
 from netsim.control.daemons import Daemon, coturn, mosquitto
+from netsim.control.signals import torn_down
 from tests.daemons import free_port
 from warpgate import Node, auto_connect
 
@@ -78,4 +79,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    raise SystemExit(torn_down(lambda: asyncio.run(main())))

@@ -17,6 +17,8 @@ import time
 
 from labrun import arguments, data_rtt, median, run, signal_rtt
 
+from netsim.control.signals import torn_down
+
 CELL = ("port-restricted-cone", "port-restricted-cone")
 
 
@@ -44,4 +46,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(torn_down(main))

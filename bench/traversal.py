@@ -19,6 +19,8 @@ import time
 
 from labrun import arguments, data_rtt, median, run, signal_rtt
 
+from netsim.control.signals import torn_down
+
 PROFILES = ["port-restricted-cone", "full-cone", "symmetric", "symmetric-sequential"]
 
 
@@ -60,4 +62,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(torn_down(main))

@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib.util
 import json
-import os
 import signal
 import sys
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from types import FrameType
 
-from netsim.control import spawn
-from netsim.control.lab import Interrupted, clean, tearing_down
+from netsim.control.signals import signals_tear_down
 from netsim.errors import NetsimError, UsageError
 from netsim.model.nat import PROFILES
 from netsim.model.scenario import shipped
@@ -335,38 +330,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("clean", help="remove lab leftovers carrying our naming prefix (wg*)")
     p.set_defaults(func=cmd_clean)
     return parser
-
-
-@contextlib.contextmanager
-def signals_tear_down() -> Iterator[None]:
-    """While inside: SIGINT, SIGTERM and SIGHUP tear the lab down (``Interrupted``); a second
-    signal forces it: every process carrying our marker is killed, our namespaces and links are
-    removed (``clean()``), and the process exits with 128 + the signal's number."""
-    hits: list[int] = []
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        hits.append(signum)
-        name = signal.Signals(signum).name
-        if len(hits) == 1:
-            print(
-                f"netsim: {name}: tearing the lab down (send it again to force)", file=sys.stderr, flush=True
-            )
-            if not tearing_down():
-                raise Interrupted(signum)
-            return  # a teardown is running: cutting it would leak what it has not stopped yet
-        print(f"netsim: {name} again: forcing the teardown", file=sys.stderr, flush=True)
-        spawn.close()  # the runner's threads start no process the scan below would miss
-        for line in clean():
-            print(f"netsim: {line}", file=sys.stderr, flush=True)
-        os._exit(128 + signum)
-
-    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-    previous = {sig: signal.signal(sig, handler) for sig in signals}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 LAB_EXTRA = ("pandas", "matplotlib", "pyarrow", "rich", "scapy")

@@ -64,3 +64,35 @@ def test_a_second_signal_forces_the_teardown(tmp_path):
     rest = proc.stderr.read()
     assert proc.wait(60) == 128 + signal.SIGTERM, rest
     assert not leftovers(), rest
+
+
+BENCH = """
+import sys, time
+from netsim.control.lab import Lab
+from netsim.control.signals import torn_down
+from netsim.model.topology import two_sites
+
+def main():
+    with Lab(two_sites("full-cone", "symmetric")) as lab:
+        lab.popen(lab.host("a"), ["sleep", "600"])
+        print("up", file=sys.stderr, flush=True)
+        time.sleep(600)
+
+raise SystemExit(torn_down(main))
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_a_benchmark_torn_down_by_a_signal_leaves_nothing(sig):
+    """The benchmarks run their labs inside ``torn_down``: without it SIGTERM or SIGHUP would kill
+    the script where it stands and its lab would outlive it."""
+    proc = subprocess.Popen([sys.executable, "-c", BENCH], stderr=subprocess.PIPE, text=True)
+    for line in proc.stderr:
+        if line.strip() == "up":
+            break
+    assert leftovers()
+    proc.send_signal(sig)
+    rest = proc.stderr.read()
+    assert proc.wait(60) == 128 + sig, rest
+    assert f"interrupted by {sig.name}" in rest
+    assert not leftovers()
