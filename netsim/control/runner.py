@@ -370,7 +370,7 @@ def run(
 
 def theory_odds(scenario: Scenario, variant: Variant, cell: tuple[str, str]) -> float | None:
     """A plugin alone whose success is a chance (``Plugin.odds``): that chance for this cell, its
-    options and the two routers' port pools; None otherwise."""
+    options, the two routers' port pools and the scenario's timeout; None otherwise."""
     if scenario.mode != "solo" or not variant.plugins:
         return None
     plugin = variant.plugins[0]
@@ -381,6 +381,7 @@ def theory_odds(scenario: Scenario, variant: Variant, cell: tuple[str, str]) -> 
         b.behaviours(scenario.portmap),
         variant.options.get(plugin, {}),
         (b.port_range or EPHEMERAL, a.port_range or EPHEMERAL),
+        scenario.timeout,
     )
 
 
@@ -411,7 +412,7 @@ def expected_outcome(
         return False
     sa, sb = scenario.site(cell[0]), scenario.site(cell[1])
     pools = (sb.port_range or EPHEMERAL, sa.port_range or EPHEMERAL)  # the caller's, the callee's
-    chance = theory.odds(usable[0], pa, pb, (options or {}).get(usable[0], {}), pools)
+    chance = theory.odds(usable[0], pa, pb, (options or {}).get(usable[0], {}), pools, scenario.timeout)
     if chance is not None:
         return True if chance >= 0.99 else False if chance <= 0.01 else None
     return theory.expected(usable[0], pa, pb, ipv6=ipv6)

@@ -64,14 +64,19 @@ def needs_signal(plugin: str) -> bool:
 
 
 def odds(
-    plugin: str, a: Side, b: Side, options: dict[str, Any], pools: tuple[tuple[int, int], tuple[int, int]]
+    plugin: str,
+    a: Side,
+    b: Side,
+    options: dict[str, Any],
+    pools: tuple[tuple[int, int], tuple[int, int]],
+    within: float | None = None,
 ) -> float | None:
     """The chance that ``plugin`` alone connects B (caller) to A (callee), for plugins whose
     success is a chance (``Plugin.odds``); None for the others. ``pools``: the external port
-    ranges of B's and A's routers."""
+    ranges of B's and A's routers; ``within``: the seconds the attempt has (None: unbounded)."""
     cls = plugins.available().get(plugin)
     odds_of = getattr(cls, "odds", None) if cls is not None else None
     if odds_of is None:
         return None
-    result: float | None = odds_of(behaviours(b), behaviours(a), options, pools)
+    result: float | None = odds_of(behaviours(b), behaviours(a), options, pools, within)
     return result

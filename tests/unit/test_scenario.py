@@ -341,5 +341,14 @@ def test_random_probe_odds_judge_a_cell_only_when_near_certain():
             "random_probe", "symmetric", "port-restricted-cone", {**base, "budget": budget}, pools
         )
         assert p == pytest.approx(want, abs=0.001)
+    # the deadline counts: 1024 probes at 1000 a second, of which those due GRACE before it
+    opts = {**base, "budget": 1024, "rate": 1000}
+
+    def chance(given, within=None):
+        return theory.odds("random_probe", "symmetric", "port-restricted-cone", given, pools, within)
+
+    assert chance(opts, 0.508) == pytest.approx(chance({**opts, "budget": 8}))
+    assert chance(opts, 0.4) == 0.0
+    assert chance(opts, 5.0) == chance(opts)
     assert theory.odds("random_probe", "symmetric", "symmetric", base, pools) is None
     assert theory.odds("direct", "open", "open", {}, pools) is None

@@ -199,11 +199,15 @@ class RandomProbe(Plugin):
         callee: Behaviours,
         given: dict[str, Any],
         pools: tuple[tuple[int, int], tuple[int, int]],
+        within: float | None = None,
     ) -> float | None:
         """The chance of a hit: ``sockets`` = N ports open among the R of the hard side's pool
         (``pools``: caller's, callee's external port range), ``budget`` probes of which k fall in
         that pool: 1 - (1 - N/R)^k (Tailscale's figure; drawing without replacement, as we do,
-        is a hair better). None when the rule says the pair is not for random probing."""
+        is a hair better). ``within``: the seconds the attempt has (its deadline); only the
+        probes due ``GRACE`` before it count, since the offer's round trip comes before the first
+        probe and a hit's handshake after it. None when the rule says the pair is not for random
+        probing."""
         if not probeable(caller.udp, callee.udp):
             return None
         opts = options(given)
@@ -212,7 +216,10 @@ class RandomProbe(Plugin):
         lo, hi = pools[0] if hard(caller.udp) else pools[1]
         size = hi - lo + 1
         overlap = max(0, min(hi, opts["high"]) - max(lo, opts["low"]) + 1)
-        probes = opts["budget"] * overlap / (opts["high"] - opts["low"] + 1)
+        sent = float(opts["budget"])
+        if within is not None:
+            sent = min(sent, opts["rate"] * max(0.0, within - GRACE))
+        probes = sent * overlap / (opts["high"] - opts["low"] + 1)
         return curve(min(opts["sockets"], size), size, probes)
 
     # Hundreds of sockets and thousands of probes: only where no cheaper plugin's rule joins the
