@@ -40,3 +40,7 @@ class AttemptEvent:
     """Fresh sockets the attempt opened beyond the node's own (random_probe's hard side)."""
     probes: int = 0
     """Probe datagrams the attempt sent (random_probe), each towards a port it guessed."""
+    chance_ms: float = 0.0
+    """Of ``end_ms - start_ms``, the milliseconds spent waiting on a chance (random_probe: from
+    the start of probing to the hit): the rest is the attempt's fixed cost, which a race must not
+    lengthen, where this part is luck."""

@@ -93,7 +93,9 @@ async def auto_connect(
     def emit(ev: AttemptEvent) -> None:
         cost = spent.get(ev.plugin)
         if cost:
-            ev = dataclasses.replace(ev, sockets=cost["sockets"], probes=cost["probes"])
+            ev = dataclasses.replace(
+                ev, sockets=cost["sockets"], probes=cost["probes"], chance_ms=cost["chance_us"] / 1000
+            )
         events.append(ev)
         node.emit(ev)
         if on_event is not None:

@@ -83,8 +83,8 @@ class Context:
         """An attempt's are released when it ends; a response's are handed to the node when
         ``respond`` returns and released at node stop. See ``warpgate.resources``."""
         self.spent: Counter[str] = Counter()
-        """What the attempt spent beyond its handshake: ``sockets`` opened, ``probes`` sent
-        (reported in its ``AttemptEvent``)."""
+        """What the attempt spent beyond its handshake: ``sockets`` opened, ``probes`` sent,
+        ``chance_us`` waited on luck (``chance()``), reported in its ``AttemptEvent``."""
 
     # -- knowledge ---------------------------------------------------------------------------
 
@@ -315,6 +315,17 @@ class Context:
         auth = self._auth()
         auth.pop("queue_size")
         return self._own(await channels.udp_dial_from(ep, peer, **auth))
+
+    @contextlib.contextmanager
+    def chance(self) -> Iterator[None]:
+        """Time spent in the block counts as waiting on a chance (``AttemptEvent.chance_ms``),
+        not as the attempt's own cost: random_probe's wait for a probe to hit."""
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        try:
+            yield
+        finally:
+            self.spent["chance_us"] += round((loop.time() - t0) * 1e6)
 
     async def send_probes(self, host: str, ports: list[int], rate: float) -> int:
         """random_probe's easy side: a PROBE frame carrying ``conn_id`` from the node's UDP socket

@@ -30,6 +30,7 @@ R / (N * rate)), then 2 data-path round trips for the handshake.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections import OrderedDict
@@ -123,6 +124,13 @@ def sockets_for(opts: dict[str, int], easy_side: NatBehaviour) -> int:
 def needs_probes(easy_side: NatBehaviour) -> bool:
     """Whether the easy side must probe at all: not when it filters endpoint-independently."""
     return easy_side.filtering is not Filtering.ENDPOINT_INDEPENDENT
+
+
+def waiting(ctx: AttemptContext, easy_side: NatBehaviour) -> contextlib.AbstractContextManager[None]:
+    """The wait for a hit, counted as luck (``AttemptContext.chance``) where a probe must find one
+    of many ports; against any other easy side the first HELLO or probe opens the way."""
+    lucky = easy_side.filtering is Filtering.ADDRESS_PORT_DEPENDENT
+    return ctx.chance() if lucky else contextlib.nullcontext()
 
 
 def curve(sockets: int, pool: int, probes: float) -> float:
@@ -271,13 +279,15 @@ class RandomProbe(Plugin):
                 if target is not None:
                     until = min(ctx.deadline, loop.time() + duration(opts))
                     mine, eps = eps, []  # first_dial closes them from here on
-                    pipe = await first_dial(ctx, mine, target, until)
+                    with waiting(ctx, ctx.peer_behaviour):  # the peer probes from its answer on
+                        pipe = await first_dial(ctx, mine, target, until)
                 else:
                     ports = probe_ports(opts) if needs_probes(ctx.local_behaviour) else []
                     probing = asyncio.ensure_future(ctx.send_probes(peer.host, ports, opts["rate"]))
                     # the hard side's HELLO, through the hole a probe opened; after the last probe
                     # and a grace for its HELLO, no hit will come
-                    done, _ = await asyncio.wait({incoming}, timeout=duration(opts))
+                    with waiting(ctx, ctx.local_behaviour):
+                        done, _ = await asyncio.wait({incoming}, timeout=duration(opts))
                     if not done:
                         raise AttemptFailed(
                             f"none of {opts['budget']} probes hit one of the peer's {opts['sockets']} ports"
