@@ -118,23 +118,52 @@ def cell_table(trials: pd.DataFrame, flake: float = 0.0) -> pd.DataFrame:
     return cells.drop(columns=["hits", "judged", "relayed_hits"])
 
 
-def relayed_table(cells: pd.DataFrame) -> pd.DataFrame | None:
+LATE_DIRECT = "direct after the relay's head start"
+
+
+def relayed_table(
+    cells: pd.DataFrame, trials: pd.DataFrame | None = None, attempts: pd.DataFrame | None = None
+) -> pd.DataFrame | None:
     """The pairs any of whose connections went through a relay, and why: ``no direct rule`` (no
-    racing plugin's rule joins them directly: relaying is the theoretical minimum there), or
-    ``against a direct rule`` (a rule says a direct plugin joins them: a regression). None
+    racing plugin's rule joins them directly: relaying is the theoretical minimum there),
+    ``against a direct rule`` (a rule says a direct plugin joins them: a regression), or, where a
+    race observed its losers, ``direct after the relay's head start`` (in every relayed trial a
+    direct plugin connected after the relay had won: the rule held, but its plugin took longer
+    than the relay waits, ``Node(relay_head_start)``; a chance, such as random_probe's). None
     when nothing was relayed."""
     relayed = cells[cells["relayed"].fillna(0) > 0]
     if relayed.empty:
         return None
+    late = _late_direct_cells(trials, attempts)
 
-    def why(v: Any) -> str:
+    def why(row: Any) -> str:
+        v = row.expected_direct
         if v is None or pd.isna(v):
             return "no theory"
-        return "against a direct rule" if bool(v) else "no direct rule"
+        if not bool(v):
+            return "no direct rule"
+        return LATE_DIRECT if (row.a, row.b, row.run) in late else "against a direct rule"
 
     out = relayed[["a", "b", "run", "relayed", "winner"]].copy()
-    out["reason"] = [why(v) for v in relayed["expected_direct"]]
+    out["reason"] = [why(r) for r in relayed.itertuples()]
     return out.sort_values(["reason", "a", "b"]).reset_index(drop=True)
+
+
+def _late_direct_cells(
+    trials: pd.DataFrame | None, attempts: pd.DataFrame | None
+) -> set[tuple[str, str, str]]:
+    """The cells in each of whose relayed trials a plugin connected over a direct path after the
+    winner (``won`` false: it completed while the race observed its losers)."""
+    if trials is None or attempts is None or attempts.empty or "won" not in attempts.columns:
+        return set()
+    key = ["a", "b", "run", "trial"]
+    relayed = trials[trials.get("path", pd.Series(index=trials.index, dtype=object)) == "relayed"][key]
+    late = attempts[
+        (attempts["outcome"] == "connected") & (attempts["won"] == False) & (attempts["path"] == "direct")  # noqa: E712
+    ][key].drop_duplicates()
+    joined = relayed.merge(late.assign(late=True), on=key, how="left")
+    per_cell = joined.groupby(["a", "b", "run"])["late"].apply(lambda s: bool(s.fillna(False).all()))
+    return {k for k, v in per_cell.items() if v}
 
 
 def plugin_table(attempts: pd.DataFrame, trials: pd.DataFrame) -> pd.DataFrame:
@@ -517,7 +546,7 @@ def write(run: Path) -> Path:
     _save(figs, run / "figures")
     sc = meta.get("scenario", {})
     mismatches = cells[cells["agrees"].str.startswith("MISMATCH")]
-    relayed = relayed_table(cells)
+    relayed = relayed_table(cells, trials, attempts)
     connected = int((trials["outcome"] == "connected").sum())
     judged = int((trials["outcome"] != "error").sum())
     summary = {
@@ -531,6 +560,9 @@ def write(run: Path) -> Path:
         "pairs relayed against a direct rule": 0
         if relayed is None
         else int((relayed["reason"] == "against a direct rule").sum()),
+        "pairs relayed while a direct plugin was still on its way": 0
+        if relayed is None
+        else int((relayed["reason"] == LATE_DIRECT).sum()),
         "median time to connect (ms)": _fmt(trials["ttc_ms"].median()),
         "median lab overhead per trial (ms)": _fmt(trials["overhead_ms"].median()),
         "kernel": meta.get("kernel", "?"),

@@ -224,3 +224,33 @@ def test_race_reach_counts_late_completions(tmp_path):
 
     figs = figures(cell_table(trials), plugin_table(attempts, trials), trials)
     assert "plugin-reverse" in figs
+
+
+def test_a_relay_that_beat_a_late_direct_plugin_is_told_from_a_regression():
+    """A race whose relay won a trial in which a direct plugin connected after it (random_probe's
+    hit came after the relay's head start) is not a regression; one whose direct plugins all
+    failed is."""
+    from netsim.control.report import LATE_DIRECT, relayed_table
+
+    trials, attempts = [], []
+    for cell, late in ((("symmetric", "port-restricted-cone"), True), (("symmetric", "firewall"), False)):
+        for i, path in enumerate(("direct", "relayed")):
+            key = {"a": cell[0], "b": cell[1], "run": "random_probe,turn", "trial": i}
+            trials.append({**trial("connected", cell=cell), **key, "path": path, "expected_direct": True})
+            late_probe = path == "relayed" and late
+            attempts.append(
+                {
+                    **key,
+                    "plugin": "random_probe",
+                    "won": path == "direct",
+                    "outcome": "connected" if path == "direct" or late_probe else "failed",
+                    "path": "direct" if path == "direct" or late_probe else "",
+                }
+            )
+    t, a = pd.DataFrame(trials), pd.DataFrame(attempts)
+    table = relayed_table(cell_table(t), t, a)
+    reasons = {(r.a, r.b): r.reason for r in table.itertuples()}
+    assert reasons == {
+        ("symmetric", "port-restricted-cone"): LATE_DIRECT,
+        ("symmetric", "firewall"): "against a direct rule",
+    }
