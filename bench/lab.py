@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/lab.py [--runs 3] [--sites 50 --hosts 2]
 
-Targets (issue 4): a two-site lab with its daemons up and self-validated in <= 3 s, torn down in
+Targets: a two-site lab with its daemons up and self-validated in <= 3 s, torn down in
 <= 1 s; 100 peers behind 50 NAT routers in one topology on this 2-core machine.
 """
 

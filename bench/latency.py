@@ -11,7 +11,7 @@ trip through mosquitto. Each plugin's bound comes from its docstring:
 - reverse: the request reaches the callee (half a signalling RTT), then 3 data RTT back;
 - udp_punch: 1 signalling RTT + 2 data RTT.
 
-Targets (issue 13): zero delay: direct <= 3 ms to an open host and <= 5 ms into a full cone,
+Targets: zero delay: direct <= 3 ms to an open host and <= 5 ms into a full cone,
 reverse <= 8 ms, a race's winner no slower than the same plugin alone + 2 ms; with 20 ms one way,
 every plugin <= 1.5x its bound.
 """

@@ -13,7 +13,7 @@ and all three; the caller sits behind a plain symmetric NAT, so only a mapping j
 The floor is measured in the same trials: the round trip of the caller's MapRequest (signalling
 plus the callee's gateway mapping its port, which is most of it) and direct's time to connect to a
 mapping that already exists; portmap on demand costs about their sum.
-Targets (issue 11): a mapping at start <= 50 ms; a portmap-won connect <= 30 ms.
+Targets: a mapping at start <= 50 ms; a portmap-won connect <= 30 ms.
 """
 
 from __future__ import annotations

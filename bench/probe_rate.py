@@ -4,7 +4,7 @@
 
 The cone side's loop (``Context.send_probes``): PROBE frames from a node's UDP socket to distinct
 ports of one address, paced in 10 ms slices. Asked for 1,000 to 20,000 probes a second, it
-reports what it sustained. Target (issue 9): >= 1,000 probes/s on this 2-core machine.
+reports what it sustained. Target: >= 1,000 probes/s on this 2-core machine.
 """
 
 from __future__ import annotations

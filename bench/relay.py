@@ -4,7 +4,7 @@ measured in the same run, and the relay's time to connect. Starts its own coturn
 
     .venv/bin/python bench/relay.py [--megabytes 16] [--connects 30]
 
-Target (issue 10): relayed throughput >= 50 % of a direct UDP pipe's. (Time to connect in the lab
+Target: relayed throughput >= 50 % of a direct UDP pipe's. (Time to connect in the lab
 comes from the full matrix: turn's median there is the figure the README gives.)
 """
 

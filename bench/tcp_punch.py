@@ -8,7 +8,7 @@ between the two sites (from each node's STUN round trip) and the caller's signal
 through mosquitto. The bound (tcp_punch's docstring): 1 signalling round trip (offer, answer),
 then 1 data round trip for the crossing SYNs and 2 for the handshake.
 
-Targets (issue 9): median <= 25 ms in the zero-delay lab; <= 1.5x the bound with 20 ms one way.
+Targets: median <= 25 ms in the zero-delay lab; <= 1.5x the bound with 20 ms one way.
 """
 
 from __future__ import annotations

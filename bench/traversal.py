@@ -3,7 +3,7 @@ against the round-trip floor measured in the same trials.
 
     .venv/bin/python bench/traversal.py [--trials 20] [--delay 20]
 
-Targets (issue 8): node start-up behind a NAT, discovery included, median <= 300 ms; udp_punch
+Targets: node start-up behind a NAT, discovery included, median <= 300 ms; udp_punch
 port-restricted <-> port-restricted, median <= 15 ms in the zero-delay lab; with 20 ms one-way WAN
 delay, <= 1.5x the plugin's round-trip bound.
 

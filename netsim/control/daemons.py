@@ -155,7 +155,7 @@ class Daemon:
 
 
 def mosquitto(host: str, port: int) -> DaemonSpec:
-    """An MQTT broker for the signal channel (recipe: nat-recipes.md §6.1)."""
+    """An MQTT broker for the signal channel."""
     # set_tcp_nodelay: without it a second small write waits for the client's delayed ACK
     # (about 40 ms on Linux), and every signalling round trip pays for it.
     conf = f"""listener {port} {host}
@@ -192,7 +192,7 @@ def coturn(
     ipv6: tuple[str, ...] = (),
 ) -> DaemonSpec:
     """STUN on two addresses and two ports (RFC 5780 tests need OTHER-ADDRESS) plus TURN with
-    long-term credentials (recipes §6.2): a static user, or with ``secret`` coturn's time-limited
+    long-term credentials: a static user, or with ``secret`` coturn's time-limited
     REST credentials (``use-auth-secret``). ``loopback_peers``: relay to 127.0.0.0/8 (tests).
     ``user_quota``: concurrent allocations per user (486 beyond). ``cli_password``: coturn's admin
     CLI on ``ip``:5766 (``coturn_allocations`` reads the allocations from it). ``tls``: (cert,
@@ -314,7 +314,7 @@ def miniupnpd(
     natpmp: bool = True,
     ipv6: str | None = None,
 ) -> DaemonSpec:
-    """UPnP IGD and/or NAT-PMP + PCP on a router (recipes §6.3); with ``ipv6`` (the router's LAN
+    """UPnP IGD and/or NAT-PMP + PCP on a router; with ``ipv6`` (the router's LAN
     IPv6 address) also IPv6 pinholes, by PCP MAP and UPnP IGD v2 WANIPv6FirewallControl.
 
     miniupnpd 2.3.1 calls 203.0.113.0/24 "reserved" and refuses to forward unless a STUN check

@@ -1,6 +1,6 @@
 """Self-validation: does every router behave as its label says? (RFC 5780 tests, UDP and TCP.)
 
-A mislabelled NAT is the default failure of NAT labs (see research/anchors.md), so the runner
+A mislabelled NAT is the default failure of NAT labs, so the runner
 classifies every router before a scenario and refuses to run on a mismatch; ``netsim verify``
 does the same for any set of profiles and prints the table.
 """

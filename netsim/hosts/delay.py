@@ -1,4 +1,4 @@
-"""A userspace delay wire for kernels without ``sch_netem`` (this one has none; recipes §7).
+"""A userspace delay wire for kernels without ``sch_netem`` (this one has none; docs/nat-behaviour.md).
 
     python -m netsim.hosts.delay IF_A IF_B --delay-ms 20 [--jitter-ms 2] [--hold]
 

@@ -2,8 +2,8 @@
 
 A router is a ``Profile``: one ``NatBehaviour`` (mapping, filtering, port allocation) per transport.
 ``ruleset()`` composes its nftables ruleset from one fragment per axis value, per transport (the
-way pion's vnet composes its NAT), following ``shared/research/nat-recipes.md`` (measured on this
-kernel):
+way pion's vnet composes its NAT), following what was measured on this kernel
+(``docs/nat-behaviour.md``):
 
 - **Mapping** (RFC 4787 §4.1). EIM and ADM remember each mapping in a dynamic map keyed by the
   internal endpoint (ADM: and the remote address), learned after NAT from conntrack's original
@@ -149,7 +149,7 @@ def expected(
     p = profile(spec)
 
     def with_range(b: NatBehaviour) -> NatBehaviour:
-        # SNAT into a range picks a random port in it: EIM stays, preservation goes (recipes §2.2)
+        # SNAT into a range picks a random port in it: EIM stays, preservation goes (docs/nat-behaviour.md)
         if port_range is not None and p.translates and b.allocation is PortAllocation.PRESERVING:
             return replace(b, allocation=PortAllocation.RANDOM)
         return b
@@ -587,8 +587,9 @@ def _hairpin(cfg: RouterConfig, timeout: str) -> str:
 
 
 def _miniupnpd_skeleton(cfg: RouterConfig) -> str:
-    """The chains miniupnpd (nftables build) adds its rules to (recipes §6.3: all in ``inet filter``),
-    with the IPv6 filter after its forward chain (what its pinholes open)."""
+    """The chains miniupnpd (nftables build) adds its rules to (all in ``inet filter``, which it
+    does not create: docs/nat-behaviour.md), with the IPv6 filter after its forward chain (what
+    its pinholes open)."""
     return _table(
         "inet filter",
         {

@@ -19,7 +19,7 @@ IPV6_ON = ("net.ipv6.conf.all.disable_ipv6=0", "net.ipv6.conf.default.disable_ip
 BASE_SYSCTLS = (
     *NO_IPV6,
     # br_netfilter is on in every namespace: without this, frames bridged inside a router would
-    # traverse that router's conntrack (recipes §1).
+    # traverse that router's conntrack (docs/nat-behaviour.md).
     "net.bridge.bridge-nf-call-iptables=0",
     "net.bridge.bridge-nf-call-ip6tables=0",
     "net.bridge.bridge-nf-call-arptables=0",
@@ -295,7 +295,7 @@ def build_plan(topo: Topology) -> Plan:
         plan.steps.append(Step(host, ("ip", "-batch", "-"), "\n".join(lines) + "\n", phase=0))
     if plan.relays:
         # The relay re-sends frames as they are: CHECKSUM_PARTIAL frames and TSO super-frames from
-        # veth would arrive broken (recipes §7), so every lab interface computes checksums itself.
+        # veth would arrive broken (docs/nat-behaviour.md), so every lab interface computes checksums itself.
         for link in plan.links:
             for host, intf in ((link.a, link.a_intf), (link.b, link.b_intf)):
                 plan.steps.append(

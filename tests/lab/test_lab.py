@@ -272,7 +272,7 @@ def test_warpgate_nat_prints_every_label_and_agrees_with_verify():
 
 
 def test_a_measured_nat_replays_as_a_site(tmp_path):
-    """From the wild to the lab (issue 17): ``warpgate nat --export`` behind a router writes a site;
+    """From the wild to the lab: ``warpgate nat --export`` behind a router writes a site;
     ``netsim verify FILE`` builds it and classifies it the same, axis by axis."""
     import subprocess
 

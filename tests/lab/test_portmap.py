@@ -113,7 +113,7 @@ def pinholes(lab, site):
 
 @pytest.mark.parametrize("proto", ["pcp", "upnp"])
 def test_a_node_opens_refreshes_and_on_sigint_closes_its_ipv6_pinhole(proto):
-    """Issue 12: behind a stateful IPv6 firewall whose router speaks PCP (or UPnP IGD v2's
+    """Behind a stateful IPv6 firewall whose router speaks PCP (or UPnP IGD v2's
     WANIPv6FirewallControl), each alone, the node asks for a
     pinhole for its port at start (UDP and TCP); a connection from the internet then reaches it,
     which the firewall drops otherwise; the short lease is refreshed; Ctrl-C closes it."""

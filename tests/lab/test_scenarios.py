@@ -117,7 +117,7 @@ def test_solo_short(tmp_path):
 
 
 def test_cube(tmp_path):
-    """The RFC 4787 cube (issue 17): 27 routers built from mapping x filtering x allocation each
+    """The RFC 4787 cube: 27 routers built from mapping x filtering x allocation each
     validate as declared, and each plugin alone agrees with its reach rule on all 729 pairs (2 trials
     each, within the scenario's declared flake rate)."""
     cells = assert_scenario(SCENARIOS / "cube.toml", tmp_path / "run")
@@ -137,7 +137,7 @@ def test_cube(tmp_path):
 
 
 def test_portmap_short(tmp_path):
-    """Issue 11: symmetric <-> symmetric joins without a relay when the callee's router offers
+    """symmetric <-> symmetric joins without a relay when the callee's router offers
     any one of PCP, NAT-PMP or UPnP IGD (each alone): the node maps at start and ``direct`` dials
     the mapping; ``reverse`` dials a caller's mapping; ``portmap`` does not apply."""
     cells = assert_scenario(SCENARIOS / "portmap.toml", tmp_path / "run", trials=1)
@@ -160,7 +160,7 @@ def test_portmap_demand_short(tmp_path):
 
 
 def test_tcp_punch_short(tmp_path):
-    """Issue 9: tcp_punch joins firewall <-> firewall, the cones, UDP-blocked sites and a cone <->
+    """tcp_punch joins firewall <-> firewall, the cones, UDP-blocked sites and a cone <->
     sequential symmetric NAT (by prediction); where its rule says no, it says so at once."""
     cells = assert_scenario(SCENARIOS / "tcp-punch.toml", tmp_path / "run", trials=1)
     ok = {(r.a, r.b) for r in cells.itertuples() if r.success == 1}
@@ -184,7 +184,7 @@ def test_tcp_punch_short(tmp_path):
 
 
 def test_random_probe_short(tmp_path):
-    """Issue 9: random_probe joins a port-restricted cone and a symmetric NAT, either side calling."""
+    """random_probe joins a port-restricted cone and a symmetric NAT, either side calling."""
     cells = assert_scenario(SCENARIOS / "random-probe.toml", tmp_path / "run", trials=1)
     ok = {(r.a, r.b) for r in cells.itertuples() if r.success == 1}
     assert ok == {("symmetric", "port-restricted-cone"), ("port-restricted-cone", "symmetric")}
@@ -207,7 +207,7 @@ def test_birthday_short(tmp_path):
 
 
 def test_dual_stack_short(tmp_path):
-    """Issue 12: two firewall6 hosts join over IPv6 by punching, and through a pinhole (PCP) when
+    """Two firewall6 hosts join over IPv6 by punching, and through a pinhole (PCP) when
     the callee's router opens one; symmetric + firewall6 <->
     symmetric + firewall6 joins over IPv6 without a relay (none races); an IPv4-only peer and a
     dual-stack one still join; a site whose IPv6 goes nowhere (blocked6) joins over IPv4 as fast

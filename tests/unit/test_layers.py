@@ -1,4 +1,4 @@
-"""The import rules of DESIGN.md, enforced."""
+"""The import rules of docs/design.md, enforced."""
 
 import ast
 from pathlib import Path

@@ -309,7 +309,7 @@ async def test_a_head_start_ends_when_every_plugin_it_waited_for_has_failed(node
 
 
 async def test_observed_losers_say_whether_they_would_have_connected(nodes):
-    """Race reach (issue 15): with ``observe`` the call returns the winner at once; a loser that
+    """Race reach: with ``observe`` the call returns the winner at once; a loser that
     completes later is recorded as connected, not won, and its pipe closed; one still pending when
     the window ends is cancelled."""
     a, b = nodes

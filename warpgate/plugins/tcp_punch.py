@@ -8,7 +8,7 @@ its candidates over the signal channel; B starts connecting at once from its nod
 for the "same moment": B's SYN, dropped by A's NAT if it arrives first, leaves B's socket in
 SYN_SENT and B's NAT with a conntrack entry that A's SYN then matches; the SYN that gets through
 meets a socket in SYN_SENT (simultaneous open, RFC 9293 §3.5) or, aimed at the node's port from
-elsewhere, its listener. A connect refused by a reset is tried again every 50 ms (recipes §3.2:
+elsewhere, its listener. A connect refused by a reset is tried again every 50 ms (docs/nat-behaviour.md:
 a router that answers early SYNs with resets). The pipe is the punched socket itself; both ends
 send HELLO and the key order decides who answers. A keeps the first authenticated pipe and
 nominates it; B offers every one it gets, and the rest close.
