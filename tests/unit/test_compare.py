@@ -25,6 +25,7 @@ def write_run(
     relayed=(),
     direct_rule=None,
     relay_trials=None,
+    late_direct=False,
 ):
     path.mkdir()
     lines = []
@@ -51,6 +52,22 @@ def write_run(
                     "expected_direct": direct_rule,
                 }
             )
+    if late_direct:  # in each relayed trial a direct plugin connected after the relay had won
+        key = ("a", "b", "run", "trial")
+        lines += [
+            {
+                "type": "attempt",
+                **{k: t[k] for k in key},
+                "plugin": "random_probe",
+                "outcome": "connected",
+                "won": False,
+                "path": "direct",
+                "start_ms": 0.1,
+                "end_ms": 1100.0,
+            }
+            for t in list(lines)
+            if t["path"] == "relayed"
+        ]
     (path / "records.jsonl").write_text("\n".join(map(json.dumps, lines)) + "\n")
     (path / "meta.json").write_text(json.dumps({"scenario": {"name": "t"}}))
     return path
@@ -73,6 +90,13 @@ def test_a_pair_newly_relayed_against_a_direct_rule_is_a_regression(tmp_path):
         base, write_run(tmp_path / "thrice", relayed=[CELLS[1]], direct_rule=True, relay_trials=4)
     )
     assert kinds(problems) == [("open/port-restricted-cone", "relayed_against_rule")]
+    # the same, but in each relayed trial the direct plugin connected after the relay's head start:
+    # its rule held (a chance that came late), no regression
+    late = write_run(
+        tmp_path / "late", relayed=[CELLS[1]], direct_rule=True, relay_trials=4, late_direct=True
+    )
+    _, problems = compare(base, late)
+    assert problems == []
     # relayed where no direct rule exists: the theoretical minimum, not a regression
     base = write_run(tmp_path / "base-norule", direct_rule=False)
     _, problems = compare(base, write_run(tmp_path / "norule", relayed=[CELLS[1]], direct_rule=False))
