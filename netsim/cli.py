@@ -17,7 +17,7 @@ from netsim.model.nat import PROFILES
 from netsim.model.scenario import shipped
 from netsim.model.stats import Thresholds
 from netsim.model.topology import READY, Topology
-from warpgate import __version__
+from warpgate import __version__, argtypes
 
 
 def parse_topology(spec: str) -> Topology:
@@ -262,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--lifetime",
-        type=int,
+        type=argtypes.whole(0),
         default=3,
         metavar="S",
         help="check a router with this UDP mapping lifetime (0: skip; default 3)",
@@ -284,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
         "scenario", help=f"scenario file (TOML), or a shipped scenario's name ({', '.join(shipped())})"
     )
     p.add_argument("--out", metavar="DIR", help="run directory (default: reports/<scenario>-<timestamp>)")
-    p.add_argument("--trials", type=int, help="override the scenario's trials per cell")
+    p.add_argument("--trials", type=argtypes.whole(1), help="override the scenario's trials per cell")
     p.add_argument(
         "--resume", action="store_true", help="continue the run in --out; finished trials are kept"
     )
@@ -304,19 +304,19 @@ def build_parser() -> argparse.ArgumentParser:
     defaults = Thresholds()
     p.add_argument(
         "--max-drop",
-        type=float,
+        type=argtypes.ratio(0.0, 1.0),
         default=defaults.max_drop,
         help="allowed drop below the base's 95%% Wilson interval per cell (0..1; default %(default)s)",
     )
     p.add_argument(
         "--max-slowdown",
-        type=float,
+        type=argtypes.ratio(1.0, 1e6),
         default=defaults.max_slowdown,
         help="allowed median time-to-connect ratio (default %(default)s)",
     )
     p.add_argument(
         "--min-ms",
-        type=float,
+        type=argtypes.ratio(0.0, 1e9),
         default=defaults.min_ms,
         help="ignore slowdowns smaller than this (ms; default %(default)s)",
     )

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import re
 import signal
 import socket
@@ -16,16 +17,23 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from warpgate import __version__, portmap
+from warpgate import __version__, argtypes, portmap
 from warpgate import plugins as registry
-from warpgate.errors import AddressError, ConnectError, LocalProtocolError, PluginError, WarpgateError
+from warpgate.errors import (
+    AddressError,
+    ConnectError,
+    IdentityError,
+    LocalProtocolError,
+    PluginError,
+    WarpgateError,
+)
 from warpgate.events import AttemptEvent
 from warpgate.identity import Identity
 from warpgate.names import NameClient, NameServer
 from warpgate.node import PORTMAP_MODES, Node
 from warpgate.pipe import Pipe
 from warpgate.proto.address import TEXT_PREFIX, Address, parse
-from warpgate.proto.names import NameServiceError
+from warpgate.proto.names import MAX_TTL, NameServiceError
 from warpgate.proto.nat import shorthand, site_toml
 from warpgate.race import auto_connect
 
@@ -39,11 +47,14 @@ def _node_args(p: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="listen on this interface (repeatable; default: every non-loopback one)",
     )
-    p.add_argument("-p", "--port", type=_port, default=0, help="TCP and UDP port (default: any free one)")
-    p.add_argument("-4", dest="families", action="store_const", const=("ipv4",), help="IPv4 only")
-    p.add_argument("-6", dest="families", action="store_const", const=("ipv6",), help="IPv6 only")
+    p.add_argument("-p", "--port", type=argtypes.port, default=0, help="TCP and UDP port (0: any free one)")
+    only = p.add_mutually_exclusive_group()
+    only.add_argument("-4", dest="families", action="store_const", const=("ipv4",), help="IPv4 only")
+    only.add_argument("-6", dest="families", action="store_const", const=("ipv6",), help="IPv6 only")
     p.add_argument(
-        "--key", metavar="PATH", help="identity key file (created 0600 if missing; default: ephemeral)"
+        "--key",
+        metavar="PATH",
+        help="identity key file (created 0600 if missing, in a directory that exists; default: ephemeral)",
     )
     p.add_argument(
         "--broker",
@@ -51,7 +62,14 @@ def _node_args(p: argparse.ArgumentParser) -> None:
         dest="brokers",
         metavar="URL",
         default=[],
-        help="signal broker mqtt://host:port (repeatable); enables reverse connect",
+        help="signal broker mqtt://host:port (repeatable); enables reverse connect and punching",
+    )
+    p.add_argument(
+        "--turn",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="TURN relay turn://user:pass@host[:port][?transport=udp|tcp] or turns://... (repeatable)",
     )
     p.add_argument(
         "--names-server", metavar="HOST:PORT", help="nickname server, to resolve and register names"
@@ -68,14 +86,14 @@ def _node_args(p: argparse.ArgumentParser) -> None:
         choices=PORTMAP_MODES,
         default="start",
         help="ask the gateway for a port mapping (PCP, NAT-PMP, UPnP IGD) at start, only when a peer "
-        "asks, or never (default: start); at start also for an IPv6 pinhole (PCP, UPnP IGD v2)",
+        "asks, or never; at start also for an IPv6 pinhole (PCP, UPnP IGD v2)",
     )
     p.add_argument(
         "--portmap-lease",
-        type=int,
+        type=argtypes.whole(1, 2**32 - 1),
         default=portmap.LEASE,
         metavar="SECONDS",
-        help=f"lease asked for; refreshed at half (default: {portmap.LEASE})",
+        help="lease asked for; refreshed at half",
     )
 
 
@@ -89,9 +107,31 @@ def _make_node(args: argparse.Namespace) -> Node:
         names_server=args.names_server,
         nickname=getattr(args, "nickname", None),
         stun=args.stun,
+        turn=args.turn,
         portmap=args.portmap,
         portmap_lease=args.portmap_lease,
     )
+
+
+def _check_key_path(args: argparse.Namespace) -> None:
+    """A key file's directory must exist: a mistyped path is refused before anything starts."""
+    if args.key is not None and not Path(args.key).exists() and not Path(args.key).parent.is_dir():
+        raise IdentityError(f"--key {args.key}: directory {Path(args.key).parent} does not exist")
+
+
+def _warn_unreached(node: Node) -> None:
+    """Say at start which of the given servers did not answer (the node goes on without them)."""
+    if node.signal is not None:
+        for link in node.signal.links.values():
+            if not link.connected.is_set():
+                print(
+                    f"# warning: --broker {link.url} not reached ({link.last_error}); retrying",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    if node.stun_servers and not node.discovered:
+        said = ", ".join(f"{host}:{port}" for host, port in node.stun_servers)
+        print(f"# warning: no --stun server answered ({said})", file=sys.stderr, flush=True)
 
 
 def _out(data: bytes) -> None:
@@ -117,11 +157,13 @@ async def cmd_node(args: argparse.Namespace) -> int:
                 if args.echo:
                     await pipe.send(data)
 
+    _check_key_path(args)
     node = _make_node(args)
     node.on_pipe = serve
     async with node:
         print(node.addr_text, flush=True)
         print(f"# node {node.node_id} on port {node.port}; Ctrl-C stops it", file=sys.stderr, flush=True)
+        _warn_unreached(node)
         lease = node.portmapper.lease if node.portmapper is not None else None
         if lease is not None:
             print(
@@ -146,8 +188,10 @@ async def cmd_connect(args: argparse.Namespace) -> int:
     dest: Address | str = args.address
     if args.address.strip().lower().startswith(TEXT_PREFIX) or not args.names_server:
         dest = parse(args.address)  # AddressError before anything is started
+    _check_key_path(args)
     node = _make_node(args)
     async with node:
+        _warn_unreached(node)
         events: list[AttemptEvent] = []
         t0 = time.perf_counter()
         pipe, plugin = await auto_connect(
@@ -167,41 +211,86 @@ async def cmd_connect(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
         async with pipe:
-            received = asyncio.get_running_loop().create_task(_pump_out(pipe))
-            loop = asyncio.get_running_loop()
-            while True:
-                chunk = await loop.run_in_executor(None, _read_stdin)
-                if not chunk:
-                    break
-                await pipe.send(chunk)
-            # stdin is done: keep printing replies until the peer is quiet for --wait seconds
-            try:
-                while not received.done():
-                    before = pipe_bytes[0]
-                    await asyncio.wait([received], timeout=args.wait)
-                    if pipe_bytes[0] == before:
-                        break
-            finally:
-                received.cancel()
-                await asyncio.gather(received, return_exceptions=True)
-    return 0
+            return await _netcat(pipe, args.wait)
 
 
-pipe_bytes = [0]
+PEER_ENDED = ("closed by the peer", "the connection ended")
+"""Close reasons that are the peer's ordinary goodbye (exit 0, as netcat does); others exit 1."""
 
 
-def _read_stdin() -> bytes:
-    stdin = sys.stdin.buffer
-    read1 = getattr(stdin, "read1", None)  # returns what is there now, so an interactive line goes at once
-    data: bytes = read1(65536) if read1 is not None else stdin.read(65536)
-    return data
+async def _netcat(pipe: Pipe, wait: float) -> int:
+    """stdin to the pipe, the pipe to stdout; ends when the pipe closes, or when stdin has ended
+    and the peer has been quiet for ``wait`` seconds."""
+    received = [0]
+    out = asyncio.get_running_loop().create_task(_pump_out(pipe, received))
+    stdin = await _Stdin.open()
+    try:
+        while True:
+            read = asyncio.ensure_future(stdin.read())
+            await asyncio.wait([read, out], return_when=asyncio.FIRST_COMPLETED)
+            if out.done():  # the pipe closed under us: say why, stop reading
+                read.cancel()
+                await asyncio.gather(read, return_exceptions=True)
+                break
+            chunk = read.result()
+            if not chunk:
+                while not out.done():  # stdin ended: print replies until the peer is quiet
+                    before = received[0]
+                    await asyncio.wait([out], timeout=wait)
+                    if received[0] == before:
+                        return 0
+                break
+            await pipe.send(chunk)
+    finally:
+        stdin.close()
+        out.cancel()
+        await asyncio.gather(out, return_exceptions=True)
+    reason = pipe.close_reason or "closed"
+    print(f"# pipe closed: {reason}", file=sys.stderr, flush=True)
+    return 0 if reason in PEER_ENDED else 1
 
 
-async def _pump_out(pipe: Pipe) -> None:
+class _Stdin:
+    """stdin read through the event loop, so Ctrl-C and a closed pipe end the wait at once.
+
+    A pipe, socket or terminal is watched by the loop; a regular file or ``/dev/null`` cannot be
+    (epoll refuses them) but never blocks either, so it is read directly."""
+
+    def __init__(self, reader: asyncio.StreamReader | None, transport: asyncio.BaseTransport | None) -> None:
+        self.reader = reader
+        self.transport = transport
+
+    @classmethod
+    async def open(cls) -> _Stdin:
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=1 << 16)
+        # a duplicate, so closing the transport leaves fd 0 itself open
+        dup = os.fdopen(os.dup(sys.stdin.fileno()), "rb", buffering=0)
+        try:
+            transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), dup)
+        except (ValueError, OSError):  # a regular file or /dev/null
+            dup.close()
+            return cls(None, None)
+        return cls(reader, transport)
+
+    async def read(self) -> bytes:
+        if self.reader is None:
+            return os.read(sys.stdin.fileno(), 65536)
+        return await self.reader.read(65536)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+            # the loop made the shared file description non-blocking; give the shell it back as it was
+            with contextlib.suppress(OSError):
+                os.set_blocking(sys.stdin.fileno(), True)
+
+
+async def _pump_out(pipe: Pipe, received: list[int]) -> None:
     with contextlib.suppress(WarpgateError):
         while True:
             data = await pipe.recv()
-            pipe_bytes[0] += len(data)
+            received[0] += len(data)
             _out(data)
 
 
@@ -315,6 +404,9 @@ async def cmd_demo(args: argparse.Namespace) -> int:
 
 
 async def cmd_names_server(args: argparse.Namespace) -> int:
+    db = Path(args.db)
+    if str(db) != ":memory:" and not db.parent.is_dir():
+        raise LocalProtocolError(f"--db {args.db}: directory {db.parent} does not exist")
     async with NameServer(args.db, args.host, args.port, quota=args.quota) as server:
         print(f"listening on {args.host}:{server.port}", flush=True)
         serve = asyncio.ensure_future(server.serve_forever())
@@ -350,15 +442,20 @@ def _site_name(text: str) -> str:
     return text
 
 
-def _port(text: str) -> int:
-    """A port number for argparse: 0..65535 (0: any free one)."""
-    try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"port {port} outside 0..65535")
-    return port
+class _Help(argparse.HelpFormatter):
+    """Shows each option's default, unless its help already says it or there is none to show."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if (
+            "default" in text
+            or default in (None, False, [], argparse.SUPPRESS)
+            or not action.option_strings
+            or isinstance(default, tuple)
+        ):
+            return text
+        return f"{text} (default: %(default)s)"
 
 
 class _Subparsers:
@@ -368,7 +465,7 @@ class _Subparsers:
         self.inner = inner
 
     def add_parser(self, name: str, **kw: Any) -> argparse.ArgumentParser:
-        p: argparse.ArgumentParser = self.inner.add_parser(name, **kw)
+        p: argparse.ArgumentParser = self.inner.add_parser(name, formatter_class=_Help, **kw)
         p.add_argument(
             "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log to stderr"
         )
@@ -377,7 +474,9 @@ class _Subparsers:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="warpgate", description="NAT traversal: race every strategy, keep one pipe."
+        prog="warpgate",
+        description="NAT traversal: race every strategy, keep one pipe.",
+        formatter_class=_Help,
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens to stderr")
     parser.add_argument("--version", action="version", version=f"warpgate {__version__}")
@@ -393,10 +492,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("address", help="the peer's text address (wg1...), or a nickname with --names-server")
     _node_args(p)
     p.add_argument("--plugin", action="append", metavar="NAME", help="race only these plugins (repeatable)")
-    p.add_argument("--timeout", type=float, default=10.0, help="give up connecting after this many seconds")
+    p.add_argument(
+        "--timeout", type=argtypes.seconds, default=10.0, help="give up connecting after this many seconds"
+    )
     p.add_argument(
         "--wait",
-        type=float,
+        type=argtypes.seconds_or_zero,
         default=1.0,
         help="after stdin ends, wait for replies until the peer is quiet this long (s)",
     )
@@ -410,8 +511,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--stun", action="append", required=True, metavar="HOST[:PORT]", help="STUN server (repeatable)"
     )
     p.add_argument("-i", "--interface", action="append", dest="interfaces", metavar="NAME")
-    p.add_argument("-p", "--port", type=_port, default=0, help="the node's port (default: any free one)")
-    p.add_argument("--timeout", type=float, default=3.0, help="seconds discovery may take")
+    p.add_argument(
+        "-p", "--port", type=argtypes.port, default=0, help="the node's port (default: any free one)"
+    )
+    p.add_argument("--timeout", type=argtypes.seconds, default=3.0, help="seconds discovery may take")
     p.add_argument("--json", action="store_true", help="one JSON object instead of the table")
     p.add_argument(
         "--export",
@@ -427,8 +530,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("names-server", help="run the nickname server (SQLite storage)")
     p.add_argument("--db", default="names.sqlite", help="SQLite file (default: names.sqlite)")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=_port, default=5300, help="TCP port (0: any free one; printed first)")
-    p.add_argument("--quota", type=int, default=32, help="live names one source address may hold")
+    p.add_argument(
+        "--port", type=argtypes.port, default=5300, help="TCP port (0: any free one; printed first)"
+    )
+    p.add_argument(
+        "--quota", type=argtypes.whole(1), default=32, help="live names one source address may hold"
+    )
     p.set_defaults(func=cmd_names_server)
 
     p = sub.add_parser("name", help="register, look up or delete a nickname")
@@ -437,7 +544,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--server", required=True, metavar="HOST:PORT", help="names server")
     p.add_argument("--key", metavar="PATH", help="owner's key file (register, delete)")
     p.add_argument("--address", metavar="ADDR", help="the address to bind the name to (register, delete)")
-    p.add_argument("--ttl", type=int, default=24 * 3600, help="seconds until the record expires")
+    p.add_argument(
+        "--ttl",
+        type=argtypes.whole(1, MAX_TTL),
+        default=24 * 3600,
+        help="seconds until the record expires",
+    )
     p.set_defaults(func=cmd_name)
 
     p = sub.add_parser("address", help="decode and show an address")
@@ -447,7 +559,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    args = parser.parse_args(argtypes.join_values(argv, argtypes.numeric_options(parser)))
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         stream=sys.stderr,
@@ -456,7 +570,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rc: int = asyncio.run(args.func(args))
         return rc
-    except (AddressError, PluginError, LocalProtocolError) as exc:  # bad input: exit 2
+    except (AddressError, PluginError, LocalProtocolError, IdentityError) as exc:  # bad input: exit 2
         print(f"warpgate: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
     except NameServiceError as exc:

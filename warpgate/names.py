@@ -35,7 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from warpgate.errors import WarpgateError
+from warpgate.errors import LocalProtocolError, WarpgateError
 from warpgate.identity import Identity
 from warpgate.proto.address import Address
 from warpgate.proto.envelope import SignalRejected, check_json_depth
@@ -78,9 +78,16 @@ class NameStore:
     """The server's rules over one SQLite file (``:memory:`` for a throw-away one). Time is passed in."""
 
     def __init__(self, path: str | Path, *, quota: int = 32) -> None:
-        self.db = sqlite3.connect(str(path))
-        self.db.executescript(_SCHEMA)
-        self.db.commit()
+        try:
+            self.db = sqlite3.connect(str(path))
+        except sqlite3.Error as exc:  # a missing directory
+            raise LocalProtocolError(f"names database {path}: {exc}") from None
+        try:
+            self.db.executescript(_SCHEMA)
+            self.db.commit()
+        except sqlite3.Error as exc:  # a file that is not a database
+            self.db.close()
+            raise LocalProtocolError(f"names database {path}: {exc}") from None
         self.quota = quota
         self._puts: dict[str, deque[float]] = {}
 

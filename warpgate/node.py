@@ -390,7 +390,7 @@ class Node:
         deleted at stop. ``PortMapError`` when there is no gateway or none grants one."""
         mapper = self.portmapper
         if self.portmap_mode == "off":
-            raise PortMapError("port mapping is off (Node(portmap='off'))")
+            raise PortMapError("port mapping is off (--portmap off, Node(portmap='off'))")
         if mapper is None:
             raise PortMapError("no gateway: no default route leaves through the node's interfaces")
         async with self._mapping_lock:

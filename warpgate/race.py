@@ -73,7 +73,8 @@ async def auto_connect(
     """
     if not node.started:
         raise LocalProtocolError("start the node before connecting (async with Node(...) as node)")
-    address = await resolve(node, dest)
+    # only the families the node runs: a node started IPv4-only never dials an IPv6 address
+    address = (await resolve(node, dest)).only(node.families)
     if address.public_key == node.identity.public_key:
         raise LocalProtocolError("cannot connect a node to itself")
     names = list(plugins) if plugins is not None else list(available())

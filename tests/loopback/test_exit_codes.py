@@ -24,7 +24,27 @@ CASES = [
     (["warpgate", "address", "wg1nonsense"], 2, "AddressError"),
     (["warpgate", "connect", DEAD, "--timeout", "1"], 1, "every plugin failed"),
     (["warpgate", "connect", DEAD, "--plugin", "nosuch"], 2, "no plugin named 'nosuch'"),
+    (["warpgate", "connect", DEAD, "--broker", "mqtt://127.0.0.1:9", "--timeout", "1"], 1, "not reached"),
+    (
+        ["warpgate", "connect", DEAD, "--stun", "127.0.0.1:9", "--timeout", "1"],
+        1,
+        "no --stun server answered",
+    ),
     (["warpgate", "connect", "nonsense"], 2, "AddressError"),
+    (["warpgate", "connect", DEAD, "--timeout", "-1"], 2, "must be more than 0"),
+    (["warpgate", "connect", DEAD, "--timeout", "0"], 2, "must be more than 0"),
+    (["warpgate", "connect", DEAD, "--timeout", "nan"], 2, "not a finite number"),
+    (["warpgate", "connect", DEAD, "--timeout", "soon"], 2, "is not a number"),
+    (["warpgate", "connect", DEAD, "--wait", "-0.5"], 2, "must not be negative"),
+    (["warpgate", "connect", DEAD, "-4", "-6"], 2, "not allowed with argument -4"),
+    (["warpgate", "connect", DEAD, "--key", "/nonexistent/dir/key.pem"], 2, "does not exist"),
+    (["warpgate", "connect", DEAD, "--turn", "http://relay"], 2, "not a turn:// URL"),
+    (["warpgate", "node", "--portmap-lease", "0"], 2, "must be 1..4294967295"),
+    (["warpgate", "node", "--port", "-1"], 2, "outside 0..65535"),
+    (["warpgate", "nat", "--stun", "127.0.0.1", "--timeout", "inf"], 2, "not a finite number"),
+    (["warpgate", "names-server", "--quota", "0"], 2, "must be at least 1"),
+    (["warpgate", "names-server", "--db", "/nonexistent/dir/x.sqlite"], 2, "does not exist"),
+    (["warpgate", "name", "lookup", "alice", "--server", "127.0.0.1:9", "--ttl", "-5"], 2, "must be 1.."),
     (["warpgate", "nat", "--stun", "127.0.0.1:9", "--timeout", "0.5"], 1, "no STUN server answered"),
     (["warpgate", "nat", "--stun", "127.0.0.1:99999"], 2, "is not host[:port]"),
     (["warpgate", "node", "--port", "70000"], 2, "outside 0..65535"),
@@ -38,6 +58,11 @@ CASES = [
     (["netsim", "run", "nosuch"], 2, "nor a shipped scenario"),
     (["netsim", "run", "quick", "--shard", "3/2"], 2, "need 1 <= K <= N"),
     (["netsim", "run", "quick", "--resume"], 2, "--resume needs --out"),
+    (["netsim", "run", "quick", "--trials", "0"], 2, "must be at least 1"),
+    (["netsim", "run", "quick", "--trials", "-2"], 2, "must be at least 1"),
+    (["netsim", "compare", "/nonexistent", "/nonexistent", "--max-drop", "2"], 2, "outside 0..1"),
+    (["netsim", "compare", "/nonexistent", "/nonexistent", "--max-slowdown", "nan"], 2, "not a finite"),
+    (["netsim", "verify", "--lifetime", "-1"], 2, "must be at least 0"),
     (["netsim", "report", "/nonexistent"], 2, "no records.jsonl"),
     (["netsim", "compare", "/nonexistent", "/nonexistent"], 2, "no records.jsonl"),
     (["netsim", "merge", "/nonexistent", "--out", "/tmp/never-written"], 2, "no meta.json"),
@@ -57,3 +82,17 @@ def test_exit_code(argv, code, says):
     assert out.returncode == code, (out.stdout[-500:], out.stderr[-500:])
     assert "Traceback" not in out.stderr, out.stderr
     assert says in out.stderr, out.stderr
+
+
+def test_a_names_database_that_is_not_one_exits_2(tmp_path):
+    db = tmp_path / "names.sqlite"
+    db.write_text("not a database\n")
+    out = subprocess.run(
+        [sys.executable, "-m", "warpgate", "names-server", "--db", str(db), "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2, out.stderr
+    assert "is not a database" in out.stderr and "Traceback" not in out.stderr
+    assert db.read_text() == "not a database\n"  # nothing lost

@@ -267,3 +267,30 @@ async def test_hostile_relay_offers_are_refused_and_bounded(coturn, mosquitto_fa
         assert "reply" in await offer(bytes([2]) * 16)
         third = await offer(bytes([3]) * 16)
         assert "busy" in third["error"] and victim.signal.stats["request_busy"] == 1
+
+
+def test_the_command_line_relays_through_turn(coturn, mosquitto_factory):
+    """``warpgate node --turn`` and ``warpgate connect --turn --plugin turn``: a relayed echo."""
+    import subprocess
+    import sys
+
+    broker = mosquitto_factory()
+    url = f"turn://wg:{PASSWORD}@127.0.0.1:3478"
+    common = ["-i", "lo", "-4", "--broker", broker.url, "--turn", url]
+    cli = [sys.executable, "-m", "warpgate"]
+    node = subprocess.Popen([*cli, "node", *common, "--echo"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        address = node.stdout.readline().decode().strip()
+        out = subprocess.run(
+            [*cli, "connect", address, *common, "--plugin", "turn", "--wait", "1"],
+            input=b"relayed\n",
+            capture_output=True,
+            timeout=60,
+        )
+        said = out.stderr.decode()
+        assert out.returncode == 0, said
+        assert "connected via turn" in said and PASSWORD not in said
+        assert out.stdout == b"relayed\n"
+    finally:
+        node.terminate()
+        node.wait(timeout=10)

@@ -219,3 +219,19 @@ def test_a_gateway_that_maps_on_demand_travels_as_bit6_without_ports():
             mapped_udp_port=4000,
             maps=True,
         )
+
+
+def test_only_keeps_the_families_a_node_runs():
+    key = Identity.generate().public_key
+    v4, v6 = ipaddress.IPv4Address("192.0.2.7"), ipaddress.IPv6Address("2001:db8::7")
+    both = Interface(private4=v4, public4=v4, private6=v6, public6=v6, mapped4=v4, mapped_udp_port=40000)
+    six_only = Interface(private6=ipaddress.IPv6Address("2001:db8::8"))
+    addr = Address(key, 5000, 5000, (both, six_only))
+    assert addr.only(["ipv4", "ipv6"]) is addr
+    four = addr.only(["ipv4"])
+    assert {e.host for p in ("tcp", "udp") for e in four.endpoints(p)} == {"192.0.2.7"}
+    assert len(four.interfaces) == 1
+    six = addr.only(["ipv6"])
+    assert {e.host for p in ("tcp", "udp") for e in six.endpoints(p)} == {"2001:db8::7", "2001:db8::8"}
+    with pytest.raises(AddressError, match="no ipv4 address"):
+        Address(key, 5000, 5000, (six_only,)).only(["ipv4"])

@@ -154,7 +154,7 @@ class Context:
     def signal_reason(self) -> str | None:
         """None when signal messages can be sent; otherwise why not."""
         if self._node.signal is None:
-            return "no signal broker configured (Node(brokers=[...]))"
+            return "no signal broker configured (--broker URL, Node(brokers=[...]))"
         return None
 
     # -- sockets -----------------------------------------------------------------------------
@@ -374,7 +374,7 @@ class Context:
         a pipe uses it then (its allocation is deleted when that pipe closes)."""
         servers = self.turn_servers
         if not servers:
-            raise AttemptFailed("no TURN server configured (Node(turn=[...]))")
+            raise AttemptFailed("no TURN server configured (--turn URL, Node(turn=[...]))")
         server = servers[0]
         nat = self._node.nat
         # UDP blocked: discovery said so, or no STUN answer came over UDP while one came over TCP

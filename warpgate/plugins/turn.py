@@ -66,7 +66,7 @@ class Turn(Plugin):
         if ctx.signal_reason is not None:
             return ctx.signal_reason
         if not ctx.turn_servers:
-            return "no TURN server configured (Node(turn=[...]))"
+            return "no TURN server configured (--turn URL, Node(turn=[...]))"
         return None
 
     # Behind every plugin whose rule says it joins the pair directly, for Node(relay_head_start).

@@ -32,8 +32,8 @@ import base64
 import binascii
 import hashlib
 import ipaddress
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from warpgate.errors import AddressError
@@ -156,6 +156,31 @@ class Address:
     def maps(self) -> bool:
         """Does an interface's gateway answer a mapping protocol, none being held (``Interface.maps``)?"""
         return any(i.maps for i in self.interfaces)
+
+    def only(self, families: Iterable[str]) -> Address:
+        """This address without the IP addresses of the families not in ``families`` (a node
+        started with ``families=("ipv4",)`` never dials the peer's IPv6 ones)."""
+        keep = set(families)
+        v4, v6 = "ipv4" in keep, "ipv6" in keep
+        if v4 and v6:
+            return self
+        kept = tuple(
+            replace(
+                i,
+                private4=i.private4 if v4 else None,
+                public4=i.public4 if v4 else None,
+                mapped4=i.mapped4 if v4 else None,
+                mapped_udp_port=i.mapped_udp_port if v4 else None,
+                mapped_tcp_port=i.mapped_tcp_port if v4 else None,
+                private6=i.private6 if v6 else None,
+                public6=i.public6 if v6 else None,
+            )
+            for i in self.interfaces
+            if (v4 and (i.private4 or i.public4)) or (v6 and (i.private6 or i.public6))
+        )
+        if not kept:
+            raise AddressError(f"the address has no {' or '.join(sorted(keep))} address")
+        return replace(self, interfaces=kept)
 
     # -- encodings ---------------------------------------------------------------------------
 
