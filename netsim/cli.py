@@ -233,6 +233,48 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_expect(args: argparse.Namespace) -> int:
+    """The expected matrix of every run of a scenario, from the plugins' rules: no root, no lab."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from netsim.model import expect, scenario
+
+    sc = scenario.load(args.scenario)
+    found = expect.matrices(sc)
+    if args.json:
+        print(
+            json.dumps(
+                [
+                    {
+                        "run": m.label,
+                        "cells": [{"a": a, "b": b, "expected": v} for (a, b), v in m.cells.items()],
+                    }
+                    for m in found
+                ],
+                indent=2,
+            )
+        )
+        return 0
+    console = Console(highlight=False)
+    style = {"yes": "green", "direct": "green", "relayed": "yellow", "no": "red", "?": "dim"}
+    for m in found:
+        # B's names as column heads when they fit, else numbers with a legend under the table
+        fits = max(map(len, m.a)) + sum(max(len(b), 7) + 3 for b in m.b) + 4 <= console.width
+        heads = list(m.b) if fits else [str(i) for i in range(1, len(m.b) + 1)]
+        title = f"{sc.name}: {m.label or 'race'} ({sc.mode}); rows A = callee, columns B = caller"
+        table = Table(title=title)
+        table.add_column("A \\ B")
+        for head in heads:
+            table.add_column(head, justify="center")
+        for a in m.a:
+            table.add_row(a, *(f"[{style.get(v, 'cyan')}]{v}[/]" for v in (m.cells[(a, b)] for b in m.b)))
+        console.print(table)
+        if not fits:
+            console.print("B: " + ", ".join(f"{i} {b}" for i, b in enumerate(m.b, 1)))
+    return 0
+
+
 def cmd_merge(args: argparse.Namespace) -> int:
     from netsim.control import report
 
@@ -241,7 +283,9 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="netsim", description="warpgate's NAT lab (needs root)")
+    parser = argparse.ArgumentParser(
+        prog="netsim", description="warpgate's NAT lab (run, verify and shell need root)"
+    )
     parser.add_argument("--version", action="version", version=f"netsim (warpgate) {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser(
@@ -323,6 +367,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="FILE", help="also write the comparison as JSON")
     p.add_argument("--junit", metavar="FILE", help="also write it as JUnit XML (a test case per cell)")
     p.set_defaults(func=cmd_compare)
+    p = sub.add_parser(
+        "expect", help="print what each cell should do, from the plugins' reach rules (no root, no lab)"
+    )
+    p.add_argument(
+        "scenario", help=f"scenario file (TOML), or a shipped scenario's name ({', '.join(shipped())})"
+    )
+    p.add_argument("--json", action="store_true", help="one JSON document instead of the tables")
+    p.set_defaults(func=cmd_expect)
     p = sub.add_parser("merge", help="join shards of one scenario into one run")
     p.add_argument("runs", nargs="+", metavar="DIR")
     p.add_argument("--out", required=True, metavar="DIR")
@@ -364,6 +416,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"netsim: {exc}", file=sys.stderr)
         return 2
     except NetsimError as exc:  # the lab, a daemon or a run failed
+        print(f"netsim: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # a file that cannot be read or written: said, not a traceback
         print(f"netsim: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as exc:

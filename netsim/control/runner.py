@@ -33,8 +33,9 @@ from netsim.control import faults, services, verify
 from netsim.control.capture import Capture, analyse, flatten
 from netsim.control.lab import PYTHON, Lab, clean, leftovers
 from netsim.errors import NetsimError, UsageError
-from netsim.model import protocol, records, theory
-from netsim.model.nat import EPHEMERAL, as_table
+from netsim.model import protocol, records
+from netsim.model.expect import expected_direct, expected_outcome, theory_odds
+from netsim.model.nat import as_table
 from netsim.model.records import RECORDS, Key, Recorder
 from netsim.model.scenario import Scenario, Variant
 from netsim.model.topology import Topology
@@ -366,70 +367,6 @@ def run(
     meta["agent_restarts"] = stats["agent_restarts"]
     (out / META).write_text(json.dumps(meta, indent=2, default=str))
     return out
-
-
-def theory_odds(scenario: Scenario, variant: Variant, cell: tuple[str, str]) -> float | None:
-    """A plugin alone whose success is a chance (``Plugin.odds``): that chance for this cell, its
-    options, the two routers' port pools and the scenario's timeout; None otherwise."""
-    if scenario.mode != "solo" or not variant.plugins:
-        return None
-    plugin = variant.plugins[0]
-    a, b = scenario.site(cell[0]), scenario.site(cell[1])
-    return theory.odds(
-        plugin,
-        a.behaviours(scenario.portmap),
-        b.behaviours(scenario.portmap),
-        variant.options.get(plugin, {}),
-        (b.port_range or EPHEMERAL, a.port_range or EPHEMERAL),
-        scenario.timeout,
-    )
-
-
-def expected_outcome(
-    scenario: Scenario,
-    plugins: tuple[str, ...],
-    cell: tuple[str, str],
-    options: dict[str, dict[str, Any]] | None = None,
-    *,
-    ipv6: bool = True,
-) -> bool | None:
-    """Should this run of the cell connect? The scenario's ``[expect]`` wins; else the theory, over
-    the plugins the scenario's fault leaves able to work. A plugin alone whose success is a chance
-    (``Plugin.odds``) is expected to connect at >= 99 %, to fail at <= 1 %, and is not judged
-    in between (its sweep's figure compares the measured rate with the chance). ``ipv6=False``:
-    over IPv4 alone (the report's "rescued by IPv6" compares the two)."""
-    exp = scenario.expect.get(cell)
-    if exp is not None:
-        return bool(exp) if scenario.mode == "race" else bool(plugins) and plugins[0] in exp
-    usable = faults.usable(scenario.fault, plugins)
-    # what the internet sees of each side decides (a site behind a carrier: both NATs composed),
-    # with the mapping its router grants the node
-    pa = scenario.site(cell[0]).behaviours(scenario.portmap)
-    pb = scenario.site(cell[1]).behaviours(scenario.portmap)
-    if scenario.mode == "race":
-        return theory.expected_race(usable, pa, pb, ipv6=ipv6) if usable else False
-    if not usable:
-        return False
-    sa, sb = scenario.site(cell[0]), scenario.site(cell[1])
-    pools = (sb.port_range or EPHEMERAL, sa.port_range or EPHEMERAL)  # the caller's, the callee's
-    chance = theory.odds(usable[0], pa, pb, (options or {}).get(usable[0], {}), pools, scenario.timeout)
-    if chance is not None:
-        return True if chance >= 0.99 else False if chance <= 0.01 else None
-    return theory.expected(usable[0], pa, pb, ipv6=ipv6)
-
-
-RELAYS = ("turn",)
-"""The built-in plugins whose pipes are relayed (``path = "relayed"``)."""
-
-
-def expected_direct(scenario: Scenario, plugins: tuple[str, ...], cell: tuple[str, str]) -> bool | None:
-    """In a race with a relay: does a rule of the other racing plugins join the cell over a direct
-    path? (The report tells a pair relayed because no direct rule exists from one relayed against
-    a rule.) None outside such a race."""
-    if scenario.mode != "race" or not set(plugins) & set(RELAYS):
-        return None
-    direct = tuple(p for p in plugins if p not in RELAYS)
-    return expected_outcome(scenario, direct, cell) if direct else False
 
 
 def _run_cell(

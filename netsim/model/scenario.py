@@ -581,7 +581,11 @@ def shipped() -> list[str]:
 def resolve(name: str | Path) -> Path:
     """A scenario file, or the name of a shipped one (``quick`` is ``scenarios/quick.toml``)."""
     p = Path(name)
-    if p.exists() or p.suffix or len(p.parts) > 1:
+    try:
+        here = p.exists()
+    except OSError:  # a working directory this user may not read: then it is not a file here
+        here = False
+    if here or p.suffix or len(p.parts) > 1:
         return p
     if (SHIPPED / f"{p}.toml").exists():
         return SHIPPED / f"{p}.toml"

@@ -63,6 +63,8 @@ CASES = [
     (["netsim", "compare", "/nonexistent", "/nonexistent", "--max-drop", "2"], 2, "outside 0..1"),
     (["netsim", "compare", "/nonexistent", "/nonexistent", "--max-slowdown", "nan"], 2, "not a finite"),
     (["netsim", "verify", "--lifetime", "-1"], 2, "must be at least 0"),
+    (["netsim", "expect", "quick"], 0, ""),
+    (["netsim", "expect", "nosuch"], 2, "nor a shipped scenario"),
     (["netsim", "report", "/nonexistent"], 2, "no records.jsonl"),
     (["netsim", "compare", "/nonexistent", "/nonexistent"], 2, "no records.jsonl"),
     (["netsim", "merge", "/nonexistent", "--out", "/tmp/never-written"], 2, "no meta.json"),

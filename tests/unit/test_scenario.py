@@ -6,7 +6,7 @@ import pytest
 
 from netsim.control import runner
 from netsim.errors import ScenarioError
-from netsim.model import theory
+from netsim.model import expect, theory
 from netsim.model.scenario import load, parse
 
 GOOD = """name = "t"
@@ -192,9 +192,9 @@ def test_a_stopped_broker_leaves_the_theory_only_plugins_without_signal_messages
         "t.toml",
     )
     # open callee: direct alone connects; symmetric callee <- full-cone caller: only signalling helps
-    assert runner.expected_outcome(broken, sc.plugins, ("open", "full-cone")) is True
-    assert runner.expected_outcome(sc, sc.plugins, ("symmetric", "full-cone")) is True
-    assert runner.expected_outcome(broken, sc.plugins, ("symmetric", "full-cone")) is False
+    assert expect.expected_outcome(broken, sc.plugins, ("open", "full-cone")) is True
+    assert expect.expected_outcome(sc, sc.plugins, ("symmetric", "full-cone")) is True
+    assert expect.expected_outcome(broken, sc.plugins, ("symmetric", "full-cone")) is False
     assert theory.needs_signal("reverse") and not theory.needs_signal("direct")
 
 
