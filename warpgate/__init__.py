@@ -27,8 +27,10 @@ from warpgate.identity import Identity
 from warpgate.node import Node
 from warpgate.pipe import SUB_ALL, Pipe, Sub
 from warpgate.plugins import AttemptContext, Plugin, RacePolicy, ResponderContext, register
+from warpgate.plugins.sessions import Sessions
 from warpgate.proto.address import Address, Endpoint, Interface
-from warpgate.proto.nat import PRESETS, Filtering, Mapping, NatBehaviour, PortAllocation
+from warpgate.proto.messages import Candidate, Message, MessageError, message
+from warpgate.proto.nat import PRESETS, Behaviours, Filtering, Mapping, NatBehaviour, PortAllocation
 from warpgate.proto.timers import Liveness
 from warpgate.race import auto_connect
 
@@ -45,6 +47,8 @@ __all__ = [
     "AttemptContext",
     "AttemptEvent",
     "AttemptFailed",
+    "Behaviours",
+    "Candidate",
     "ConnectError",
     "Endpoint",
     "Filtering",
@@ -53,6 +57,8 @@ __all__ = [
     "Interface",
     "Liveness",
     "Mapping",
+    "Message",
+    "MessageError",
     "NatBehaviour",
     "Node",
     "NotApplicable",
@@ -64,10 +70,12 @@ __all__ = [
     "PortAllocation",
     "RacePolicy",
     "ResponderContext",
+    "Sessions",
     "Sub",
     "WarpgateError",
     "__version__",
     "auto_connect",
+    "message",
     "register",
 ]
 
