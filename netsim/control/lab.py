@@ -15,8 +15,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -340,6 +340,40 @@ def _netns_of(pid: str) -> str | None:
         return None
 
 
+def _kill_and_wait(pids: list[str], deadline: float = 10.0) -> list[str]:
+    """SIGKILL each process through a pidfd (no PID reuse can redirect it) and wait until each
+    has died: a killed process in the middle of a netlink call takes a moment, and until it is
+    gone it still holds its namespace. Returns one line per process killed."""
+    fds: dict[int, str] = {}
+    for pid in pids:
+        try:
+            fd = os.pidfd_open(int(pid))
+        except ProcessLookupError:
+            continue
+        try:
+            signal.pidfd_send_signal(fd, signal.SIGKILL)
+        except ProcessLookupError:
+            os.close(fd)
+            continue
+        fds[fd] = f"killed process {pid}"
+    lines = list(fds.values())
+    poller = select.poll()
+    for fd in fds:
+        poller.register(fd, select.POLLIN)
+    end = time.monotonic() + deadline
+    try:
+        while fds and (left := end - time.monotonic()) > 0:
+            for fd, _ in poller.poll(left * 1000):  # a pidfd reads as ready once its process died
+                poller.unregister(fd)
+                os.close(fd)
+                del fds[fd]
+    finally:
+        for fd in fds:
+            os.close(fd)
+    lines += [f"process {line.split()[-1]} still dying after {deadline:.0f} s" for line in fds.values()]
+    return lines
+
+
 def clean() -> list[str]:
     """Remove leftovers carrying our prefix or marker only: Mininet shells of ``wg*`` hosts, marked
     processes and every process inside their namespaces (by PID), ``wg*`` named namespaces, and
@@ -353,10 +387,7 @@ def clean() -> list[str]:
         if _netns_of(pid) in namespaces:
             victims.add(pid)
     victims.discard(str(os.getpid()))
-    for pid in sorted(victims, key=int):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(int(pid), signal.SIGKILL)
-            removed.append(f"killed process {pid}")
+    removed += _kill_and_wait(sorted(victims, key=int))
     netns = Path("/run/netns")
     for ns in sorted(p.name for p in netns.iterdir()) if netns.is_dir() else []:
         if ns.startswith("wg"):

@@ -27,3 +27,28 @@ def test_a_closed_door_refuses_every_start_and_close_waits_for_one_under_way():
     out = subprocess.run([sys.executable, "-c", CLOSED], capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr
     assert "refused: the lab is being torn down: true not started" in out.stdout
+
+
+def test_a_forced_kill_returns_only_once_its_processes_are_dead():
+    """The forced teardown's check for leftovers follows it at once: a process it killed but
+    that is still dying (an nft in a netlink call) would be reported as left behind."""
+    from netsim.control.lab import _kill_and_wait
+
+    procs = [subprocess.Popen(["sleep", "600"]) for _ in range(5)]
+    try:
+        lines = _kill_and_wait([str(p.pid) for p in procs])
+        # dead means reapable now, without blocking: waitpid(WNOHANG) has a status for each
+        assert [p.poll() for p in procs] == [-9] * 5
+        assert lines == [f"killed process {p.pid}" for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+
+
+def test_a_forced_kill_skips_a_process_already_gone():
+    from netsim.control.lab import _kill_and_wait
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    assert _kill_and_wait([str(gone.pid)]) == []
