@@ -275,6 +275,50 @@ def cmd_expect(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rules(args: argparse.Namespace) -> int:
+    """A site's router as a script for a real Linux router: nftables, or the iptables closest."""
+    from netsim.model import rules, scenario
+    from netsim.model.nat import PROFILES
+
+    if args.site in PROFILES:
+        name, spec = args.site, scenario.SiteSpec(PROFILES[args.site])
+    else:
+        # FILE.toml, FILE.toml:SITE, or a shipped scenario's NAME:SITE
+        where, _, name = args.site.rpartition(":") if ":" in args.site else (args.site, "", "")
+        try:
+            path = scenario.resolve(where)
+        except UsageError:
+            raise UsageError(
+                f"{args.site!r} is no preset ({', '.join(PROFILES)}), nor a scenario file or a shipped"
+                f" scenario ({', '.join(shipped())})"
+            ) from None
+        sites = scenario.load_sites(path)
+        if not name and len(sites) != 1:
+            raise UsageError(
+                f"{where} has {len(sites)} sites: name one ({', '.join(f'{where}:{s}' for s in sites)})"
+            )
+        name = name or next(iter(sites))
+        if name not in sites:
+            raise UsageError(f"{where}: no site {name!r}; its sites: {', '.join(sites)}")
+        spec = sites[name]
+    cfg = rules.site_config(spec, args.wan, args.lan, args.public)
+    made = rules.iptables(cfg) if args.iptables else rules.nft(cfg)
+    sys.stdout.write(made.script)
+    if spec.behind is not None:
+        print(
+            f"netsim rules: {name} sits behind a carrier NAT ({spec.behind.name}): this is the site's"
+            " own router; the carrier is another one",
+            file=sys.stderr,
+        )
+    if made.lost:
+        print(
+            f"netsim rules: iptables cannot express {len(made.lost)} thing(s) of {name}; see the"
+            " '# lost:' lines",
+            file=sys.stderr,
+        )
+    return 0
+
+
 def cmd_merge(args: argparse.Namespace) -> int:
     from netsim.control import report
 
@@ -375,6 +419,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="one JSON document instead of the tables")
     p.set_defaults(func=cmd_expect)
+    p = sub.add_parser(
+        "rules",
+        help="print a site's router as a shell script for a real Linux router (nftables, or --iptables)",
+    )
+    p.add_argument(
+        "site",
+        metavar="PROFILE|SCENARIO[:SITE]",
+        help=f"a preset ({', '.join(PROFILES)}), or a site of a scenario's (or FILE.toml's) [sites]",
+    )
+    p.add_argument(
+        "--iptables",
+        action="store_true",
+        help="the classic iptables recipe closest to it, with '# lost:' lines for what it cannot express",
+    )
+    p.add_argument(
+        "--wan", default="eth0", metavar="IFACE", help="the router's internet side (default %(default)s)"
+    )
+    p.add_argument("--lan", default="eth1", metavar="IFACE", help="its LAN side (default %(default)s)")
+    p.add_argument(
+        "--public", default="203.0.113.1", metavar="IPV4", help="its WAN address (default %(default)s)"
+    )
+    p.set_defaults(func=cmd_rules)
     p = sub.add_parser("merge", help="join shards of one scenario into one run")
     p.add_argument("runs", nargs="+", metavar="DIR")
     p.add_argument("--out", required=True, metavar="DIR")
@@ -390,7 +456,7 @@ LAB_EXTRA = ("pandas", "matplotlib", "pyarrow", "rich", "scapy")
 
 def missing_lab_parts(command: str) -> str | None:
     """What this command needs and the environment lacks, said so a user can fix it; or None."""
-    if command == "clean":
+    if command in ("clean", "rules"):
         return None
     lacking = [name for name in LAB_EXTRA if importlib.util.find_spec(name) is None]
     if lacking:
