@@ -50,7 +50,8 @@ def venv(tmp_path_factory):
     shutil.copytree(EXAMPLE, example, ignore=shutil.ignore_patterns("build", "*.egg-info"))
     env = tmp / "venv"
     run("/usr/bin/python3", "-m", "venv", env)
-    run(env / "bin" / "pip", "install", "--quiet", wheel, example, broken)
+    # the example with its test extra, as docs/plugins.md has its author run its tests
+    run(env / "bin" / "pip", "install", "--quiet", wheel, f"{example}[test]", broken)
     return env
 
 
@@ -77,6 +78,20 @@ def test_the_example_plugin_is_listed_and_raced_and_a_broken_one_breaks_nothing(
     demo = run(venv / "bin" / "warpgate", "demo").stdout
     assert "echo: hello through warpgate" in demo
     assert any(line.startswith("tcp_only") for line in demo.splitlines()), demo  # raced
+
+
+def test_the_example_plugins_own_tests_pass(venv):
+    out = run(
+        venv / "bin" / "python",
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        EXAMPLE / "tests",
+        cwd=EXAMPLE,
+    )
+    assert " passed" in out.stdout and "skipped" not in out.stdout and "failed" not in out.stdout, out.stdout
 
 
 def test_shipped_scenarios_are_in_the_wheel(venv):
