@@ -140,7 +140,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from netsim.control import report, runner
+    from netsim import report
+    from netsim.control import runner
     from netsim.model import records, scenario
 
     sc = scenario.load(args.scenario)
@@ -183,6 +184,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             sabotage=args.sabotage,
         )
     html = report.write(out)
+    trials, _, meta = report.load(out)
+    print(report.judge(report.cell_table(trials, report.flake_of(meta)), trials).line)
     print(f"records: {out / records.RECORDS}")
     print(f"report: {html.resolve()}")
     return 0
@@ -196,7 +199,7 @@ def _shard(text: str) -> tuple[int, int]:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from netsim.control import report
+    from netsim import report
 
     if len(args.run) == 1:
         print(report.write(Path(args.run[0])).resolve())
@@ -208,11 +211,17 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from netsim.control import report
+    from netsim import report
 
+    for flag, target in (("--json", args.json), ("--junit", args.junit)):
+        if target and not Path(target).resolve().parent.is_dir():
+            raise UsageError(f"{flag} {target}: no directory {Path(target).parent} to write it in")
     thresholds = Thresholds(args.max_drop, args.max_slowdown, args.min_ms)
-    table, problems = report.compare(Path(args.base), Path(args.new), thresholds)
+    base, new = Path(args.base), Path(args.new)
+    table, problems = report.compare(base, new, thresholds, common=args.common)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    if args.common:
+        print(f"\n{report.skipped(base, new)} cell(s) only one run has: not judged (--common)")
     if args.json:
         doc = {
             "base": args.base,
@@ -320,7 +329,7 @@ def cmd_rules(args: argparse.Namespace) -> int:
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    from netsim.control import report
+    from netsim import report
 
     print(report.merge([Path(r) for r in args.runs], Path(args.out)).resolve())
     return 0
@@ -407,6 +416,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=argtypes.ratio(0.0, 1e9),
         default=defaults.min_ms,
         help="ignore slowdowns smaller than this (ms; default %(default)s)",
+    )
+    p.add_argument(
+        "--common",
+        action="store_true",
+        help="judge only the cells both runs have (a quick run against the full matrix's baseline)",
     )
     p.add_argument("--json", metavar="FILE", help="also write the comparison as JSON")
     p.add_argument("--junit", metavar="FILE", help="also write it as JUnit XML (a test case per cell)")

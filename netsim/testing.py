@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from netsim.control import report, runner
+from netsim import report
+from netsim.control import runner
 from netsim.model import scenario
 
 
@@ -31,6 +32,9 @@ def check(out: Path) -> pd.DataFrame:
     trial to judge."""
     trials, _, meta = report.load(out)
     cells = report.cell_table(trials, report.flake_of(meta))
+    verdict = report.judge(cells, trials)  # the report's verdict: one place decides
+    if verdict.passed:
+        return cells
     bad = cells[cells["agrees"].str.startswith("MISMATCH")]
     if not bad.empty:
         lines = [f"{r.a} <- {r.b}: success {r.success:.0%}, {r.agrees}" for r in bad.itertuples()]
@@ -44,4 +48,4 @@ def check(out: Path) -> pd.DataFrame:
             f"{len(blind)} cell(s) have no trial that could be judged (every trial an agent error; "
             f"the first: {first})"
         )
-    return cells
+    raise AssertionError(verdict.line)  # not reached while judge() and the lines above agree

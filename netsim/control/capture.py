@@ -3,13 +3,17 @@
 Every packet on the WAN is put in one class, by port:
 
 - ``signal``: MQTT to the brokers (1883), the signal channel that ``reverse`` uses;
-- ``stun``: STUN/TURN (3478, 3479);
+- ``stun``: STUN Binding on the STUN/TURN ports (3478, 3479): discovery;
+- ``relay``: TURN on those ports, told from STUN by its first bytes (RFC 7983): ChannelData
+  (0x40-0x7F) or a STUN message of any method but Binding (RFC 8656 §18);
 - ``names``: the nickname server (5300);
-- ``pipe``: every other TCP/UDP packet, i.e. the plugins' connection attempts and pipes;
-- ``winner``: the subset of ``pipe`` on the winning pipe's 5-tuple endpoint.
+- ``attempts``: every other TCP/UDP packet but the winning flow's: the plugins' attempts;
+- ``winner``: the winning pipe's packets: those on its 5-tuple endpoint, or, when the pipe is
+  relayed, the ``relay`` packets to its relay.
 
-``path`` says where the winning flow really went: ``direct`` when its far end is the peer's
-public address, ``relayed`` when it is a server of the lab's internet.
+The classes are disjoint: their sum is the caller's whole wire cost. ``path`` says where the
+winning flow really went: ``direct`` when its far end is the peer's public address, ``relayed``
+when it is a server of the lab's internet.
 """
 
 from __future__ import annotations
@@ -23,8 +27,23 @@ from netsim.control.lab import Lab
 from netsim.errors import NetsimError
 from netsim.model import topology as T
 
-CLASSES = ("signal", "stun", "names", "pipe", "winner")
+CLASSES = ("signal", "stun", "relay", "names", "attempts", "winner")
 _PORTS = {1883: "signal", 3478: "stun", 3479: "stun", 5300: "names"}
+BINDING = 0x0001
+
+
+def stun_or_relay(payload: bytes) -> str:
+    """``relay`` for TURN (ChannelData, or a STUN message whose method is not Binding), else
+    ``stun``: the first two bytes decide (RFC 7983 §7, RFC 8489 §5)."""
+    if not payload:
+        return "stun"
+    if 0x40 <= payload[0] <= 0x7F:
+        return "relay"
+    if len(payload) < 2 or payload[0] > 0x3F:
+        return "stun"
+    kind = (payload[0] << 8) | payload[1]
+    method = (kind & 0x000F) | ((kind & 0x00E0) >> 1) | ((kind & 0x3E00) >> 2)
+    return "stun" if method == BINDING else "relay"
 
 
 class Capture:
@@ -81,6 +100,8 @@ def analyse(path: Path, winner: tuple[str, int] | None, peer_public: str) -> dic
     from scapy.layers.inet import IP, TCP, UDP
     from scapy.utils import rdpcap
 
+    servers = {T.STUN_IP, T.STUN_IP2, *(ip for _, ip in T.BROKER_HOSTS)}
+    relayed = winner is not None and winner[0] in servers
     counts = {c: {"packets": 0, "bytes": 0} for c in CLASSES}
     far_ends: set[str] = set()
     for pkt in rdpcap(str(path)):
@@ -91,19 +112,24 @@ def analyse(path: Path, winner: tuple[str, int] | None, peer_public: str) -> dic
         if l4 is None:
             continue
         size = int(ip.len)
-        cls = _PORTS.get(int(l4.sport)) or _PORTS.get(int(l4.dport)) or "pipe"
-        counts[cls]["packets"] += 1
-        counts[cls]["bytes"] += size
-        if (
-            cls == "pipe"
+        cls = _PORTS.get(int(l4.sport)) or _PORTS.get(int(l4.dport)) or "attempts"
+        if cls == "stun":
+            cls = stun_or_relay(bytes(l4.payload))
+        on_winner = winner is not None and winner[0] in (ip.src, ip.dst)
+        if relayed and cls == "relay" and on_winner:
+            cls = "winner"
+            far_ends.add(winner[0])  # type: ignore[index]
+        elif (
+            not relayed
+            and cls == "attempts"
             and winner is not None
             and ((ip.src, int(l4.sport)) == winner or (ip.dst, int(l4.dport)) == winner)
         ):
-            counts["winner"]["packets"] += 1
-            counts["winner"]["bytes"] += size
+            cls = "winner"
             far_ends.add(ip.dst if (ip.src, int(l4.sport)) == winner else ip.src)
             far_ends.add(winner[0])
-    servers = {T.STUN_IP, T.STUN_IP2, *(ip for _, ip in T.BROKER_HOSTS)}
+        counts[cls]["packets"] += 1
+        counts[cls]["bytes"] += size
     path_seen = None
     if counts["winner"]["packets"]:
         path_seen = "relayed" if far_ends & servers else "direct" if peer_public in far_ends else "other"

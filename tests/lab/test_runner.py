@@ -6,10 +6,11 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
-from netsim.control import report
+from netsim import report
 from netsim.control.lab import leftovers
 from netsim.testing import assert_scenario
 
@@ -157,3 +158,33 @@ def test_capture_counts_what_each_trial_put_on_the_wire(tmp_path):
     assert (tmp_path / "run" / "wire.csv").exists()
     assert "Wire cost" in (tmp_path / "run" / "report.md").read_text()
     assert len(cells) == 2
+
+
+def test_a_quick_run_is_judged_against_the_full_matrix_baseline(tmp_path):
+    """The stored baseline (gzipped, 64 cells) judges a quick run (16 of them) with --common: the
+    same code passes; with turn broken, the one pair only a relay joins is named."""
+    baseline = Path(__file__).resolve().parents[2] / "baselines" / "full-matrix"
+    verdicts = {}
+    for name, extra in (("quick", []), ("broken", ["--sabotage", "turn"])):
+        out = tmp_path / name
+        r = subprocess.run(
+            [*NETSIM, "run", "quick", "--trials", "1", "--out", str(out), "--quiet", *extra],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert r.returncode == 0, r.stderr
+        # random_probe's cells take a chance's time: one trial may be far from the base's median
+        verdicts[name] = subprocess.run(
+            [*NETSIM, "compare", str(baseline), str(out), "--common", "--max-slowdown", "20"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    same = verdicts["quick"]
+    assert same.returncode == 0, same.stdout[-3000:]
+    assert "48 cell(s) only one run has: not judged (--common)" in same.stdout
+    broken = verdicts["broken"]
+    assert broken.returncode == 1, broken.stdout[-3000:]
+    named = [line for line in broken.stdout.splitlines() if "[success_drop]" in line]
+    assert len(named) == 1 and "symmetric/symmetric" in named[0] and "winner turn -> none" in named[0], named

@@ -193,7 +193,7 @@ def test_random_probe_short(tmp_path):
 def test_birthday_short(tmp_path):
     """The birthday sweep, 12 trials per budget: each point's 99.9 % Wilson interval holds the
     model's 1 - (1 - N/R)^k (the long form, 400 trials a point, is the benchmark: within 5 pp)."""
-    from netsim.control import report
+    from netsim import report
     from netsim.model.stats import wilson
 
     assert_scenario(SCENARIOS / "birthday.toml", tmp_path / "run", trials=12)

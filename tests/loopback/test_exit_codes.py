@@ -75,6 +75,17 @@ CASES = [
     (["netsim", "rules", "symmetric", "--public", "10.0.0.300"], 2, "not an IPv4 address"),
     (["netsim", "rules", "symmetric", "--wan", "eth1"], 2, "the same interface"),
     (["netsim", "report", "/nonexistent"], 2, "no records.jsonl"),
+    (["netsim", "report", "/etc/hostname"], 2, "no records.jsonl"),
+    (
+        ["netsim", "compare", "/nonexistent", "/nonexistent", "--json", "/nonexistent/x.json"],
+        2,
+        "no directory",
+    ),
+    (
+        ["netsim", "compare", "/nonexistent", "/nonexistent", "--junit", "/nonexistent/x.xml"],
+        2,
+        "no directory",
+    ),
     (["netsim", "compare", "/nonexistent", "/nonexistent"], 2, "no records.jsonl"),
     (["netsim", "merge", "/nonexistent", "--out", "/tmp/never-written"], 2, "no meta.json"),
     (["netsim", "shell", "nosuch"], 2, "unknown topology"),
@@ -107,3 +118,43 @@ def test_a_names_database_that_is_not_one_exits_2(tmp_path):
     assert out.returncode == 2, out.stderr
     assert "is not a database" in out.stderr and "Traceback" not in out.stderr
     assert db.read_text() == "not a database\n"  # nothing lost
+
+
+FOREIGN = {
+    "binary": (b"\x89PNG\r\n\x1a\n\xff\xfe" * 50, "not a records file"),
+    "other JSON lines": (b'{"type": "trial", "hello": 1}\n[1, 2]\n{"x": "y"}\n', "no trial record in it"),
+    "a gzip that is not one": (None, "not a records file"),
+}
+
+
+@pytest.mark.parametrize("kind", list(FOREIGN))
+@pytest.mark.parametrize("command", ["report", "compare", "merge"])
+def test_a_foreign_file_in_a_run_directory_exits_2(tmp_path, kind, command):
+    """report, compare and merge read records.jsonl (or .gz) and meta.json written by someone
+    else: one line and exit 2, the file left as it was."""
+    data, says = FOREIGN[kind]
+    run = tmp_path / "run"
+    run.mkdir()
+    name = "records.jsonl.gz" if data is None else "records.jsonl"
+    (run / name).write_bytes(data if data is not None else b"not gzip at all")
+    (run / "meta.json").write_text('{"scenario": {"name": "x"}}')
+    argv = {
+        "report": ["report", str(run)],
+        "compare": ["compare", str(run), str(run)],
+        "merge": ["merge", str(run), "--out", str(tmp_path / "merged")],
+    }[command]
+    out = subprocess.run([sys.executable, "-m", "netsim", *argv], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2, (out.stdout[-500:], out.stderr[-500:])
+    assert says in out.stderr and "Traceback" not in out.stderr, out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+
+
+def test_a_meta_json_that_is_not_one_exits_2(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "records.jsonl").write_text(
+        '{"type": "trial", "a": "open", "b": "open", "trial": 0, "run": "d"}\n'
+    )
+    (run / "meta.json").write_text("{not json")
+    out = subprocess.run([sys.executable, "-m", "netsim", "report", str(run)], capture_output=True, text=True)
+    assert out.returncode == 2 and "not a run's meta.json" in out.stderr and "Traceback" not in out.stderr

@@ -8,8 +8,8 @@ import sys
 
 from junitparser import Failure, JUnitXml
 
-from netsim.control.report import compare
 from netsim.model.stats import Thresholds, wilson
+from netsim.report import compare
 
 CELLS = [("open", "open"), ("open", "port-restricted-cone")]
 
@@ -168,7 +168,7 @@ def test_wilson_interval():
 
 def test_side_by_side_report_of_two_runs(tmp_path):
     """Two engine versions in one report: each cell's success per run with n and its interval."""
-    from netsim.control.report import side_by_side
+    from netsim.report import side_by_side
 
     old, new = write_run(tmp_path / "v1"), write_run(tmp_path / "v2", broken=[CELLS[1]])
     page = side_by_side([old, new], tmp_path / "both")
