@@ -13,11 +13,14 @@ the server ever took, kept while any of them could still verify (``stale`` other
 captured claim cannot be replayed after a delete, nor after another key held the name since;
 records live between ``MIN_TTL`` and ``MAX_TTL`` and an expired name is free for anyone; expired
 rows are deleted. Per source address: at most ``quota`` live names, at most ``CLAIM_RATE`` puts
-a minute. The server bounds its connections (``MAX_CONNECTIONS``, ``PER_SOURCE`` from one
-address), a request line (``MAX_LINE`` bytes, JSON depth 16) and the wait for it
+and ``LOOKUP_RATE`` lookups a minute. The server bounds its connections (``MAX_CONNECTIONS``,
+``PER_SOURCE`` from one address; when all are taken, a newcomer takes the slot of an idle
+connection of the source that holds the most, so clients that keep connections open cannot
+lock others out), a request line (``MAX_LINE`` bytes, JSON depth 16) and the wait for it
 (``READ_TIMEOUT``); every malformed request is answered ``bad_request``.
 
-The client verifies every record and remembers the highest sequence number it saw per name and
+The client bounds an answer's size (``MAX_ANSWER``) and depth before parsing it, verifies every
+record and remembers the highest sequence number it saw per name and
 key: a server that answers with an older record than one it showed before is caught
 (``rollback``).
 """
@@ -49,6 +52,10 @@ MIN_TTL = 60
 """A record must live at least this long (seconds): shorter ones would only churn the table."""
 CLAIM_RATE = 30
 """Puts one source address may make a minute."""
+LOOKUP_RATE = 600
+"""Lookups one source address may make a minute (a node looks a name up once per connect)."""
+MAX_ANSWER = 4 * MAX_LINE
+"""The longest answer line the client reads: a record with a full address fits many times."""
 MAX_CONNECTIONS = 256
 PER_SOURCE = 16
 READ_TIMEOUT = 10.0
@@ -89,21 +96,22 @@ class NameStore:
             self.db.close()
             raise LocalProtocolError(f"names database {path}: {exc}") from None
         self.quota = quota
-        self._puts: dict[str, deque[float]] = {}
+        self._recent: dict[tuple[str, str], deque[float]] = {}
+        """(request kind, source) -> when it made that kind of request in the last minute."""
 
     def close(self) -> None:
         self.db.close()
 
-    def _rate(self, source: str, now: float) -> None:
-        puts = self._puts.setdefault(source, deque())
-        while puts and puts[0] <= now - 60:
-            puts.popleft()
-        if len(puts) >= CLAIM_RATE:
-            raise NameServiceError("rate_limited", f"{source}: {CLAIM_RATE} requests a minute")
-        puts.append(now)
-        if len(self._puts) > 10_000:  # sources seen in the last minute: drop the idle ones
-            for who in [w for w, q in self._puts.items() if not q or q[-1] <= now - 60]:
-                del self._puts[who]
+    def _rate(self, kind: str, source: str, now: float, limit: int) -> None:
+        recent = self._recent.setdefault((kind, source), deque())
+        while recent and recent[0] <= now - 60:
+            recent.popleft()
+        if len(recent) >= limit:
+            raise NameServiceError("rate_limited", f"{source}: {limit} {kind} requests a minute")
+        recent.append(now)
+        if len(self._recent) > 10_000:  # sources seen in the last minute: drop the idle ones
+            for who in [w for w, q in self._recent.items() if not q or q[-1] <= now - 60]:
+                del self._recent[who]
 
     def expire(self, now: float) -> None:
         """Delete expired records, and the sequence numbers no record of theirs can still use."""
@@ -111,7 +119,7 @@ class NameStore:
         self.db.execute("DELETE FROM seqs WHERE expires <= ?", (now,))
 
     def put(self, raw: bytes, *, source: str, now: float) -> NameRecord:
-        self._rate(source, now)
+        self._rate("put", source, now, CLAIM_RATE)
         rec = decode(raw).verify(now=now)
         if rec.seq >= 2**63:  # SQLite integers are signed 64-bit; u64 on the wire
             raise NameServiceError("malformed", "sequence numbers stop at 2**63 - 1")
@@ -156,7 +164,8 @@ class NameStore:
         self.db.commit()
         return rec
 
-    def get(self, name: str, *, now: float) -> bytes:
+    def get(self, name: str, *, now: float, source: str = "") -> bytes:
+        self._rate("get", source, now, LOOKUP_RATE)
         check_name(name)
         row = self.db.execute("SELECT record, op, expires FROM names WHERE name = ?", (name,)).fetchone()
         if row is None or row[1] != Op.CLAIM or row[2] <= now:
@@ -181,8 +190,12 @@ class NameServer:
         self.clock = clock
         self._server: asyncio.Server | None = None
         self._connections: Counter[str] = Counter()
+        self._idle: dict[asyncio.StreamWriter, tuple[str, float]] = {}
+        self._reclaimed: set[asyncio.StreamWriter] = set()
+        """Connections waiting for their next request: their source and since when."""
         self.refused: Counter[str] = Counter()
-        """Connections refused or ended by a bound: ``connections``, ``per_source``, ``timeout``."""
+        """Connections refused or ended by a bound: ``connections``, ``per_source``, ``timeout``,
+        ``reclaimed`` (an idle one closed to admit a newcomer)."""
 
     async def start(self) -> NameServer:
         self._server = await asyncio.start_server(self._serve, self.host, self.port)
@@ -207,7 +220,10 @@ class NameServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         source = str(writer.get_extra_info("peername")[0])
-        if sum(self._connections.values()) >= MAX_CONNECTIONS or self._connections[source] >= PER_SOURCE:
+        full = sum(self._connections.values()) >= MAX_CONNECTIONS
+        if full and self._connections[source] < PER_SOURCE and self._reclaim(source):
+            full = False
+        if full or self._connections[source] >= PER_SOURCE:
             why = "connections" if self._connections[source] < PER_SOURCE else "per_source"
             self.refused[why] += 1
             writer.write(
@@ -218,12 +234,15 @@ class NameServer:
         self._connections[source] += 1
         try:
             while True:
+                self._idle[writer] = (source, self.clock())
                 try:
                     async with asyncio.timeout(READ_TIMEOUT):
                         line = await reader.readline()
                 except TimeoutError:
                     self.refused["timeout"] += 1
                     break
+                finally:
+                    self._idle.pop(writer, None)
                 if not line:
                     break
                 if len(line) > MAX_LINE:
@@ -239,10 +258,27 @@ class NameServer:
         except (ConnectionError, asyncio.LimitOverrunError, ValueError) as exc:
             log.debug("names: client %s: %s", source, exc)
         finally:
-            self._connections[source] -= 1
-            if not self._connections[source]:
+            if writer in self._reclaimed:
+                self._reclaimed.discard(writer)  # its slot was given away when it was reclaimed
+            else:
+                self._connections[source] -= 1
+            if self._connections[source] <= 0:
                 del self._connections[source]
             writer.close()
+
+    def _reclaim(self, newcomer: str) -> bool:
+        """Close one idle connection to admit ``newcomer``: of the source holding the most
+        connections (never the newcomer's own), its longest idle. False when none is idle."""
+        candidates = [(w, src, since) for w, (src, since) in self._idle.items() if src != newcomer]
+        if not candidates:
+            return False
+        victim, src, _ = max(candidates, key=lambda c: (self._connections[c[1]], -c[2]))
+        del self._idle[victim]
+        self._connections[src] -= 1  # its slot is the newcomer's now; its handler finds EOF
+        self._reclaimed.add(victim)
+        victim.transport.abort()
+        self.refused["reclaimed"] += 1
+        return True
 
     def _answer(self, line: bytes, source: str) -> dict[str, Any]:
         try:
@@ -254,7 +290,8 @@ class NameServer:
                 rec = self.store.put(bytes.fromhex(str(req["record"])), source=source, now=self.clock())
                 return {"ok": True, "record": rec.to_bytes().hex()}
             if req.get("op") == "get":
-                return {"ok": True, "record": self.store.get(str(req["name"]), now=self.clock()).hex()}
+                record = self.store.get(str(req["name"]), now=self.clock(), source=source)
+                return {"ok": True, "record": record.hex()}
             raise NameServiceError("bad_request", f"unknown op {req.get('op')!r}")
         except NameServiceError as exc:
             return {"ok": False, "code": exc.code, "error": str(exc)}
@@ -282,18 +319,22 @@ class NameClient:
     async def _call(self, request: dict[str, Any]) -> bytes:
         try:
             async with asyncio.timeout(self.timeout):
-                reader, writer = await asyncio.open_connection(self.host, self.port)
+                reader, writer = await asyncio.open_connection(self.host, self.port, limit=MAX_ANSWER)
                 try:
                     writer.write(json.dumps(request).encode() + b"\n")
-                    answer = json.loads(await reader.readline() or b"null")
+                    line = await reader.readline()  # ValueError past MAX_ANSWER, before any parsing
+                    check_json_depth(line, 16)  # json.loads would recurse first
+                    answer = json.loads(line or b"null")
                 finally:
                     writer.close()
                     with contextlib.suppress(ConnectionError):
                         await writer.wait_closed()
         except (OSError, TimeoutError) as exc:
             raise NameServiceError("unreachable", f"names server {self.host}:{self.port}: {exc}") from exc
-        except ValueError as exc:
-            raise NameServiceError("bad_answer", "names server sent malformed JSON") from exc
+        except (ValueError, SignalRejected) as exc:
+            raise NameServiceError(
+                "bad_answer", f"names server sent a malformed answer: {exc}"[:200]
+            ) from None
         if not isinstance(answer, dict):
             raise NameServiceError("bad_answer", "names server sent no answer")
         if not answer.get("ok"):

@@ -447,6 +447,10 @@ class Node:
                 await self.names.register(self.identity, self.address, self.nickname, ttl=self.names_ttl)
             except NameServiceError as exc:
                 log.warning("node %s: nickname %r not refreshed: %s", self.node_id[:8], self.nickname, exc)
+            except Exception as exc:  # a bug must not end the refreshes: the name would silently expire
+                log.error(
+                    "node %s: nickname %r refresh failed", self.node_id[:8], self.nickname, exc_info=exc
+                )
 
     async def _close_sockets(self) -> None:
         for server in self._servers:

@@ -186,3 +186,78 @@ async def test_the_client_catches_a_server_that_rolls_a_name_back(names_server):
     with pytest.raises(NameServiceError) as info:
         await client.lookup("rolled")
     assert info.value.code == "rollback"
+
+
+async def test_held_connections_do_not_lock_a_client_out(tmp_path):
+    """16 sources x 16 connections, each kept busy with a lookup now and then, hold every slot;
+    a newcomer still gets its answer: it takes the slot of an idle connection of the source that
+    holds the most."""
+    import json
+
+    from warpgate import names as names_module
+    from warpgate.names import NameServer
+
+    alice = Identity.generate()
+    address = Address(alice.public_key, 1, 1, (Interface(private4=ipaddress.IPv4Address("127.0.0.1")),))
+    async with NameServer(tmp_path / "names.db") as server:
+        client = NameClient(f"127.0.0.1:{server.port}")
+        await client.register(alice, address, "alice")
+        held = []
+        for k in range(names_module.MAX_CONNECTIONS // names_module.PER_SOURCE):
+            for _ in range(names_module.PER_SOURCE):
+                r, w = await asyncio.open_connection(
+                    "127.0.0.1", server.port, local_addr=(f"127.0.1.{k + 1}", 0)
+                )
+                w.write(b'{"op": "get", "name": "alice"}\n')
+                assert json.loads(await r.readline())["ok"]  # admitted and served: now idle
+                held.append((r, w))
+        assert sum(server._connections.values()) == names_module.MAX_CONNECTIONS
+        try:
+            assert (await client.lookup("alice")) == address  # a newcomer is served
+            assert server.refused["reclaimed"] == 1 and server.refused["connections"] == 0
+        finally:
+            for _, w in held:
+                w.close()
+
+
+async def test_lookups_are_rate_limited_per_source(tmp_path):
+    import json
+
+    from warpgate import names as names_module
+    from warpgate.names import NameServer
+
+    async with NameServer(tmp_path / "names.db") as server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port, local_addr=("127.0.0.5", 0))
+        burst = names_module.LOOKUP_RATE + 100
+        writer.write(b'{"op": "get", "name": "nobody"}\n' * burst)
+        codes = [json.loads(await reader.readline())["code"] for _ in range(burst)]
+        writer.close()
+        assert codes.count("not_found") == names_module.LOOKUP_RATE and codes.count("rate_limited") == 100
+        other = NameClient(f"127.0.0.1:{server.port}")  # another source is not held back by it
+        with pytest.raises(NameServiceError) as caught:
+            await other.lookup("nobody")
+        assert caught.value.code == "not_found"
+
+
+@pytest.mark.parametrize(
+    "answer", [b"[" * 30_000 + b"\n", b'{"ok": true, "record": "' + b"0" * 2_000_000 + b'"}\n']
+)
+async def test_a_lying_names_server_is_a_typed_error(answer):
+    """A deep answer would raise RecursionError in json.loads, a huge one take memory: both are
+    refused before parsing, as ``bad_answer``."""
+
+    async def lie(reader, writer):
+        await reader.readline()
+        writer.write(answer)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(lie, "127.0.0.1", 0)
+    try:
+        client = NameClient(f"127.0.0.1:{server.sockets[0].getsockname()[1]}")
+        with pytest.raises(NameServiceError) as caught:
+            await client.lookup("alice")
+        assert caught.value.code == "bad_answer"
+    finally:
+        server.close()
+        await server.wait_closed()
