@@ -149,3 +149,43 @@ def test_rate_limit_buckets():
     limit.admit("x", 0.6)
     limit.admit("y", 0.6)  # three senders seen, two kept: "c" forgotten (a fresh bucket)
     assert [limit.admit("c", 0.6) for _ in range(4)] == [True, True, True, False]
+
+
+def test_replays_of_a_captured_envelope_spend_nothing_of_its_sender():
+    """Anyone subscribed to a node's topic can capture a sender's envelope and replay it 1,000
+    times a second: each replay is refused before the signature and the sender's bucket, so the
+    sender's next real envelope is still admitted."""
+    from warpgate.proto.envelope import RateLimit, admit
+
+    cache, limit, checked = ReplayCache(), RateLimit(rate=20, burst=40), []
+
+    def authentic():
+        checked.append(1)
+        return True
+
+    admit("victim", b"captured", NOW, replay=cache, limit=limit, authentic=authentic)
+    for i in range(1000):
+        with pytest.raises(SignalRejected, match="replayed"):
+            admit("victim", b"captured", NOW + i / 1000, replay=cache, limit=limit, authentic=authentic)
+    admit("victim", b"fresh", NOW + 1, replay=cache, limit=limit, authentic=authentic)  # not rate_limited
+    assert len(checked) == 2  # no signature was checked for a replay
+
+
+def test_many_keys_cannot_fill_the_replay_cache():
+    """100 keys, each within its own bucket and quota, send as fast as the total bucket lets
+    them for two windows: the cache holds them all and a legitimate sender still gets in."""
+    from warpgate.proto.envelope import RateLimit, admit
+
+    cache, limit = ReplayCache(), RateLimit()
+    now, refused = NOW, {}
+    sent = 0
+    while now < NOW + 2 * cache.window:
+        for k in range(100):
+            sent += 1
+            now += 1 / limit.total_rate  # exactly what the total bucket admits
+            try:
+                admit(f"sybil{k}", b"%d" % sent, now, replay=cache, limit=limit, authentic=lambda: True)
+            except SignalRejected as exc:
+                refused[exc.reason] = refused.get(exc.reason, 0) + 1
+    assert "replay_cache_full" not in refused and len(cache) > 100_000
+    admit("legitimate", b"hello", now, replay=cache, limit=limit, authentic=lambda: True)

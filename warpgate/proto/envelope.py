@@ -22,6 +22,7 @@ from __future__ import annotations
 import enum
 import os
 from collections import Counter, OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
@@ -128,6 +129,10 @@ def seal(
     return out
 
 
+TOTAL_RATE, TOTAL_BURST = 2000.0, 4000.0
+"""Envelopes a second whose signature a node checks, and at once (``RateLimit``'s total bucket)."""
+
+
 class ReplayCache:
     """Message ids seen within the acceptance window, counted per sender.
 
@@ -136,18 +141,28 @@ class ReplayCache:
     its quota, or anyone once the cache is full, is refused instead: ``sender_quota`` or
     ``replay_cache_full``. Ids leave the cache ``2 * window`` after they were seen: a timestamp
     may be ``window`` ahead of our clock, and is accepted until ``window`` after itself.
+
+    The default ``limit`` is what the default total bucket (``RateLimit``) can let in within
+    those ``2 * window`` seconds: envelopes of however many keys cannot fill the cache, each
+    key is held to its own quota, and a legitimate sender always finds room (many keys once
+    filled a smaller cache in a minute and every sender was refused for as long as they kept
+    it full).
     """
 
-    def __init__(self, window: float = MAX_AGE, per_sender: int = 1024, limit: int = 100_000) -> None:
+    def __init__(self, window: float = MAX_AGE, per_sender: int = 1024, limit: int | None = None) -> None:
         self.window = window
         self.per_sender = per_sender
-        self.limit = limit
+        self.limit = limit if limit is not None else int(TOTAL_RATE * 2 * window + TOTAL_BURST)
         self._seen: dict[bytes, float] = {}
         self._order: deque[tuple[float, str, bytes]] = deque()
         self._count: Counter[str] = Counter()
 
     def __len__(self) -> int:
         return len(self._seen)
+
+    def seen(self, msg_id: bytes) -> bool:
+        """Whether ``msg_id`` is in the cache (a replay), without changing anything."""
+        return msg_id in self._seen
 
     def check_and_add(self, sender: str, msg_id: bytes, now: float) -> str | None:
         """None if new (and now remembered); else why it is refused: ``replayed``,
@@ -183,8 +198,8 @@ class RateLimit:
         self,
         rate: float = 20.0,
         burst: float = 40.0,
-        total_rate: float = 2000.0,
-        total_burst: float = 4000.0,
+        total_rate: float = TOTAL_RATE,
+        total_burst: float = TOTAL_BURST,
         senders: int = 10_000,
     ) -> None:
         self.rate, self.burst = rate, burst
@@ -243,15 +258,14 @@ def open_envelope(
         raise SignalRejected("misaddressed", f"for {p.recipient_id}")
     if abs(now - p.timestamp) > max_age:
         raise SignalRejected("too_old", f"timestamp {now - p.timestamp:.1f} s off")
-    if limit is not None and not limit.admit_any(now):
-        raise SignalRejected("overloaded", "more envelopes a second than we check")
-    if not verify(sender.public_key, p.signature, p.body):
-        raise SignalRejected("bad_signature", f"claimed sender {node_id_of(sender.public_key)}")
-    if limit is not None and not limit.admit(node_id_of(sender.public_key), now):
-        raise SignalRejected("rate_limited", f"sender {node_id_of(sender.public_key)}")
-    refused = replay.check_and_add(node_id_of(sender.public_key), p.msg_id, now)
-    if refused is not None:
-        raise SignalRejected(refused, p.msg_id.hex())
+    admit(
+        node_id_of(sender.public_key),
+        p.msg_id,
+        now,
+        replay=replay,
+        limit=limit,
+        authentic=lambda: verify(sender.public_key, p.signature, p.body),
+    )
     try:
         shared = identity.private_key.exchange(ec.ECDH(), load_public_key(p.eph_pub))
         key = _key(shared, p.msg_id, p.eph_pub, identity.public_key)
@@ -259,6 +273,34 @@ def open_envelope(
     except (InvalidTag, ValueError):
         raise SignalRejected("undecryptable") from None
     return Envelope(p.type, p.msg_id, sender, p.recipient_id, p.timestamp, payload)
+
+
+def admit(
+    sender: str,
+    msg_id: bytes,
+    now: float,
+    *,
+    replay: ReplayCache,
+    limit: RateLimit | None,
+    authentic: Callable[[], bool],
+) -> None:
+    """The order an envelope passes, cheapest first; raises ``SignalRejected``.
+
+    A known id is refused before anything is spent: a replay of someone's captured envelope
+    (anyone may subscribe to a node's topic) costs no signature check and none of its sender's
+    bucket. Then the total bucket, the signature (``authentic``), the sender's own bucket, and
+    the replay cache's quotas."""
+    if replay.seen(msg_id):
+        raise SignalRejected("replayed", msg_id.hex())
+    if limit is not None and not limit.admit_any(now):
+        raise SignalRejected("overloaded", "more envelopes a second than we check")
+    if not authentic():
+        raise SignalRejected("bad_signature", f"claimed sender {sender}")
+    if limit is not None and not limit.admit(sender, now):
+        raise SignalRejected("rate_limited", f"sender {sender}")
+    refused = replay.check_and_add(sender, msg_id, now)
+    if refused is not None:
+        raise SignalRejected(refused, msg_id.hex())
 
 
 @dataclass(frozen=True, slots=True)
