@@ -31,6 +31,7 @@ from warpgate.proto.messages import Message
 from warpgate.proto.names import NameServiceError, check_name
 from warpgate.proto.nat import NatBehaviour
 from warpgate.proto.natpmp import MAX_LIFETIME
+from warpgate.proto.shares import Refused, make_room
 from warpgate.resources import Resources
 from warpgate.signal import SignalChannel, parse_broker
 from warpgate.stun import parse_server
@@ -42,6 +43,12 @@ MAX_UNNOMINATED = 64
 """Incoming channels that may wait for the dialling side's nomination at once."""
 MAX_HANDSHAKING = 256
 """Incoming TCP connections that may be in their handshake at once (each at most 5 s)."""
+MAX_HANDSHAKING_PER_SOURCE = 64
+"""Of those, from one source address."""
+MAX_PIPES = 512
+"""Pipes peers opened to us unasked (not a dial-back or punch we requested) that may live at once."""
+MAX_PIPES_PER_PEER = 64
+"""Of those, from one key: nominating is free, so without it one key held a node's every fd."""
 MAX_UNNOMINATED_PER_PEER = 16
 """Of those, from one key. A punch towards a sequential NAT dials the STUN mapping and eight
 predicted ports, and under address-dependent mapping each can complete its own channel in the
@@ -120,10 +127,12 @@ class Node:
         """Released at stop (leases, allocations that plugins hand to the node)."""
         self._pipes: set[Pipe] = set()
         self._unnominated: dict[Pipe, None] = {}  # in arrival order
-        self._handshaking = 0  # incoming TCP connections in their handshake
+        self._handshaking: dict[asyncio.StreamWriter, str] = {}  # in their handshake: source, oldest first
+        self._accepted_pipes: dict[Pipe, bytes] = {}  # unasked pipes we delivered: peer key, oldest first
         self.stats: Counter[str] = Counter()
         """Channels refused or closed by a bound: ``unnominated_peer_cap``, ``unnominated_evicted``,
-        ``unnominated_timeout``, ``handshake_cap``, ``accept_backlog_full``; and
+        ``unnominated_timeout``, ``handshake_cap``, ``handshake_evicted``, ``pipes_per_owner``,
+        ``pipes_full``, ``pipes_evicted``, ``accept_backlog_full``; and
         ``ipv6_translated``: an IPv6 STUN answer naming an address or port not ours (not advertised)."""
         self._tasks: set[asyncio.Task[object]] = set()
         self._listeners: list[EventCallback] = []
@@ -676,7 +685,33 @@ class Node:
             return
         # Reaches the user only once the dialling side nominates it (or sends data): the losers of
         # the peer's race are closed by the peer and never show up in accept().
-        pipe.on_nominated = self.deliver
+        pipe.on_nominated = self._deliver_unasked
+
+    def _deliver_unasked(self, pipe: Pipe) -> None:
+        """A nominated pipe a peer opened unasked: held to ``MAX_PIPES_PER_PEER`` per key and
+        ``MAX_PIPES`` in all, fairly (``make_room``: when full, the key holding the most loses
+        its oldest); then delivered."""
+        held = self._accepted_pipes
+        try:
+            victim = make_room(held.items(), pipe.peer_key, cap=MAX_PIPES, per_owner=MAX_PIPES_PER_PEER)
+        except Refused as exc:
+            self.stats[f"pipes_{exc.reason}"] += 1
+            self.spawn(pipe.close(f"this node holds its share of pipes from this key ({exc.reason})"))
+            return
+        if victim is not None:
+            del held[victim]
+            self.stats["pipes_evicted"] += 1
+            self.spawn(victim.close(f"evicted: the node holds {MAX_PIPES} pipes"))
+        held[pipe] = pipe.peer_key
+        previous = pipe.on_closed
+
+        def closed(p: Pipe) -> None:
+            held.pop(p, None)
+            if previous is not None:
+                previous(p)
+
+        pipe.on_closed = closed
+        self.deliver(pipe)
 
     def _wait_for_nomination(self, pipe: Pipe) -> bool:
         """An incoming channel lives until the dialling side nominates it, at most
@@ -718,16 +753,28 @@ class Node:
 
     async def _on_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         # Connections still in their handshake (each bounded by HANDSHAKE_TIMEOUT) are capped too:
-        # a peer that opens connections and never speaks holds a socket each until then.
-        if self._handshaking >= MAX_HANDSHAKING:
+        # a peer that opens connections and never speaks holds a socket each until then. Fairly:
+        # when all slots are held, a newcomer from another source takes the oldest of the source
+        # holding the most (``make_room``), so idle connections cannot lock everyone else out.
+        peer = writer.get_extra_info("peername")
+        source = str(peer[0]) if peer else ""
+        try:
+            victim = make_room(
+                self._handshaking.items(), source, cap=MAX_HANDSHAKING, per_owner=MAX_HANDSHAKING_PER_SOURCE
+            )
+        except Refused:
             self.stats["handshake_cap"] += 1
             writer.close()
             return
-        self._handshaking += 1
+        if victim is not None:
+            del self._handshaking[victim]
+            self.stats["handshake_evicted"] += 1
+            victim.transport.abort()
+        self._handshaking[writer] = source
         try:
             await tcp_respond(reader, writer, self.identity, self._on_incoming, self.queue_size)
         finally:
-            self._handshaking -= 1
+            self._handshaking.pop(writer, None)
 
     # -- events ----------------------------------------------------------------------------------
 

@@ -204,3 +204,79 @@ async def test_silent_tcp_connections_are_capped(monkeypatch):
             writer.close()
         pipe, _ = await auto_connect(friend, victim.address, plugins=["direct"], timeout=5)
         await pipe.close()
+
+
+async def test_idle_tcp_connections_cannot_lock_a_peer_out(monkeypatch):
+    """Every handshake slot held by silent connections of one source: a peer from another
+    source still completes its handshake, in the slot of the oldest of the source holding the
+    most; a newcomer from the crowd's own source is refused as before."""
+    from warpgate import node as node_module
+    from warpgate.channels import tcp_connect
+
+    monkeypatch.setattr(node_module, "MAX_HANDSHAKING", 8)
+    async with Node(interfaces=["lo"], families=["ipv4"]) as victim:
+        ep = next(e for e in victim.address.endpoints("tcp"))
+        silent = [
+            await asyncio.open_connection(ep.host, ep.port, local_addr=("127.0.1.1", 0)) for _ in range(8)
+        ]
+        more = await asyncio.open_connection(ep.host, ep.port, local_addr=("127.0.1.1", 0))
+        assert await more[0].read() == b""  # the crowd's own source waits its turn
+        pipe = await tcp_connect(
+            ep.host,
+            ep.port,
+            Identity.generate(),
+            expected_key=victim.identity.public_key,
+            conn_id=os.urandom(16),
+            purpose="direct",
+        )
+        assert victim.stats["handshake_evicted"] == 1 and victim.stats["handshake_cap"] == 1
+        await pipe.close()
+        for _, writer in [*silent, more]:
+            writer.close()
+
+
+async def test_one_key_cannot_hold_every_pipe(monkeypatch):
+    """Nominating is free: one key that opens and nominates pipe after pipe is held to its share
+    (the rest refused, counted); keys beyond the total make room from the key holding the most;
+    a friend still connects."""
+    from warpgate import node as node_module
+    from warpgate.channels import tcp_connect
+
+    monkeypatch.setattr(node_module, "MAX_PIPES_PER_PEER", 4)
+    monkeypatch.setattr(node_module, "MAX_PIPES", 6)
+    hog, other = Identity.generate(), Identity.generate()
+    async with (
+        Node(interfaces=["lo"], families=["ipv4"]) as victim,
+        Node(interfaces=["lo"], families=["ipv4"]) as friend,
+    ):
+        ep = next(e for e in victim.address.endpoints("tcp"))
+
+        async def nominated(who):
+            pipe = await tcp_connect(
+                ep.host,
+                ep.port,
+                who,
+                expected_key=victim.identity.public_key,
+                conn_id=os.urandom(16),
+                purpose="direct",
+            )
+            pipe.nominate()
+            return pipe
+
+        hogs = [await nominated(hog) for _ in range(10)]
+        await wait_until(lambda: victim.stats["pipes_per_owner"] == 6)
+        others = [await nominated(other) for _ in range(3)]
+        await wait_until(lambda: victim.stats["pipes_evicted"] == 1)
+        held = list(victim._accepted_pipes.values())
+        assert held.count(hog.public_key) == 3 and held.count(other.public_key) == 3
+        pipe, _ = await auto_connect(friend, victim.address, plugins=["direct"], timeout=5)
+        await pipe.close()
+        for p in hogs + others:
+            await p.close()
+
+
+async def wait_until(predicate, timeout=10.0):
+    """Until the victim has counted what the test did (its events are counters, not futures)."""
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.01)
