@@ -18,6 +18,7 @@ import pandas as pd
 from netsim import report
 from netsim.control import runner
 from netsim.model import scenario
+from netsim.model.verdict import disagrees
 
 
 def assert_scenario(path: str | Path, out: Path, *, trials: int | None = None) -> pd.DataFrame:
@@ -35,7 +36,7 @@ def check(out: Path) -> pd.DataFrame:
     verdict = report.judge(cells, trials)  # the report's verdict: one place decides
     if verdict.passed:
         return cells
-    bad = cells[cells["agrees"].str.startswith("MISMATCH")]
+    bad = cells[cells["agrees"].map(disagrees)]
     if not bad.empty:
         lines = [f"{r.a} <- {r.b}: success {r.success:.0%}, {r.agrees}" for r in bad.itertuples()]
         raise AssertionError(f"{len(bad)} cell(s) disagree with the expected outcome:\n" + "\n".join(lines))

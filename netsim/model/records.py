@@ -76,6 +76,8 @@ def _text(path: Path) -> str:
         return path.read_text(encoding="utf-8")
     except (UnicodeDecodeError, gzip.BadGzipFile, EOFError) as exc:
         raise UsageError(f"{path}: not a records file ({exc})") from None
+    except OSError as exc:  # unreadable: said in one line, as bad input
+        raise UsageError(f"{path}: cannot read: {exc.strerror or exc}") from None
 
 
 def lines(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -148,6 +150,8 @@ def merge(runs: list[Path], out: Path) -> None:
             metas.append(json.loads((run / "meta.json").read_text()))
         except (ValueError, UnicodeDecodeError) as exc:
             raise UsageError(f"{run / 'meta.json'}: not a run's meta.json ({exc})") from None
+        except OSError as exc:
+            raise UsageError(f"{run / 'meta.json'}: cannot read: {exc.strerror or exc}") from None
     names = {m.get("scenario", {}).get("name") if isinstance(m, dict) else None for m in metas}
     if len(names) != 1 or None in names:
         raise UsageError(f"cannot merge runs of different scenarios: {sorted(map(str, names))}")

@@ -17,6 +17,7 @@ import pandas as pd
 
 from netsim.errors import UsageError
 from netsim.model.stats import Problem, Thresholds
+from netsim.model.verdict import disagrees
 from netsim.report import style
 from netsim.report.figures import _axes
 from netsim.report.render import figure_tags, md_table, save_figures
@@ -141,7 +142,7 @@ def compare(
                 f"{r['success_low_base']:.0%}) -> {r['success_new']:.0%} (n {int(r['n_new'])}), {winners}"
             )
             problems.append(Problem(cell, "success_drop", detail))
-        if str(r["agrees_base"]) == "ok" and str(r["agrees_new"]).startswith("MISMATCH"):
+        if str(r["agrees_base"]) == "ok" and disagrees(r["agrees_new"]):
             problems.append(Problem(cell, "new_disagreement", f"now {r['agrees_new']}, {winners}"))
         # as with success: a share above the base's 95 % interval, so that one relayed trial in
         # ten of a cell whose direct plugin wins by odds (random_probe) is not a regression

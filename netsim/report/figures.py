@@ -18,6 +18,7 @@ import pandas as pd
 from matplotlib.colors import LogNorm
 from matplotlib.patches import Patch, Rectangle
 
+from netsim.model.verdict import disagrees
 from netsim.report import style
 from netsim.report.style import Rendered
 from netsim.report.tables import _rank, matrix_order, sweep_table, wire_per_run
@@ -239,7 +240,7 @@ def figures(
             success, f"success rate, n and 95 % Wilson interval ({label})", labels
         )
         agrees = grid("agrees")
-        flags = agrees.map(lambda v: isinstance(v, str) and v.startswith("MISMATCH"))
+        flags = agrees.map(disagrees)
         out[f"agreement-{name}"] = _agreement(
             agrees, success, grid("expected"), f"agreement with theory ({label})"
         )

@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from netsim.model.verdict import disagrees
 from netsim.report import style
 from netsim.report.figures import figures
 from netsim.report.style import Rendered
@@ -140,8 +141,10 @@ def sections(run: Path) -> tuple[Verdict, list[Section], dict[str, pd.DataFrame]
     sc = meta.get("scenario", {})
     relayed = relayed_table(cells, trials, attempts)
     wire = wire_table(trials)
+    wire = None if wire is None else in_matrix_order(wire, meta)
     points = sweep_table(trials)
     families = family_table(trials, meta)
+    families = None if families is None else in_matrix_order(families, meta)
     validation = pd.DataFrame(meta.get("validation", []))
     connected = int((trials["outcome"] == "connected").sum())
     judged = int((trials["outcome"] != "error").sum())
@@ -163,7 +166,7 @@ def sections(run: Path) -> tuple[Verdict, list[Section], dict[str, pd.DataFrame]
         ("impairments", json.dumps(meta.get("impairments", []))),
     )
     view = cells_view(cells)
-    bad = cells["agrees"].astype(str).str.startswith("MISMATCH") | (cells["n"] == 0)
+    bad = cells["agrees"].map(disagrees) | (cells["n"] == 0)
     out = [
         Section(
             "Cells that disagree with theory",

@@ -18,7 +18,9 @@ import pandas as pd
 from netsim.errors import UsageError
 from netsim.model import records
 from netsim.model.nat import PROFILES
-from netsim.model.stats import wilson, within_flake
+from netsim.model.stats import wilson
+from netsim.model.verdict import disagrees
+from netsim.model.verdict import judge as judge_cell
 
 ORDER = list(PROFILES)
 NEEDED = ("a", "b", "run", "outcome")
@@ -37,6 +39,8 @@ def load(run: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
             meta = json.loads((run / "meta.json").read_text())
         except (ValueError, UnicodeDecodeError) as exc:
             raise UsageError(f"{run / 'meta.json'}: not a run's meta.json ({exc})") from None
+        except OSError as exc:
+            raise UsageError(f"{run / 'meta.json'}: cannot read: {exc.strerror or exc}") from None
         if not isinstance(meta, dict):
             raise UsageError(f"{run / 'meta.json'}: not a run's meta.json (not a JSON object)")
     if trials.empty:
@@ -125,23 +129,17 @@ def cell_table(trials: pd.DataFrame, flake: float = 0.0) -> pd.DataFrame:
     """How many of the cell's connections its most frequent winner won (a mixed cell shows)."""
     cells = cells.merge(pd.concat([winners, wins], axis=1).reset_index(), on=["a", "b", "run"], how="left")
 
-    def verdict(row: pd.Series) -> str:
-        if row["judged"] == 0:
-            return "no data (every trial an agent error)"
-        if row["expected"] is None or pd.isna(row["expected"]):
-            return "no theory"
-        n, hits = int(row["judged"]), int(row["hits"])
-        if bool(row["expected"]) and not within_flake(n - hits, n, flake):
-            return "MISMATCH (expected to connect)"
-        if not bool(row["expected"]) and not within_flake(hits, n, flake):
-            return "MISMATCH (expected to fail)"
-        if not pd.isna(row["survives_expected"]) and not pd.isna(row["survived"]):
-            want = float(row["survives_expected"])
-            if row["survived"] != want:
-                return f"MISMATCH (pipe expected to {'survive' if want else 'break under'} the fault)"
-        return "ok"
-
-    cells["agrees"] = cells.apply(verdict, axis=1)
+    cells["agrees"] = [
+        judge_cell(
+            int(r.judged),
+            int(r.hits),
+            r.expected,
+            flake,
+            survived=r.survived,
+            survives_expected=r.survives_expected,
+        ).value
+        for r in cells.itertuples()
+    ]
     return cells.rename(columns={"hits": "connected"}).drop(columns=["judged", "relayed_hits"])
 
 
@@ -349,7 +347,7 @@ def judge(cells: pd.DataFrame, trials: pd.DataFrame) -> Verdict:
     return Verdict(
         cells=len(cells),
         agree=int((agrees == "ok").sum()),
-        disagree=int(agrees.str.startswith("MISMATCH").sum()),
+        disagree=int(agrees.map(disagrees).sum()),
         unjudged=unjudged,
         no_theory=int((agrees == "no theory").sum()) + unjudged,
         agent_errors=int((trials["outcome"] == "error").sum()),
