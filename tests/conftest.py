@@ -40,12 +40,13 @@ def mosquitto_factory(tmp_path):
     """Start real mosquitto brokers on 127.0.0.1 (free ports); all stopped by PID afterwards."""
     from netsim.control.daemons import Daemon, mosquitto
     from tests.daemons import free_port
+    from warpgate.proto.envelope import MAX_SIZE
 
     started = []
 
-    def start(port: int | None = None) -> Broker:
+    def start(port: int | None = None, *, size_limit: int | None = MAX_SIZE) -> Broker:
         port = port or free_port()
-        daemon = Daemon(mosquitto("127.0.0.1", port), tmp_path / "mosquitto")
+        daemon = Daemon(mosquitto("127.0.0.1", port, size_limit=size_limit), tmp_path / "mosquitto")
         daemon.start()
         started.append(daemon)
         return Broker(daemon, port)

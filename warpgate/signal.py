@@ -157,6 +157,8 @@ class BrokerLink:
             self.tried.set()
 
 
+MAX_KIND = 64
+"""Characters of a message's kind and request id (the built-in kinds are about 20)."""
 MAX_QUEUED = 4096
 """Messages a broker link holds before we read them; beyond, new ones are dropped (``queue_full``)."""
 MAX_HANDLING = 256
@@ -435,6 +437,9 @@ class SignalChannel:
                 or not isinstance(msg.get("body"), dict)
             ):
                 raise SignalRejected("malformed", "payload is not {kind, rid, body}")
+            if len(msg["kind"]) > MAX_KIND or len(msg["rid"]) > MAX_KIND:
+                # both are echoed in the acknowledgement: a long one would make it too large to send
+                raise SignalRejected("malformed", f"kind or request id longer than {MAX_KIND}")
         except SignalRejected as exc:
             self.stats[exc.reason] += 1
             log.debug("signal: dropped envelope: %s", exc)
@@ -495,3 +500,6 @@ class SignalChannel:
                 )
             except SignalUnavailable as exc:
                 log.info("signal: cannot acknowledge %s: %s", msg["kind"], exc)
+            except ValueError as exc:  # the answer does not fit an envelope: counted, not a dead task
+                self.stats["answer_too_large"] += 1
+                log.warning("signal: answer to %s not sent: %s", msg["kind"], exc)

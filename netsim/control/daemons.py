@@ -25,6 +25,7 @@ from types import TracebackType
 
 from netsim.control import spawn
 from netsim.errors import DaemonError
+from warpgate.proto.envelope import MAX_SIZE
 
 
 @dataclass(frozen=True)
@@ -154,11 +155,15 @@ class Daemon:
         self.stop()
 
 
-def mosquitto(host: str, port: int) -> DaemonSpec:
-    """An MQTT broker for the signal channel."""
+def mosquitto(host: str, port: int, *, size_limit: int | None = MAX_SIZE) -> DaemonSpec:
+    """An MQTT broker for the signal channel (``size_limit`` None: a broker without one, as a
+    user's may be, to test the node's own check)."""
     # set_tcp_nodelay: without it a second small write waits for the client's delayed ACK
     # (about 40 ms on Linux), and every signalling round trip pays for it.
+    # message_size_limit: a publish larger than an envelope can be is dropped by the broker, so
+    # no subscriber's client reads it whole before the signal channel's own size check
     conf = f"""listener {port} {host}
+message_size_limit {size_limit or 0}
 set_tcp_nodelay true
 allow_anonymous true
 persistence false

@@ -261,11 +261,23 @@ async def test_old_message_rejected(pair):
     assert calls == []
 
 
-async def test_garbage_and_oversized_rejected(pair):
-    a, b, c, calls = pair
-    await expect_rejected(a, "malformed", lambda: publish_raw(b, a, b"\x01\x01garbage"))
-    await expect_rejected(a, "too_large", lambda: publish_raw(b, a, b"\x01" * 20000))
-    assert calls == []
+async def test_garbage_and_oversized_rejected(mosquitto_factory):
+    """The node's own checks, through a broker without a size limit (a user's may have none)."""
+    broker = mosquitto_factory(size_limit=None)
+    async with (
+        Node(interfaces=["lo"], brokers=[broker.url]) as a,
+        Node(interfaces=["lo"], brokers=[broker.url]) as b,
+    ):
+        calls = []
+
+        async def act(sender, body):
+            calls.append(body)
+            return {}
+
+        a.signal.on("test.act", act)
+        await expect_rejected(a, "malformed", lambda: publish_raw(b, a, b"\x01\x01garbage"))
+        await expect_rejected(a, "too_large", lambda: publish_raw(b, a, b"\x01" * 20000))
+        assert calls == []
 
 
 async def test_broker_sockets_send_at_once(mosquitto_factory):
@@ -400,3 +412,31 @@ async def test_handlers_at_once_are_capped(pair, monkeypatch):
     release.set()
     await publish_raw(b, a, notice(9))  # room again once the slow ones finished
     await wait_for(lambda: a.signal.stats["accepted"] == 6 and a.signal._handling == 0)
+
+
+async def test_the_broker_drops_a_publish_larger_than_an_envelope(pair):
+    """The lab's brokers (and the docs' advice for users' brokers) refuse a publish above the
+    envelope's 16 KiB: a 1 MiB one to a node's topic never reaches its client, which would read
+    it whole before any check of ours."""
+    import time
+
+    a, b, c, calls = pair
+    before = a.signal.stats["received"]
+    await publish_raw(c, a, bytes(1024 * 1024))
+    env = seal(b.identity, b.address, a.address, MsgType.NOTICE, payload({"after": 1}), now=time.time())
+    await publish_raw(b, a, env)  # the same topic, after it: delivered in order had it been
+    await wait_for(lambda: len(calls) == 1)
+    assert a.signal.stats["received"] == before + 1 and a.signal.stats["too_large"] == 0
+
+
+async def test_a_long_kind_is_refused_before_its_answer_could_overflow(pair):
+    """A request whose kind (echoed in the acknowledgement) is 8 KB long would make the answer
+    too large to send and kill its handler task: it is refused as malformed, counted."""
+    import json
+    import time
+
+    a, b, c, calls = pair
+    long = json.dumps({"kind": "x" * 8192, "rid": "r1", "body": {}}).encode()
+    env = seal(c.identity, c.address, a.address, MsgType.REQUEST, long, now=time.time())
+    await expect_rejected(a, "malformed", lambda: publish_raw(c, a, env))
+    assert a.signal.stats["error"] == 0 and not calls
