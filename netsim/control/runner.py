@@ -35,6 +35,7 @@ from netsim.control.lab import PYTHON, Lab, clean, leftovers
 from netsim.errors import NetsimError, UsageError
 from netsim.model import protocol, records
 from netsim.model.expect import expected_direct, expected_outcome, theory_odds
+from netsim.model.faults import BEFORE, MID_PIPE
 from netsim.model.nat import as_table
 from netsim.model.records import RECORDS, Key, Recorder
 from netsim.model.scenario import Scenario, Variant
@@ -333,7 +334,7 @@ def run(
             )
         lab.impair()
         fault = scenario.fault
-        if fault is not None and fault.when == faults.BEFORE:
+        if fault is not None and fault.when == BEFORE:
             meta["fault_applied"] = faults.before_trials(lab, fault)
 
         def spawn(site: str) -> AgentProc:
@@ -404,7 +405,7 @@ def _run_cell(
                     Capture(lab, sa, stem.with_suffix(".a.pcap")),
                     Capture(lab, sb, stem.with_suffix(".b.pcap")),
                 ]
-            mid_pipe = fault is not None and fault.when == faults.MID_PIPE and fault.hits(trial)
+            mid_pipe = fault is not None and fault.when == MID_PIPE and fault.hits(trial)
             listen: dict[str, Any] = {}
             try:
                 listen = agents[sa].call(protocol.Listen(f"{pa}/{pb}#{trial}"))
@@ -462,9 +463,7 @@ def _run_cell(
                         scenario, tuple(plugins or ()), cell, variant.options, ipv6=False
                     ),
                     "expected_direct": expected_direct(scenario, tuple(plugins or ()), cell),
-                    "fault": fault.what
-                    if fault is not None and (fault.when == faults.BEFORE or mid_pipe)
-                    else None,
+                    "fault": fault.what if fault is not None and (fault.when == BEFORE or mid_pipe) else None,
                     "survived": None if after is None else bool(after["ok"]),
                     "survives_expected": fault.survives.get(cell) if mid_pipe and fault is not None else None,
                     "after_fault_error": "" if after is None else after.get("error", ""),

@@ -7,8 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from netsim.control import faults
 from netsim.model import theory
+from netsim.model.faults import Fault
 from netsim.model.nat import EPHEMERAL
 from netsim.model.scenario import Scenario, Variant
 
@@ -46,7 +46,7 @@ def expected_outcome(
     exp = scenario.expect.get(cell)
     if exp is not None:
         return bool(exp) if scenario.mode == "race" else bool(plugins) and plugins[0] in exp
-    usable = faults.usable(scenario.fault, plugins)
+    usable = _usable(scenario.fault, plugins)
     # what the internet sees of each side decides (a site behind a carrier: both NATs composed),
     # with the mapping its router grants the node
     pa = scenario.site(cell[0]).behaviours(scenario.portmap)
@@ -116,3 +116,12 @@ def matrices(scenario: Scenario) -> list[Matrix]:
         )
         for variant in scenario.variants()
     ]
+
+
+def _usable(fault: Fault | None, plugins: tuple[str, ...]) -> tuple[str, ...]:
+    """The plugins that can still work under ``fault`` (for the theory): without a broker, none
+    that sends a signal message. (Without STUN the theory has no rule: such scenarios list their
+    expected cells in ``[expect]``.)"""
+    if fault is None or fault.what != "stop-brokers":
+        return plugins
+    return tuple(p for p in plugins if not theory.needs_signal(p))

@@ -42,7 +42,7 @@ loss = 0.0
 [expect]                   # optional: override the theory for a cell ("A/B" = plugins that must connect)
 "symmetric/symmetric" = []
 
-[fault]                    # optional: break something during the run (see netsim/control/faults.py)
+[fault]                    # optional: break something during the run (see netsim/model/faults.py)
 what = "link-flap"
 when = "mid-pipe"
 """
@@ -55,8 +55,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from netsim.control.faults import SIDES, WHEN, Fault
 from netsim.errors import ScenarioError
+from netsim.model.faults import SIDES, WHEN, Fault
 from netsim.model.nat import PROFILES, Profile, behind, from_table
 from netsim.model.topology import IPV6, Impairment, Site
 from warpgate.proto.nat import FIREWALLS6, Behaviours
