@@ -19,7 +19,7 @@ from netsim.errors import UsageError
 from netsim.model.stats import Problem, Thresholds
 from netsim.model.verdict import disagrees
 from netsim.report import style
-from netsim.report.figures import _axes
+from netsim.report.figures import _axes, cdf, cdf_axes
 from netsim.report.render import figure_tags, md_table, save_figures
 from netsim.report.tables import _late_direct_cells, cell_table, flake_of, in_matrix_order, load, matrix_order
 
@@ -81,19 +81,8 @@ def side_by_side(runs: list[Path], out: Path) -> Path:
     figs = {"success-side-by-side": style.render(fig)}
     fig, ax = plt.subplots(figsize=(6.5, 3.5))
     for name, trials in zip(names, all_trials, strict=True):
-        xs = trials.loc[trials["outcome"] == "connected", "ttc_ms"].dropna().sort_values().to_numpy()
-        if len(xs):
-            ax.plot(
-                xs,
-                [(i + 1) / len(xs) for i in range(len(xs))],
-                drawstyle="steps-post",
-                label=f"{name} (n={len(xs)})",
-            )
-    ax.set_xscale("log")
-    ax.set_xlabel("time to connect (ms, log)")
-    ax.set_ylabel("share of successful trials")
-    ax.set_title("time to connect, CDF per run")
-    ax.legend(fontsize=7)
+        cdf(ax, trials.loc[trials["outcome"] == "connected", "ttc_ms"], name)
+    cdf_axes(ax, "share of successful trials", "time to connect, CDF per run")
     figs["time-to-connect-side-by-side"] = style.render(fig)
     save_figures(figs, out / "figures")
     md = [f"# Side by side: {', '.join(names)}", "", md_table(table), ""]

@@ -208,6 +208,22 @@ def _timeline(trials: pd.DataFrame, attempts: pd.DataFrame, title: str, most: in
     return style.render(fig)
 
 
+def cdf(ax: Any, ms: pd.Series, label: str, colour: str | None = None) -> None:
+    """One empirical CDF of times to connect (a step per trial), labelled with its n."""
+    xs = ms.dropna().sort_values().to_numpy()
+    if len(xs):
+        steps = [(i + 1) / len(xs) for i in range(len(xs))]
+        ax.plot(xs, steps, drawstyle="steps-post", label=f"{label} (n={len(xs)})", color=colour)
+
+
+def cdf_axes(ax: Any, ylabel: str, title: str) -> None:
+    ax.set_xscale("log")
+    ax.set_xlabel("time to connect (ms, log)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+
+
 def figures(
     cells: pd.DataFrame,
     plugins: pd.DataFrame,
@@ -293,19 +309,8 @@ def figures(
         out["time-to-connect"] = style.render(fig)
         fig, ax = plt.subplots(figsize=(6.5, 3.5))
         for w, g in ok.groupby("winner"):
-            xs = g["ttc_ms"].dropna().sort_values().to_numpy()
-            ax.plot(
-                xs,
-                [(i + 1) / len(xs) for i in range(len(xs))],
-                drawstyle="steps-post",
-                label=f"{w} (n={len(xs)})",
-                color=style.colour_of(str(w)),
-            )
-        ax.set_xscale("log")
-        ax.set_xlabel("time to connect (ms, log)")
-        ax.set_ylabel("share of its successful trials")
-        ax.set_title("time to connect, CDF per winning plugin")
-        ax.legend(fontsize=7)
+            cdf(ax, g["ttc_ms"], str(w), style.colour_of(str(w)))
+        cdf_axes(ax, "share of its successful trials", "time to connect, CDF per winning plugin")
         out["time-to-connect-cdf"] = style.render(fig)
         out["time-to-connect-cells"] = _ttc_per_cell(ok)
     wire = _wire_per_run(trials)

@@ -106,20 +106,11 @@ async def test_a_flood_of_broker_messages_is_bounded_and_counted(mosquitto_facto
 async def test_large_messages_into_a_pipe_nobody_reads_cost_bounded_memory():
     """A peer that authenticated (any key does) sends 4 MiB messages that nobody reads: the inbox
     stops at INBOX_BYTES and TCP flow control stops the sender (40 of them were 683 MB of RSS)."""
-    from warpgate.channels import tcp_connect
     from warpgate.pipe import INBOX_BYTES
 
     attacker_id = Identity.generate()
     async with Node(interfaces=["lo"], families=["ipv4"]) as victim:
-        ep = next(e for e in victim.address.endpoints("tcp"))
-        pipe = await tcp_connect(
-            ep.host,
-            ep.port,
-            attacker_id,
-            expected_key=victim.identity.public_key,
-            conn_id=os.urandom(16),
-            purpose="direct",
-        )
+        pipe = await channel(victim, attacker_id)
         sent = 0
 
         async def flood():
@@ -140,26 +131,15 @@ async def test_channels_that_are_never_nominated_are_capped_and_expire(monkeypat
     """A key opens channels it never nominates: a few wait, more are refused; a crowd of keys
     fills the table: the oldest waiting one makes room; after the timeout all are closed."""
     from warpgate import node as node_module
-    from warpgate.channels import tcp_connect
 
     monkeypatch.setattr(node_module, "MAX_UNNOMINATED", 5)
     monkeypatch.setattr(node_module, "MAX_UNNOMINATED_PER_PEER", 3)
     monkeypatch.setattr(node_module, "NOMINATION_TIMEOUT", 0.5)
     first, second = Identity.generate(), Identity.generate()
     async with Node(interfaces=["lo"], families=["ipv4"]) as victim:
-        ep = next(e for e in victim.address.endpoints("tcp"))
-
-        async def open_channel(who):
-            return await tcp_connect(
-                ep.host,
-                ep.port,
-                who,
-                expected_key=victim.identity.public_key,
-                conn_id=os.urandom(16),
-                purpose="direct",
-            )
-
-        pipes = [await open_channel(first) for _ in range(5)] + [await open_channel(second) for _ in range(3)]
+        pipes = [await channel(victim, first) for _ in range(5)] + [
+            await channel(victim, second) for _ in range(3)
+        ]
         for p in pipes:  # each is closed by the victim: refused, evicted, or timed out
             with pytest.raises(PipeClosed):
                 await p.recv(timeout=5)
@@ -211,7 +191,6 @@ async def test_idle_tcp_connections_cannot_lock_a_peer_out(monkeypatch):
     source still completes its handshake, in the slot of the oldest of the source holding the
     most; a newcomer from the crowd's own source is refused as before."""
     from warpgate import node as node_module
-    from warpgate.channels import tcp_connect
 
     monkeypatch.setattr(node_module, "MAX_HANDSHAKING", 8)
     async with Node(interfaces=["lo"], families=["ipv4"]) as victim:
@@ -221,14 +200,7 @@ async def test_idle_tcp_connections_cannot_lock_a_peer_out(monkeypatch):
         ]
         more = await asyncio.open_connection(ep.host, ep.port, local_addr=("127.0.1.1", 0))
         assert await more[0].read() == b""  # the crowd's own source waits its turn
-        pipe = await tcp_connect(
-            ep.host,
-            ep.port,
-            Identity.generate(),
-            expected_key=victim.identity.public_key,
-            conn_id=os.urandom(16),
-            purpose="direct",
-        )
+        pipe = await channel(victim, Identity.generate())
         assert victim.stats["handshake_evicted"] == 1 and victim.stats["handshake_cap"] == 1
         await pipe.close()
         for _, writer in [*silent, more]:
@@ -240,7 +212,6 @@ async def test_one_key_cannot_hold_every_pipe(monkeypatch):
     (the rest refused, counted); keys beyond the total make room from the key holding the most;
     a friend still connects."""
     from warpgate import node as node_module
-    from warpgate.channels import tcp_connect
 
     monkeypatch.setattr(node_module, "MAX_PIPES_PER_PEER", 4)
     monkeypatch.setattr(node_module, "MAX_PIPES", 6)
@@ -249,17 +220,9 @@ async def test_one_key_cannot_hold_every_pipe(monkeypatch):
         Node(interfaces=["lo"], families=["ipv4"]) as victim,
         Node(interfaces=["lo"], families=["ipv4"]) as friend,
     ):
-        ep = next(e for e in victim.address.endpoints("tcp"))
 
         async def nominated(who):
-            pipe = await tcp_connect(
-                ep.host,
-                ep.port,
-                who,
-                expected_key=victim.identity.public_key,
-                conn_id=os.urandom(16),
-                purpose="direct",
-            )
+            pipe = await channel(victim, who)
             pipe.nominate()
             return pipe
 
@@ -280,3 +243,18 @@ async def wait_until(predicate, timeout=10.0):
     async with asyncio.timeout(timeout):
         while not predicate():
             await asyncio.sleep(0.01)
+
+
+async def channel(victim, who):
+    """An authenticated TCP channel from ``who`` to the victim's node port, not nominated."""
+    from warpgate.channels import tcp_connect
+
+    ep = next(e for e in victim.address.endpoints("tcp"))
+    return await tcp_connect(
+        ep.host,
+        ep.port,
+        who,
+        expected_key=victim.identity.public_key,
+        conn_id=os.urandom(16),
+        purpose="direct",
+    )
