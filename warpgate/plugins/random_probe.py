@@ -48,7 +48,7 @@ from warpgate.proto.nat import Behaviours, Filtering, Mapping, NatBehaviour, Por
 
 log = logging.getLogger(__name__)
 
-DEFAULTS: dict[str, int] = {"sockets": 256, "budget": 2048, "rate": 1000, "low": 1024, "high": 65535}
+DEFAULTS: dict[str, int] = {"sockets": 256, "budget": 2048, "rate": 2000, "low": 1024, "high": 65535}
 LIMITS: dict[str, tuple[int, int]] = {
     "sockets": (1, 1024),  # file descriptors: one each
     "budget": (1, 65536),
