@@ -19,6 +19,7 @@ from warpgate.proto import frames, handshake, timers
 from warpgate.proto.address import Endpoint
 from warpgate.proto.cookie import Cookies
 from warpgate.proto.frames import Kind
+from warpgate.proto.reflection import SYN_BYTES
 from warpgate.proto.timers import Backoff
 from warpgate.retry import Kick, retransmit
 from warpgate.udp import UdpSocket, hostport
@@ -30,6 +31,13 @@ HANDSHAKE_TIMEOUT = 5.0
 
 # Called with (pipe, responder conn_id) for each authenticated incoming channel.
 IncomingHandler = Callable[[Pipe, bytes], None]
+
+Gate = Callable[[int], bool]
+"""Asked with a send's size before it leaves; False: not sent (a peer's request has spent what
+it may make us send to an unproven address, ``warpgate.proto.reflection``)."""
+GATED_CONNECT = 3.0
+"""Seconds a TCP connect a peer's request caused may take (its SYNs are what it costs)."""
+NOT_SENT = "not dialled: the bound on what a request may make us send to an unproven address"
 
 
 # -- TCP -------------------------------------------------------------------------------------
@@ -164,10 +172,18 @@ async def tcp_connect(
     purpose: str,
     local_addr: HostPort | None = None,
     queue_size: int = 1024,
+    gate: Gate | None = None,
 ) -> Pipe:
-    """Connect, authenticate the peer, return a pipe. Expected failures raise ``AttemptFailed``."""
+    """Connect, authenticate the peer, return a pipe. Expected failures raise ``AttemptFailed``;
+    so does a ``gate`` that refuses the connect's SYNs (asked with ``SYN_BYTES``; the caller's
+    gate knows how long the connect may retransmit)."""
+    if gate is not None and not gate(SYN_BYTES):
+        raise AttemptFailed(f"tcp {host}:{port}: {NOT_SENT}")
     try:
-        reader, writer = await asyncio.open_connection(host, port, local_addr=local_addr)
+        async with asyncio.timeout(GATED_CONNECT if gate is not None else None):
+            reader, writer = await asyncio.open_connection(host, port, local_addr=local_addr)
+    except TimeoutError:
+        raise AttemptFailed(f"tcp {host}:{port}: no answer to the SYNs in {GATED_CONNECT:.0f} s") from None
     except OSError as exc:
         raise AttemptFailed(f"tcp {host}:{port}: {exc.strerror or exc}") from exc
     try:
@@ -289,6 +305,7 @@ class UdpEndpoint(UdpSocket):
             # send); anything else is counted and dropped.
             dial = self._dialing.get(peer)
             if dial is not None and payload == dial.init.hello.conn_id:
+                dial.heard = True  # the path answers: our sends to it are no reflection
                 dial.kick()
             else:
                 self.drops["probe"] += 1
@@ -373,7 +390,8 @@ class UdpEndpoint(UdpSocket):
         self.on_incoming(new, resp.hello.conn_id)
 
     def heard(self, peer: HostPort) -> bool:
-        """Whether the handshake we are dialling towards ``peer`` has heard from it."""
+        """Whether the handshake we are dialling towards ``peer`` has heard from it (a handshake
+        message, or a probe naming its conn_id)."""
         dial = self._dialing.get(peer)
         return dial is not None and dial.heard
 
@@ -418,6 +436,7 @@ class UdpEndpoint(UdpSocket):
         purpose: str,
         backoff: Backoff = timers.HANDSHAKE,
         unclaimed: Callable[[Pipe], None] | None = None,
+        gate: Gate | None = None,
     ) -> Pipe:
         """Dial ``peer`` from this socket; retransmits on ``backoff`` until the handshake ends.
 
@@ -426,7 +445,8 @@ class UdpEndpoint(UdpSocket):
         completes (key order) and its channel is returned either way. A channel completed in the
         same wake-up as this dial's cancellation goes to ``unclaimed`` (default: closed without a
         word): the peer may have picked it, and only the dialling plugin knows whether it must
-        be kept.
+        be kept. ``gate``: asked before each send with its size; a send it refuses is skipped
+        (``drops["reflection_bound"]``) and the dial waits on for the peer's own packets.
         """
         if peer in self._dialing:
             raise AttemptFailed(f"udp {peer[0]}:{peer[1]}: already dialling from this socket")
@@ -450,8 +470,13 @@ class UdpEndpoint(UdpSocket):
         self._dialing[peer] = dial
 
         def send() -> None:
-            if not dial.yielded:
-                self.sendto(frames.udp_frame(Kind.HANDSHAKE, dial.init.last), peer)
+            if dial.yielded:
+                return
+            frame = frames.udp_frame(Kind.HANDSHAKE, dial.init.last)
+            if gate is None or gate(len(frame)):
+                self.sendto(frame, peer)
+            else:
+                self.drops["reflection_bound"] += 1
 
         try:
             return await retransmit(backoff, send, dial.fut, kick=dial.kick)
@@ -480,6 +505,7 @@ async def udp_connect(
     conn_id: bytes,
     purpose: str,
     queue_size: int = 1024,
+    gate: Gate | None = None,
 ) -> Pipe:
     """Dial from a fresh ephemeral socket that the pipe then owns."""
     family_local = ("::", 0) if ":" in host else ("0.0.0.0", 0)
@@ -487,16 +513,24 @@ async def udp_connect(
         ep = await UdpEndpoint.bind(family_local, identity, None, queue_size, remote=(host, port))
     except OSError as exc:
         raise AttemptFailed(f"udp {host}:{port}: cannot bind: {exc.strerror}") from exc
-    return await udp_dial_from(ep, (host, port), expected_key=expected_key, conn_id=conn_id, purpose=purpose)
+    return await udp_dial_from(
+        ep, (host, port), expected_key=expected_key, conn_id=conn_id, purpose=purpose, gate=gate
+    )
 
 
 async def udp_dial_from(
-    ep: UdpEndpoint, peer: HostPort, *, expected_key: bytes, conn_id: bytes, purpose: str
+    ep: UdpEndpoint,
+    peer: HostPort,
+    *,
+    expected_key: bytes,
+    conn_id: bytes,
+    purpose: str,
+    gate: Gate | None = None,
 ) -> Pipe:
     """Dial ``peer`` from a socket of its own that the pipe then owns (closed with it, or now if
     the dial fails)."""
     try:
-        pipe = await ep.connect(peer, expected_key=expected_key, conn_id=conn_id, purpose=purpose)
+        pipe = await ep.connect(peer, expected_key=expected_key, conn_id=conn_id, purpose=purpose, gate=gate)
     except BaseException:
         ep.close()
         raise
@@ -518,6 +552,7 @@ async def dial(
     conn_id: bytes,
     purpose: str,
     queue_size: int = 1024,
+    gate: Gate | None = None,
 ) -> Pipe:
     """Open and authenticate a channel to one advertised endpoint, over its transport."""
     connect = tcp_connect if endpoint.proto == "tcp" else udp_connect
@@ -529,4 +564,5 @@ async def dial(
         conn_id=conn_id,
         purpose=purpose,
         queue_size=queue_size,
+        gate=gate,
     )

@@ -31,6 +31,7 @@ from warpgate.proto.messages import Message
 from warpgate.proto.names import NameServiceError, check_name
 from warpgate.proto.nat import NatBehaviour
 from warpgate.proto.natpmp import MAX_LIFETIME
+from warpgate.proto.reflection import Reflection
 from warpgate.proto.shares import Refused, make_room
 from warpgate.resources import Resources
 from warpgate.signal import SignalChannel, parse_broker
@@ -153,6 +154,9 @@ class Node:
         if relay_head_start < 0:
             raise LocalProtocolError("relay_head_start must be >= 0 seconds")
         self.relay_head_start = relay_head_start
+        self.reflection = Reflection()
+        """What peers' requests may make this node send to unproven addresses
+        (``warpgate.proto.reflection``); a host proves itself with an authenticated pipe."""
         """Seconds a relay waits while another racing plugin's rule says it connects directly
         (cut short when they all fail): a relayed pipe should not beat a direct one."""
         self.discovered: dict[str, Discovery] = {}
@@ -617,6 +621,7 @@ class Node:
     def track(self, pipe: Pipe) -> None:
         """Own ``pipe``: it is closed when the node stops, or when its peer falls silent."""
         self._pipes.add(pipe)
+        self.reflection.prove(pipe.remote[0], asyncio.get_running_loop().time())
         if self.keepalive is not None:
             pipe.keep_alive(self.keepalive)
         previous = pipe.on_closed

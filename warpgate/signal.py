@@ -16,6 +16,7 @@ The envelope codec (signature, encryption, replay, age) is ``warpgate.proto.enve
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
 import json
 import logging
@@ -53,6 +54,10 @@ NODELAY = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
 """Broker sockets send at once: paho-mqtt leaves Nagle on, so a request's second small write would
 wait for the broker's delayed ACK (about 40 ms on Linux). Brokers should set ``set_tcp_nodelay``."""
 Handler = Callable[[Address, dict[str, Any]], Awaitable[dict[str, Any] | None]]
+
+REQUEST_BYTES: contextvars.ContextVar[int] = contextvars.ContextVar("warpgate_request_bytes", default=0)
+"""Inside a handler: the size on the wire of the envelope it answers (the reflection bound of
+``warpgate.proto.reflection`` is a multiple of it)."""
 
 
 class SignalError(WarpgateError):
@@ -461,7 +466,7 @@ class SignalChannel:
             self.stats["handlers_busy"] += 1  # the sender retries; its request id is not spent
             return
         self._handling += 1
-        task = asyncio.get_running_loop().create_task(self._handle(env, msg))
+        task = asyncio.get_running_loop().create_task(self._handle(env, msg, len(data)))
         self._tasks.add(task)
         task.add_done_callback(self._handled)
 
@@ -469,8 +474,9 @@ class SignalChannel:
         self._tasks.discard(task)
         self._handling -= 1
 
-    async def _handle(self, env: Envelope, msg: dict[str, Any]) -> None:
+    async def _handle(self, env: Envelope, msg: dict[str, Any], size: int) -> None:
         sender, rid = env.sender.node_id, msg["rid"]
+        REQUEST_BYTES.set(size)  # this task's own context: what the handler's sends are bounded by
         response = self._responses.get(sender, rid, self.clock())
         if response is None:
             handler = self.handlers.get(msg["kind"])

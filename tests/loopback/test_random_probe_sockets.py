@@ -11,9 +11,8 @@ import asyncio
 import os
 import stat
 
+from tests.peers import behind
 from warpgate import Node, auto_connect
-from warpgate.proto.discovery import Discovery
-from warpgate.proto.nat import PRESETS
 
 OPTIONS = {"random_probe": {"sockets": 4, "budget": 64, "rate": 2000, "low": 60900, "high": 60999}}
 
@@ -27,14 +26,6 @@ def sockets() -> int:
         except FileNotFoundError:
             continue
     return count
-
-
-def behind(node: Node, preset: str) -> None:
-    """As if discovery had found ``preset`` in front of the node (its mapping: its own socket)."""
-    mine = ("127.0.0.1", node.port)
-    node.discovered["127.0.0.1"] = Discovery(PRESETS[preset], PRESETS[preset], mine, None, None)
-    node.public["127.0.0.1"] = mine
-    node._address = None  # rebuilt from what discovery "found"
 
 
 async def trial(broker: str, cut_after: int | None) -> bool:

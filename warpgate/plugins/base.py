@@ -32,8 +32,9 @@ from warpgate.proto.address import Address, Endpoint
 from warpgate.proto.discovery import Discovery
 from warpgate.proto.messages import Message
 from warpgate.proto.nat import Behaviours, Filtering, NatBehaviour
+from warpgate.proto.reflection import Allowance, Reflection, Sweep, syn_cost
 from warpgate.resources import Resources
-from warpgate.signal import SignalChannel
+from warpgate.signal import REQUEST_BYTES, SignalChannel
 from warpgate.stun import StunError, reusable_tcp_socket, tcp_binding, udp_binding
 from warpgate.turn import RelayEndpoint, TurnServer
 from warpgate.udp import UdpSocket
@@ -55,6 +56,7 @@ class Host(Protocol):
     public6: dict[str, tuple[str, int]]
     relay_head_start: float
     local_interfaces: list[LocalInterface]
+    reflection: Reflection
 
     @property
     def nat(self) -> Discovery | None: ...
@@ -82,6 +84,9 @@ class Context:
         self.resources = Resources(f"{plugin} {conn_id.hex()[:8]}")
         """An attempt's are released when it ends; a response's are handed to the node when
         ``respond`` returns and released at node stop. See ``warpgate.resources``."""
+        self.allowance: Allowance | None = None
+        """A responder's: what the request may still make us send to unproven addresses
+        (``warpgate.proto.reflection``); None for an attempt, whose sends the user asked for."""
         self.spent: Counter[str] = Counter()
         """What the attempt spent beyond its handshake: ``sockets`` opened, ``probes`` sent,
         ``chance_us`` waited on luck (``chance()``), reported in its ``AttemptEvent``."""
@@ -196,18 +201,51 @@ class Context:
         self._node.track(pipe)
         return pipe
 
+    def gate(
+        self, host: str, heard: Callable[[], bool] | None = None, cost: Callable[[int], int] | None = None
+    ) -> channels.Gate | None:
+        """What a peer's request makes us send towards ``host`` is bounded (3x the request, and a
+        budget per destination: ``warpgate.proto.reflection``) until ``heard()`` says the path
+        answered or the host has proved itself; ``cost`` turns a send's size into what it costs
+        (a TCP connect: its SYN retransmissions). None for an attempt: the user asked for it."""
+        allowance = self.allowance
+        if allowance is None:
+            return None
+        reflection = self._node.reflection
+        loop = asyncio.get_running_loop()
+
+        def check(nbytes: int) -> bool:
+            if heard is not None and heard():
+                return True
+            return reflection.spend(allowance, host, cost(nbytes) if cost else nbytes, loop.time())
+
+        return check
+
+    def _tcp_gate(self, host: str) -> channels.Gate | None:
+        return self.gate(host, cost=lambda _syn: syn_cost(channels.GATED_CONNECT))
+
     async def dial(self, endpoint: Endpoint) -> Pipe:
         """Open and authenticate a channel to one endpoint of the peer, over its transport."""
-        return self._own(await channels.dial(endpoint, self._node.identity, **self._auth()))
+        gate = self._tcp_gate(endpoint.host) if endpoint.proto == "tcp" else self.gate(endpoint.host)
+        return self._own(await channels.dial(endpoint, self._node.identity, gate=gate, **self._auth()))
 
     async def connect_tcp(self, host: str, port: int, local_addr: HostPort | None = None) -> Pipe:
         return self._own(
-            await channels.tcp_connect(host, port, self._node.identity, local_addr=local_addr, **self._auth())
+            await channels.tcp_connect(
+                host,
+                port,
+                self._node.identity,
+                local_addr=local_addr,
+                gate=self._tcp_gate(host),
+                **self._auth(),
+            )
         )
 
     async def connect_udp(self, host: str, port: int) -> Pipe:
         """Dial from a fresh UDP socket that the pipe then owns."""
-        return self._own(await channels.udp_connect(host, port, self._node.identity, **self._auth()))
+        return self._own(
+            await channels.udp_connect(host, port, self._node.identity, gate=self.gate(host), **self._auth())
+        )
 
     async def dial_shared(
         self,
@@ -224,7 +262,8 @@ class Context:
         auth = self._auth()
         auth.pop("queue_size")
         late = None if unclaimed is None else (lambda pipe: unclaimed(self._own(pipe)))
-        return self._own(await ep.connect(peer, backoff=backoff, unclaimed=late, **auth))
+        gate = self.gate(peer[0], heard=lambda: ep.heard(peer))
+        return self._own(await ep.connect(peer, backoff=backoff, unclaimed=late, gate=gate, **auth))
 
     @property
     def tcp_local(self) -> HostPort | None:
@@ -261,7 +300,11 @@ class Context:
             raise AttemptFailed(f"the node has no {'IPv6' if ':' in peer[0] else 'IPv4'} address")
         loop = asyncio.get_running_loop()
         reason = "no time left"
+        # each connect's SYNs, retransmitted until it ends or ``until``, count against the bound
+        gate = self.gate(peer[0], cost=lambda _syn: syn_cost(until - loop.time()))
         while loop.time() < until:
+            if gate is not None and not gate(0):
+                raise AttemptFailed(f"tcp {peer[0]}:{peer[1]}: {channels.NOT_SENT}")
             try:
                 sock = reusable_tcp_socket(local)
             except OSError as exc:
@@ -284,7 +327,9 @@ class Context:
             return await self.authenticate_stream(reader, writer)
         raise AttemptFailed(reason)
 
-    async def open_udp_sockets(self, count: int, peer: HostPort) -> list[UdpEndpoint]:
+    async def open_udp_sockets(
+        self, count: int, peer: HostPort, gate: channels.Gate | None = None
+    ) -> list[UdpEndpoint]:
         """``count`` fresh UDP sockets, each connected to ``peer`` and having sent it one PROBE
         frame, so that our NAT has mapped every one of them before this returns (random_probe's
         hard side). The caller closes them, or hands one to a pipe (``dial_from``)."""
@@ -299,8 +344,9 @@ class Context:
                 )
                 eps.append(ep)
                 self.spent["sockets"] += 1
-                ep.sendto(probe, peer)
-                self.spent["probes"] += 1
+                if gate is None or gate(len(probe)):
+                    ep.sendto(probe, peer)
+                    self.spent["probes"] += 1
             done = True
         except OSError as exc:
             raise AttemptFailed(f"cannot open {count} UDP sockets: {exc.strerror}") from None
@@ -310,11 +356,21 @@ class Context:
                     ep.close()
         return eps
 
-    async def dial_from(self, ep: UdpEndpoint, peer: HostPort) -> Pipe:
-        """Dial ``peer`` from ``ep`` (from ``open_udp_sockets``); the pipe owns the socket."""
+    async def dial_from(self, ep: UdpEndpoint, peer: HostPort, gate: channels.Gate | None = None) -> Pipe:
+        """Dial ``peer`` from ``ep`` (from ``open_udp_sockets``); the pipe owns the socket. Sends
+        ``gate`` refuses wait for the path to answer (``UdpEndpoint.heard``)."""
         auth = self._auth()
         auth.pop("queue_size")
-        return self._own(await channels.udp_dial_from(ep, peer, **auth))
+        if gate is not None:
+            gate = _or_heard(gate, ep, peer)
+        return self._own(await channels.udp_dial_from(ep, peer, gate=gate, **auth))
+
+    def sweep(self, host: str, packets: int) -> Sweep | None:
+        """random_probe's budget towards ``host`` when a peer's request asks for a sweep: one a
+        minute per target whoever asks (``Reflection.sweep``); None for an attempt."""
+        if self.allowance is None:
+            return None
+        return self._node.reflection.sweep(host, packets, asyncio.get_running_loop().time())
 
     @contextlib.contextmanager
     def chance(self) -> Iterator[None]:
@@ -327,7 +383,9 @@ class Context:
         finally:
             self.spent["chance_us"] += round((loop.time() - t0) * 1e6)
 
-    async def send_probes(self, host: str, ports: list[int], rate: float) -> int:
+    async def send_probes(
+        self, host: str, ports: list[int], rate: float, gate: channels.Gate | None = None
+    ) -> int:
         """random_probe's easy side: a PROBE frame carrying ``conn_id`` from the node's UDP socket
         to each ``host:port`` in turn, at most ``rate`` a second (paced in 10 ms slices); returns
         how many went out. Each opens our NAT's filter for that port of the peer."""
@@ -340,9 +398,11 @@ class Context:
         while sent < len(ports):
             due = min(len(ports), int((loop.time() - t0) * rate) + 1)
             for port in ports[sent:due]:
+                if gate is not None and not gate(len(probe)):
+                    return sent  # the sweep's budget is spent
                 ep.sendto(probe, (host, port))
-            self.spent["probes"] += max(0, due - sent)
-            sent = max(sent, due)
+                sent += 1
+                self.spent["probes"] += 1
             await asyncio.sleep(0.01)  # a pacing timer (the rate), not synchronisation
         return sent
 
@@ -389,10 +449,12 @@ class Context:
         return relay
 
     async def dial_relayed(self, relay: RelayEndpoint, peer: HostPort) -> Pipe:
-        """Dial ``peer`` (a relayed address) through our allocation; simultaneous open resolves."""
+        """Dial ``peer`` (a relayed address) through our allocation; simultaneous open resolves.
+        The relay forwards what we send to ``peer``: a request's dial is bounded like any other."""
         auth = self._auth()
         auth.pop("queue_size")
-        return self._own(await relay.connect(peer, backoff=timers.PUNCH, **auth))
+        gate = self.gate(peer[0], heard=lambda: relay.heard(peer))
+        return self._own(await relay.connect(peer, backoff=timers.PUNCH, gate=gate, **auth))
 
     async def authenticate_stream(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> Pipe:
         """Authenticate a stream a plugin opened by its own means (a relay, a punched socket)."""
@@ -542,12 +604,17 @@ class AttemptContext(Context):
         await signal.notify(self.dest, msg.kind, msg.to_body())
 
 
+def _or_heard(gate: channels.Gate, ep: UdpEndpoint, peer: HostPort) -> channels.Gate:
+    return lambda nbytes: ep.heard(peer) or gate(nbytes)
+
+
 class ResponderContext(Context):
     """The callee's side: ``sender`` signed the message; dials go to its address only."""
 
     def __init__(self, node: Host, sender: Address, plugin: str, conn_id: bytes) -> None:
         super().__init__(node, sender, plugin, conn_id)
         self.sender = sender
+        self.allowance = node.reflection.allowance(REQUEST_BYTES.get())
 
     @contextlib.contextmanager
     def arrival(self) -> Iterator[asyncio.Future[Pipe]]:

@@ -12,6 +12,9 @@ covers the addresses that carry none (``portmap="demand"``, or a mapping lost si
 whichever side has a gateway that answers. The mapping lives until the node stops (refreshed at
 half its lease, deleted at stop).
 
+Reflection bound: the responder talks only to its own gateway (not asked again for a while
+after it said no), and the connect-back is ``reverse``'s, bounded as that plugin says.
+
 Round trips: one signalling round trip plus the peer's gateway exchange (2 LAN round trips), then
 what ``direct`` needs.
 """

@@ -23,6 +23,10 @@ With ``sockets`` = N open among R possible ports and k probes, the chance of a h
 99.97 %). The options travel in the offer, each bounded (``LIMITS``); a side refuses an offer
 outside them.
 
+Reflection bound (``warpgate.proto.reflection``): as the callee, one sweep (at most 2,048
+packets: probes, or the hard side's dials) per target host a minute, whatever the number of
+keys asking, and the offer's options only lower our defaults (``ours``).
+
 Round trips: 1 signalling round trip, then the time to the first hit (k / rate on average about
 R / (N * rate)), then 2 data-path round trips for the handshake.
 """
@@ -34,9 +38,10 @@ import contextlib
 import logging
 import random
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
-from warpgate.channels import UdpEndpoint
+from warpgate.channels import Gate, UdpEndpoint
 from warpgate.errors import AttemptFailed, LocalProtocolError
 from warpgate.pipe import Pipe
 from warpgate.plugins import register
@@ -45,6 +50,7 @@ from warpgate.plugins.sessions import Sessions
 from warpgate.plugins.udp_punch import check_candidates
 from warpgate.proto.messages import Candidate, Message, MessageError, ProbeAnswer, ProbeCancel, ProbeOffer
 from warpgate.proto.nat import Behaviours, Filtering, Mapping, NatBehaviour, PortAllocation
+from warpgate.proto.reflection import SWEEP
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +117,18 @@ def options(given: dict[str, Any]) -> dict[str, int]:
     return out
 
 
+def ours(given: dict[str, Any]) -> dict[str, Any]:
+    """A peer's options within our own defaults: it may ask for fewer sockets, fewer probes, a
+    lower rate or a narrower port range, never for more (its offer makes us do the work)."""
+    out = dict(given)
+    for key in ("sockets", "budget", "rate", "high"):
+        if isinstance(out.get(key), int):
+            out[key] = min(out[key], DEFAULTS[key])
+    if isinstance(out.get("low"), int):
+        out["low"] = max(out["low"], DEFAULTS["low"])
+    return out
+
+
 def sockets_for(opts: dict[str, int], easy_side: NatBehaviour) -> int:
     """How many sockets the hard side opens: ``sockets`` where the easy side filters by address
     and port (RFC 4787 §5, a port-restricted cone), so that a probe must land on one of our exact
@@ -142,10 +160,19 @@ def duration(opts: dict[str, int]) -> float:
     return opts["budget"] / opts["rate"] + GRACE
 
 
-async def first_dial(ctx: Context, eps: list[UdpEndpoint], peer: tuple[str, int], until: float) -> Pipe:
+async def first_dial(
+    ctx: Context,
+    eps: list[UdpEndpoint],
+    peer: tuple[str, int],
+    until: float,
+    gate: Gate | None = None,
+    keep: Callable[[Pipe], None] | None = None,
+) -> Pipe:
     """The hard side: dial ``peer`` from every socket (each already mapped by our NAT); the first
-    pipe wins (it owns its socket), every other socket closes."""
-    dials = {asyncio.ensure_future(ctx.dial_from(ep, peer)): ep for ep in eps}
+    pipe wins (it owns its socket), every other socket closes. A second pipe completed in the
+    same instant goes to ``keep`` (the callee's: the caller may have taken that one first, and
+    its nomination decides, RFC 8445 §8.1.1), or is closed (the caller's own choice)."""
+    dials = {asyncio.ensure_future(ctx.dial_from(ep, peer, gate)): ep for ep in eps}
     chosen: asyncio.Future[Pipe] | None = None
     loop = asyncio.get_running_loop()
     try:
@@ -176,7 +203,10 @@ async def first_dial(ctx: Context, eps: list[UdpEndpoint], peer: tuple[str, int]
             except (asyncio.CancelledError, AttemptFailed):
                 ep.close()
                 continue
-            await extra.close()  # a second pipe of the same instant: closes its socket too
+            if keep is not None:
+                keep(extra)
+            else:
+                await extra.close()  # a second pipe of the same instant: closes its socket too
 
 
 def probe_ports(opts: dict[str, int]) -> list[int]:
@@ -314,7 +344,7 @@ class RandomProbe(Plugin):
             return None
         assert isinstance(msg, ProbeOffer)
         try:
-            opts = options({k: getattr(msg, k) for k in DEFAULTS})
+            opts = options(ours({k: getattr(msg, k) for k in DEFAULTS}))
         except LocalProtocolError as exc:
             raise MessageError("bad_option", str(exc)) from None
         check_candidates(ctx.sender, msg.public, ())
@@ -333,14 +363,18 @@ class RandomProbe(Plugin):
         while len(self._seen) > SEEN:
             self._seen.popitem(last=False)
         peer = msg.public[0]
+        sweep = ctx.sweep(peer.host, SWEEP if hard(ctx.local_behaviour) else opts["budget"])
+        if sweep is not None and sweep.left == 0:
+            raise MessageError("busy", f"a probe sweep towards {peer.host} ran less than a minute ago")
+        gate = None if sweep is None else sweep.take
         if hard(ctx.local_behaviour):
             if self._open_count + sockets_for(opts, ctx.peer_behaviour) > MAX_OPEN:
                 raise MessageError("busy", f"{self._open_count} probe sockets open (at most {MAX_OPEN})")
             # mapped before we answer: the caller starts probing when the answer arrives
-            eps = await ctx.open_udp_sockets(sockets_for(opts, ctx.peer_behaviour), peer.hostport)
+            eps = await ctx.open_udp_sockets(sockets_for(opts, ctx.peer_behaviour), peer.hostport, gate)
             self._open_count += len(eps)
             started: list[bool] = []
-            task = self._sessions.start(ctx, self._open(ctx, eps, peer.hostport, opts, started))
+            task = self._sessions.start(ctx, self._open(ctx, eps, peer.hostport, opts, started, gate))
 
             def never_ran(_: object) -> None:  # cancelled before its first step: nothing closed them
                 if not started:
@@ -350,7 +384,7 @@ class RandomProbe(Plugin):
 
             task.add_done_callback(never_ran)
         else:
-            self._sessions.start(ctx, self._probe(ctx, peer.host, opts))
+            self._sessions.start(ctx, self._probe(ctx, peer.host, opts, gate))
         return ProbeAnswer(msg.conn_id, (Candidate(*nat.mapped_udp),))
 
     async def _open(
@@ -360,11 +394,12 @@ class RandomProbe(Plugin):
         peer: tuple[str, int],
         opts: dict[str, int],
         started: list[bool],
+        gate: Gate | None,
     ) -> None:
         started.append(True)
         until = asyncio.get_running_loop().time() + duration(opts)
         try:
-            pipe = await first_dial(ctx, eps, peer, until)
+            pipe = await first_dial(ctx, eps, peer, until, gate, keep=ctx.offer)
         except AttemptFailed as exc:
             log.info("random_probe: no hit towards %s: %s", ctx.sender.node_id[:12], exc)
             return
@@ -372,11 +407,11 @@ class RandomProbe(Plugin):
             self._open_count -= len(eps)  # first_dial closed every socket but the pipe's
         ctx.offer(pipe)  # reaches accept() once the caller nominates it
 
-    async def _probe(self, ctx: ResponderContext, host: str, opts: dict[str, int]) -> None:
+    async def _probe(self, ctx: ResponderContext, host: str, opts: dict[str, int], gate: Gate | None) -> None:
         # the hard side's HELLO reaches our node socket through a probe's hole: the node routes it
         with ctx.arrival() as reached:
             ports = probe_ports(opts) if needs_probes(ctx.local_behaviour) else []
-            probing = asyncio.ensure_future(ctx.send_probes(host, ports, opts["rate"]))
+            probing = asyncio.ensure_future(ctx.send_probes(host, ports, opts["rate"], gate))
             try:
                 await asyncio.wait({reached}, timeout=duration(opts))
             finally:

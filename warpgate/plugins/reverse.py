@@ -8,6 +8,10 @@ acknowledgement has arrived yet. When the race is decided without it, A sends ``
 and B stops dialling. The envelope is signed by A, so B dials back only to the address that
 signed the request, and only a key that proves itself in the handshake becomes a pipe.
 
+Reflection bound (``warpgate.proto.reflection``): the SYNs and HELLOs a request makes B send to
+A's address total at most 3x the request's envelope (and the per-destination budget across all
+requests) until A's side answers; a TCP connect gives up after 3 s.
+
 Round trips: half a signalling round trip (the request reaches B), then what ``direct`` needs
 from B to A (1 TCP round trip + 2 handshake round trips).
 """

@@ -22,6 +22,10 @@ Over IPv6 (both sides' IPv6 path confirmed at start) the node's own address and 
 candidate: stateful firewalls, no NAT, let crossing SYNs through as firewall <-> firewall does
 over IPv4; IPv4 candidates start ``IPV6_LEAD`` later.
 
+Reflection bound (``warpgate.proto.reflection``): as the callee, the SYNs an offer makes us send
+to the caller's candidates (each connect counted with its retransmissions) total at most 3x the
+offer's envelope, and the per-destination budget across all offers.
+
 Round trips: 1 signalling round trip (offer, answer), then 1 data-path round trip for the
 crossing SYNs and 2 for the handshake.
 """

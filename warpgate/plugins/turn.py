@@ -19,6 +19,10 @@ Allocations end with their pipe: the relay deletes its allocation when its pipe 
 attempt's allocation is deleted when the race ends, and the callee deletes its own when the
 caller cancels (``RelayCancel``) or nothing authenticates within ``RESPONDER_LIMIT``.
 
+Reflection bound (``warpgate.proto.reflection``): the relay forwards our HELLOs to the relayed
+address an offer names, so as the callee those total at most 3x the offer's envelope until that
+address answers.
+
 Round trips: 2 to the TURN server for the allocation (401, then Allocate with credentials), 1
 signalling round trip during which B allocates (2 more to its server), then a channel binding (1 to
 the server) and the handshake (2 relayed round trips).

@@ -32,6 +32,10 @@ Over IPv6 (both sides' IPv6 path confirmed at start: ``ctx.ipv6_path``) the node
 and port are the candidate, offered first: stateful firewalls, no NAT, so two symmetric NAT44s
 with IPv6 firewalls still join. IPv4 candidates start ``IPV6_LEAD`` later (RFC 8305).
 
+Reflection bound (``warpgate.proto.reflection``): as the callee, the HELLOs an offer makes us
+send to a candidate that has not answered total at most 3x the offer's envelope, and at most
+the per-destination budget across all offers; a candidate that answered is no longer bounded.
+
 Round trips: 1 signalling round trip (offer, answer), then 2 data-path round trips for the
 handshake (HELLO/CHALLENGE, PROOF/DONE); the callee starts punching half a signalling round trip
 earlier, so its first packets open its NAT before the caller's arrive.
