@@ -54,9 +54,19 @@ from warpgate.pipe import Pipe
 from warpgate.plugins import register
 from warpgate.plugins.base import AttemptContext, Context, Plugin, RacePolicy, ResponderContext
 from warpgate.plugins.sessions import Sessions
+from warpgate.proto import handshake, timers
 from warpgate.proto.address import Address
-from warpgate.proto.messages import Candidate, Message, MessageError, PunchAnswer, PunchCancel, PunchOffer
+from warpgate.proto.messages import (
+    MAX_PAD,
+    Candidate,
+    Message,
+    MessageError,
+    PunchAnswer,
+    PunchCancel,
+    PunchOffer,
+)
 from warpgate.proto.nat import Behaviours, Filtering, Mapping, NatBehaviour, PortAllocation
+from warpgate.proto.reflection import FACTOR
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +75,9 @@ WINDOW = 8
 SILENCE = 1.0
 """Seconds without hearing anything from the peer after which punching stops."""
 RESPONDER_LIMIT = 10.0
+PAID_FOR = 2.0
+"""Seconds of the callee's punching (``timers.PUNCH``) that the offer's padding pays for: until
+the caller's path answers, the callee may send it only 3 times the offer's bytes."""
 """The callee punches at most this long for one offer."""
 MAX_SESSIONS = 32
 """Punches the callee runs at once; more offers are refused (``busy``)."""
@@ -183,6 +196,15 @@ def targets(
             continue
         out.append(c)
     return out
+
+
+def pad_for(candidates: int) -> str:
+    """An offer's padding: 3 times the offer then covers the callee's HELLOs to ``candidates``
+    for ``PAID_FOR`` seconds (QUIC pads its Initial for the same limit, RFC 9000 §8.1, §14.1).
+    Its NAT's early packets are dropped until our mapping exists, so the callee must go on
+    sending blind for a while: a punch offer is the one request that pays for that."""
+    need = candidates * (handshake.MIN_HELLO + 1) * timers.PUNCH.sends_within(PAID_FOR)
+    return "0" * min(MAX_PAD, -(-need // FACTOR))
 
 
 def check_candidates(sender: Address, public: tuple[Candidate, ...], private: tuple[Candidate, ...]) -> None:
@@ -337,7 +359,8 @@ class UdpPunch(Plugin):
         pipe: Pipe | None = None
         try:
             async with asyncio.timeout_at(ctx.deadline):
-                answer = await ctx.request(PunchOffer(ctx.conn_id, public, private))
+                offer = PunchOffer(ctx.conn_id, public, private, pad_for(len(public) + len(private)))
+                answer = await ctx.request(offer)
                 if not isinstance(answer, PunchAnswer) or answer.conn_id != ctx.conn_id:
                     raise AttemptFailed("the peer answered the offer with something else")
                 try:

@@ -10,7 +10,7 @@ the handler never runs.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from typing import Any, ClassVar, TypeVar
 
 from warpgate.errors import RemoteProtocolError
@@ -19,6 +19,8 @@ VERSION = 1
 MAX_CANDIDATES = 16
 CONN_ID_SIZE = 16
 MAX_INT = 2**31 - 1
+MAX_PAD = 12 * 1024
+"""Characters of padding an offer may carry (a sealed envelope stays under 16 KiB)."""
 
 M = TypeVar("M", bound="Message")
 
@@ -86,6 +88,8 @@ class Message:
             raise MessageError("malformed", f"{cls.kind} has unknown fields {sorted(extra)[:4]}")
         values: dict[str, Any] = {}
         for f in fields(cls):
+            if f.name not in body and f.default is not MISSING:
+                continue  # an optional field (padding): its default
             if f.name not in body:
                 raise MessageError("malformed", f"{cls.kind} lacks {f.name!r}")
             values[f.name] = _field(cls.kind, f.name, str(f.type), body[f.name])
@@ -111,6 +115,10 @@ def _field(kind: str, name: str, type_: str, raw: Any) -> Any:
                 raise MessageError("malformed", f"{kind}.{name} holds a malformed candidate")
             out.append(Candidate(item[0], item[1]))
         return tuple(out)
+    if type_ == "str":
+        if not isinstance(raw, str) or len(raw) > MAX_PAD:
+            raise MessageError("malformed", f"{kind}.{name} is not a string of at most {MAX_PAD}")
+        return raw
     if type_ == "int":
         if not isinstance(raw, int) or isinstance(raw, bool) or not 0 <= raw <= MAX_INT:
             raise MessageError("bad_int", f"{kind}.{name} is not an integer in 0..{MAX_INT}")
@@ -165,6 +173,10 @@ class PunchOffer(Message):
     """My mapping(s) as the internet sees them, predicted ports included."""
     private: tuple[Candidate, ...]
     """My socket's own address: worth a try only from behind the same NAT."""
+    pad: str = ""
+    """Padding, as QUIC pads its first packet: the callee may send an unproven address 3 times
+    the offer's bytes (``warpgate.proto.reflection``), so the caller pays a third of the punch
+    it asks for."""
 
 
 @message

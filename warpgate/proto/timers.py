@@ -48,6 +48,15 @@ class Backoff:
     def schedule(self, now: float) -> Schedule:
         return Schedule(self, now)
 
+    def sends_within(self, seconds: float) -> int:
+        """How many sends the schedule makes in its first ``seconds``."""
+        sent, at, interval = 0, 0.0, self.initial
+        while at < seconds and (self.tries is None or sent < self.tries):
+            sent += 1
+            at += interval
+            interval = min(interval * self.factor, self.cap)
+        return sent
+
 
 class Schedule:
     """One exchange's timer: ``handle_timer(now)`` -> SEND | WAIT | GIVE_UP; ``get_timer()``."""
