@@ -12,9 +12,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 
-from warpgate import Node, Pipe
+from warpgate import Node, Pipe, auto_connect
 from warpgate.errors import PipeClosed
 
 
@@ -49,7 +50,11 @@ async def main() -> None:
     async with Node(interfaces=["lo"], families=["ipv4"], brokers=[args.broker], on_pipe=echo) as node:
         say(node.address.to_text())
         while line := await reader.readline():
-            if line.strip() == b"stats":
+            if line.startswith(b"dial "):  # the victim dials a peer: from then on it is known
+                pipe, _ = await auto_connect(node, line[5:].decode().strip(), plugins=["direct"], timeout=10)
+                await pipe.close()
+                say("dialled")
+            elif line.strip() == b"stats":
                 drops: dict[str, int] = {}
                 for ep in node.udp_endpoints:
                     for reason, n in ep.drops.items():
@@ -57,6 +62,7 @@ async def main() -> None:
                 assert node.signal is not None
                 report = {
                     "rss_kb": rss_kb(),
+                    "fds": len(os.listdir("/proc/self/fd")),
                     "signal": dict(node.signal.stats),
                     "node": dict(node.stats),
                     "udp": drops,

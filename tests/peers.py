@@ -7,10 +7,14 @@ import asyncio
 import contextlib
 import dataclasses
 import ipaddress
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from warpgate import Node
+from warpgate import Node, Pipe
+from warpgate.channels import tcp_connect
+from warpgate.identity import Identity
+from warpgate.proto.address import Address
 from warpgate.proto.discovery import Discovery
 from warpgate.proto.nat import PRESETS
 
@@ -34,6 +38,15 @@ def claim(node: Node, host: str, preset: str | None = None) -> None:
         real, interfaces=(dataclasses.replace(iface, public4=ipaddress.IPv4Address(host)),)
     )
     node.signal._address = lambda: forged
+
+
+async def channel(address: Address, who: Identity) -> Pipe:
+    """An authenticated TCP channel from ``who`` to ``address``'s IPv4 TCP endpoint on loopback,
+    not nominated (what any key can open to a node)."""
+    ep = next(e for e in address.endpoints("tcp") if e.host == "127.0.0.1")
+    return await tcp_connect(
+        ep.host, ep.port, who, expected_key=address.public_key, conn_id=os.urandom(16), purpose="direct"
+    )
 
 
 def snmp(proto: str, field: str) -> int:

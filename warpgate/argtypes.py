@@ -12,6 +12,13 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 
 
+def node_id(text: str) -> str:
+    """A node id: 32 hex digits (``warpgate node`` prints its own at start)."""
+    if not re.fullmatch(r"[0-9a-fA-F]{32}", text):
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a node id (32 hex digits)")
+    return text.lower()
+
+
 def port(text: str) -> int:
     """A port number: 0..65535 (0: any free one)."""
     try:

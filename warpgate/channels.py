@@ -208,9 +208,11 @@ async def tcp_respond(
     identity: Identity,
     on_incoming: IncomingHandler,
     queue_size: int = 1024,
+    allow: Callable[[bytes], bool] | None = None,
 ) -> None:
-    """Server side of one accepted TCP connection (``asyncio.start_server`` callback)."""
-    resp = handshake.Responder(identity)
+    """Server side of one accepted TCP connection (``asyncio.start_server`` callback); a HELLO
+    whose key ``allow`` refuses ends it before we sign anything."""
+    resp = handshake.Responder(identity, allow=allow)
     try:
         async with asyncio.timeout(HANDSHAKE_TIMEOUT):
             while not resp.done:
@@ -260,6 +262,9 @@ class UdpEndpoint(UdpSocket):
         """When new handshakes come faster than ``cookies.threshold`` a second, a HELLO must
         bring a cookie (``warpgate.proto.cookie``) before we sign anything."""
         self._responders: dict[HostPort, handshake.Responder] = {}
+        self.allow: Callable[[bytes], bool] | None = None
+        """The node's connection gate: a new HELLO from a key it refuses is dropped before any
+        handshake work (``drops["not_allowed"]``)."""
         self._dialing: dict[HostPort, _Dial] = {}
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -356,12 +361,18 @@ class UdpEndpoint(UdpSocket):
                 return
             resp = None  # a new channel on a path whose last handshake is over
         if resp is None and isinstance(msg, handshake.Hello) and dial is None:
+            if self.allow is not None and not self.allow(msg.key):
+                self.drops["not_allowed"] += 1
+                return
             # a new handshake from an address we do not dial: under load, prove the address first
             now = asyncio.get_running_loop().time()
             if self.cookies.under_load(now) and not self.cookies.valid(peer, msg, now):
                 cookie = handshake.Cookie(msg.conn_id, self.cookies.make(peer, msg, now))
                 self.sendto(frames.udp_frame(Kind.HANDSHAKE, handshake.encode(cookie)), peer)
                 self.drops["hello_without_cookie"] += 1
+                return
+            if self.cookies.under_load(now) and not self.cookies.source_admits(peer[0], now):
+                self.drops["hello_source_rate"] += 1  # a proved address, but its share is spent
                 return
             self.cookies.started(now)
         if resp is None:

@@ -95,6 +95,13 @@ def _node_args(p: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="lease asked for; refreshed at half",
     )
+    p.add_argument(
+        "--allow",
+        action="append",
+        type=argtypes.node_id,
+        metavar="NODE_ID",
+        help="only this node may signal us, be dialled back or hold a pipe (repeatable; default: anyone)",
+    )
 
 
 def _make_node(args: argparse.Namespace) -> Node:
@@ -110,6 +117,7 @@ def _make_node(args: argparse.Namespace) -> Node:
         turn=args.turn,
         portmap=args.portmap,
         portmap_lease=args.portmap_lease,
+        allow=args.allow,
     )
 
 

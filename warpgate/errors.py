@@ -50,6 +50,10 @@ class HandshakeError(RemoteProtocolError):
     """The other end did not prove it holds the key of the address we dialled."""
 
 
+class NotAllowed(RemoteProtocolError):
+    """The key is outside the node's connection gate (``Node(allow=...)``)."""
+
+
 class PipeClosed(WarpgateError):
     """The pipe is closed (by us, by the peer, or because its transport failed)."""
 

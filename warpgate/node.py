@@ -15,6 +15,7 @@ from types import TracebackType
 from typing import Any
 
 from warpgate import discovery, plugins, portmap
+from warpgate.budget import InboxBudget
 from warpgate.channels import UdpEndpoint, tcp_respond
 from warpgate.errors import LocalProtocolError, WarpgateError
 from warpgate.events import AttemptEvent
@@ -27,6 +28,7 @@ from warpgate.portmap import Lease, PortMapError, PortMapper
 from warpgate.proto import timers
 from warpgate.proto.address import Address, Interface
 from warpgate.proto.discovery import Discovery
+from warpgate.proto.gater import Allow, Gater
 from warpgate.proto.messages import Message
 from warpgate.proto.names import NameServiceError, check_name
 from warpgate.proto.nat import NatBehaviour
@@ -79,6 +81,8 @@ class Node:
     - ``await node.accept()``: the next authenticated incoming pipe, whichever plugin made it;
       or pass ``on_pipe=`` to get each one in a callback (a coroutine function is run as a task).
     - ``node.add_listener(cb)``: every ``AttemptEvent`` of every race this node runs.
+    - ``allow=``: the connection gate, keys or node ids (or a callable) that may reach the node at
+      all (``warpgate.proto.gater``); the default lets anyone in.
     """
 
     def __init__(
@@ -104,6 +108,7 @@ class Node:
         portmap: str = "start",
         portmap_deadline: float = portmap.DEADLINE,
         portmap_lease: int = portmap.LEASE,
+        allow: Allow = None,
     ) -> None:
         if identity is not None and key_path is not None:
             raise LocalProtocolError("give identity or key_path, not both")
@@ -154,6 +159,11 @@ class Node:
         if relay_head_start < 0:
             raise LocalProtocolError("relay_head_start must be >= 0 seconds")
         self.relay_head_start = relay_head_start
+        self.gater = Gater(allow)
+        """The connection gate (``Node(allow=...)``, ``warpgate.proto.gater``): which keys may
+        signal us, be dialled back or punched towards, or hold a pipe; None lets anyone in."""
+        self.inbox_budget = InboxBudget()
+        """The bytes all of this node's pipes may hold unread (``warpgate.budget``)."""
         self.reflection = Reflection()
         """What peers' requests may make this node send to unproven addresses
         (``warpgate.proto.reflection``); a host proves itself with an authenticated pipe."""
@@ -228,6 +238,7 @@ class Node:
                 jobs.append(self._discover())
             if self.brokers:
                 self.signal = SignalChannel(self.identity, lambda: self.address, self.brokers)
+                self.signal.allow = self.gater.asker("signal", asyncio.get_running_loop().time)
                 jobs.append(self.signal.start())
             await asyncio.gather(*jobs)
             self._install_responders()
@@ -250,9 +261,9 @@ class Node:
             )
             self._servers.append(server)
             port = port or server.sockets[0].getsockname()[1]
-            self._udp.append(
-                await UdpEndpoint.bind((host, port), self.identity, self._on_incoming, self.queue_size)
-            )
+            ep = await UdpEndpoint.bind((host, port), self.identity, self._on_incoming, self.queue_size)
+            ep.allow = self.gater.asker("handshake", asyncio.get_running_loop().time)
+            self._udp.append(ep)
         self.port = port
 
     async def _discover(self) -> None:
@@ -621,6 +632,7 @@ class Node:
     def track(self, pipe: Pipe) -> None:
         """Own ``pipe``: it is closed when the node stops, or when its peer falls silent."""
         self._pipes.add(pipe)
+        pipe._budget = self.inbox_budget
         self.reflection.prove(pipe.remote[0], asyncio.get_running_loop().time())
         if self.keepalive is not None:
             pipe.keep_alive(self.keepalive)
@@ -777,7 +789,14 @@ class Node:
             victim.transport.abort()
         self._handshaking[writer] = source
         try:
-            await tcp_respond(reader, writer, self.identity, self._on_incoming, self.queue_size)
+            await tcp_respond(
+                reader,
+                writer,
+                self.identity,
+                self._on_incoming,
+                self.queue_size,
+                self.gater.asker("handshake", asyncio.get_running_loop().time),
+            )
         finally:
             self._handshaking.pop(writer, None)
 

@@ -12,7 +12,10 @@ Overflow policy (an inbox holds ``queue_size`` messages, default 1024):
   no delivery promise either, and a stalled reader must not stall the node's shared socket.
 
 An inbox is full at ``queue_size`` messages or ``INBOX_BYTES`` bytes, whichever comes first, so
-a peer's large messages into a pipe nobody reads cost bounded memory.
+a peer's large messages into a pipe nobody reads cost bounded memory; and all the pipes of a
+node share one budget (``warpgate.budget``, 64 MiB, TCP frames being read included): when it is
+short, the pipe holding the most unread bytes is closed to make room, unless the one asking
+holds as much (then it waits, or a UDP message is dropped).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Literal
 
+from warpgate.budget import InboxBudget
 from warpgate.errors import PipeClosed, RemoteProtocolError
 from warpgate.identity import node_id_of
 from warpgate.proto import frames, record, timers
@@ -62,7 +66,9 @@ taken into an empty inbox (a TCP frame may carry up to 16 MiB)."""
 
 
 class _Inbox:
-    def __init__(self, maxsize: int, max_bytes: int = INBOX_BYTES) -> None:
+    def __init__(self, maxsize: int, owner: Pipe | None = None, max_bytes: int = INBOX_BYTES) -> None:
+        self.owner = owner
+        """The pipe whose node's inbox budget (``warpgate.budget``) this inbox draws on."""
         self.items: deque[bytes] = deque()
         self.maxsize = maxsize
         self.max_bytes = max_bytes
@@ -83,21 +89,40 @@ class _Inbox:
             len(self.items) >= self.maxsize or self.size + len(item) > self.max_bytes
         )
 
+    def _budget(self) -> InboxBudget | None:
+        return None if self.owner is None else self.owner._budget
+
+    def _refund(self, n: int) -> None:
+        budget = self._budget()
+        if budget is not None and self.owner is not None:
+            budget.refund(self.owner, n)
+
     def put_nowait(self, item: bytes) -> int:
-        """Append; while full (messages or bytes), drop the oldest. Returns how many were dropped."""
+        """Append; while full (messages or bytes), drop the oldest. Returns how many were dropped
+        (the new one too, when the node's inbox budget has no room for it)."""
+        budget = self._budget()
+        if budget is not None and self.owner is not None and not budget.try_take(self.owner, len(item)):
+            return 1
         dropped = 0
         while self._full_for(item):
-            self.size -= len(self.items.popleft())
+            old = self.items.popleft()
+            self.size -= len(old)
+            self._refund(len(old))
             dropped += 1
         self.items.append(item)
         self.size += len(item)
         self._wake("_readable")
         return dropped
 
-    async def put(self, item: bytes) -> None:
+    async def put(self, item: bytes, *, charged: bool = False) -> None:
+        """Append, waiting for room (in this inbox, then in the node's budget unless the item is
+        ``charged`` to it already)."""
         while self._full_for(item) and not self.closed:
             self._writable = asyncio.get_running_loop().create_future()
             await self._writable
+        budget = self._budget()
+        if budget is not None and self.owner is not None and not charged:
+            await budget.take(self.owner, len(item))  # PipeClosed: the pipe went meanwhile
         self.items.append(item)
         self.size += len(item)
         self._wake("_readable")
@@ -110,8 +135,17 @@ class _Inbox:
             await self._readable
         item = self.items.popleft()
         self.size -= len(item)
+        self._refund(len(item))
         self._wake("_writable")
         return item
+
+    def discard(self) -> int:
+        """Drop every unread message (an evicted pipe's); returns how many."""
+        count = len(self.items)
+        self._refund(self.size)
+        self.items.clear()
+        self.size = 0
+        return count
 
     def close(self, reason: str) -> None:
         self.closed = True
@@ -157,7 +191,9 @@ class Pipe:
         self._tcp_open = record.TcpOpener(keys.recv) if proto == "tcp" else None
         self._close_raw = close_raw
         self._queue_size = queue_size
-        self._subs: dict[Sub, _Inbox] = {SUB_ALL: _Inbox(queue_size)}
+        self._budget: InboxBudget | None = None
+        """The node's inbox budget, set when the node takes the pipe (``Node.track``)."""
+        self._subs: dict[Sub, _Inbox] = {SUB_ALL: _Inbox(queue_size, self)}
         self._closed = False
         self._drain: Callable[[], object] | None = None
         self._on_nominated: Callable[[Pipe], None] | None = None
@@ -170,6 +206,9 @@ class Pipe:
         self._reader_task: asyncio.Task[None] | None = None
         self._watch_task: asyncio.Task[None] | None = None
         self._heard = 0  # frames received; the liveness watch compares it between wake-ups
+        self._stalled = False
+        """The reader waits for room (a full inbox, the node's budget): it hears nothing because
+        it reads nothing, so silence means nothing (a slow reader is not a silent peer)."""
         self._heard_waiter: asyncio.Future[None] | None = None
         self.answered = False
         """We finished this channel's handshake as responder (on UDP): the peer's initiator holds
@@ -208,7 +247,7 @@ class Pipe:
 
     def subscribe(self, sub: Sub) -> Sub:
         if sub not in self._subs:
-            self._subs[sub] = _Inbox(self._queue_size)
+            self._subs[sub] = _Inbox(self._queue_size, self)
             if self._closed:
                 self._subs[sub].close(self._closed_message())
         return sub
@@ -296,7 +335,7 @@ class Pipe:
         while not self._closed:
             await asyncio.sleep(max(0.0, watch.get_timer() - loop.time()))
             now = loop.time()
-            if self._heard != seen:  # heard since the last wake-up (counted, not timed, per frame)
+            if self._heard != seen or self._stalled:  # heard since the last wake-up, or not reading
                 seen = self._heard
                 watch.heard(now)
             action = watch.handle_timer(now)
@@ -365,10 +404,16 @@ class Pipe:
             if sub.matches(data, self.remote):
                 self.dropped += inbox.put_nowait(data)
 
-    async def _deliver(self, data: bytes) -> None:
+    async def _deliver(self, data: bytes, *, charged: bool = False) -> bool:
+        """Into every matching inbox, waiting for room. ``charged``: the node's budget holds the
+        bytes already (a TCP frame's, charged before it was read), and the first inbox takes that
+        charge over; returns whether one did."""
         for sub, inbox in list(self._subs.items()):
             if sub.matches(data, self.remote):
-                await inbox.put(data)
+                await inbox.put(data, charged=charged)
+                if charged:
+                    return True
+        return False
 
     def _on_control(self, kind: Kind) -> None:
         if kind is Kind.CLOSE:
@@ -428,16 +473,38 @@ class Pipe:
             while True:
                 header = await reader.readexactly(frames.HEADER_SIZE)
                 kind, size = frames.tcp_header(header)
-                sealed = await reader.readexactly(size) if size else b""
-                if kind is Kind.HANDSHAKE:
-                    raise RemoteProtocolError("handshake frame after the handshake")
-                assert self._tcp_open is not None
-                payload = self._tcp_open.open(header, sealed)
-                self._heard += 1
-                if kind is Kind.DATA:
-                    self._mark_nominated()
-                    await self._deliver(payload)
-                else:
+                budget, charged = self._budget, 0
+                if budget is not None and size:
+                    self._stalled = True
+                    try:
+                        await budget.take(self, size, flight=True)  # the frame's body is held from here on
+                    finally:
+                        self._stalled = False
+                    charged = size
+                try:
+                    sealed = await reader.readexactly(size) if size else b""
+                    if kind is Kind.HANDSHAKE:
+                        raise RemoteProtocolError("handshake frame after the handshake")
+                    assert self._tcp_open is not None
+                    payload = self._tcp_open.open(header, sealed)
+                    self._heard += 1
+                    if budget is not None and charged:
+                        budget.landed(self, size)
+                        budget.refund(self, size - len(payload))  # the record's overhead
+                        charged = len(payload)
+                    if kind is Kind.DATA:
+                        self._mark_nominated()
+                        self._stalled = True
+                        try:
+                            took = await self._deliver(payload, charged=bool(charged))
+                        finally:
+                            self._stalled = False
+                        charged = 0 if took else charged
+                finally:
+                    if budget is not None and charged:
+                        budget.landed(self, charged)
+                        budget.refund(self, charged)
+                if kind is not Kind.DATA:
                     self._on_control(kind)
                     if kind is Kind.CLOSE:
                         return
@@ -447,8 +514,16 @@ class Pipe:
         except RemoteProtocolError as exc:
             log.warning("%r: closing, peer broke the protocol: %s", self, exc)
             self._shutdown(f"the peer broke the protocol: {exc}")
+        except PipeClosed:
+            pass  # closed while waiting for room in the node's inbox budget (evicted, or closed)
         finally:
             self._shutdown("the connection ended")
+
+    def _evict(self, reason: str) -> None:
+        """Close the pipe and drop what it holds unread (the node's inbox budget needs room)."""
+        for inbox in self._subs.values():
+            self.dropped += inbox.discard()
+        self._shutdown(reason)
 
     def _closed_message(self) -> str:
         return f"pipe closed: {self.close_reason}" if self.close_reason else "pipe closed"

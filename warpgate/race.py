@@ -77,6 +77,7 @@ async def auto_connect(
     address = (await resolve(node, dest)).only(node.families)
     if address.public_key == node.identity.public_key:
         raise LocalProtocolError("cannot connect a node to itself")
+    node.gater.dialled(address.public_key, asyncio.get_running_loop().time())  # it may answer
     names = list(plugins) if plugins is not None else list(available())
     if not names:
         raise LocalProtocolError("no plugin to race")

@@ -260,6 +260,9 @@ class SignalChannel:
         """The smallest such round trip seen: the signalling path's floor (broker included)."""
         self.replay = ReplayCache()
         self.limit = RateLimit()
+        self.allow: Callable[[bytes], bool] | None = None
+        """The node's connection gate (``warpgate.proto.gater``): an envelope whose sender it
+        refuses is dropped before its signature is checked (``stats["not_allowed"]``)."""
         """Envelopes per claimed sender and in all, taken before the signature is checked."""
         stats = self.stats
 
@@ -432,7 +435,9 @@ class SignalChannel:
     def _on_raw(self, data: bytes) -> None:
         self.stats["received"] += 1
         try:
-            env = open_envelope(data, self.identity, now=self.clock(), replay=self.replay, limit=self.limit)
+            env = open_envelope(
+                data, self.identity, now=self.clock(), replay=self.replay, limit=self.limit, allow=self.allow
+            )
             check_json_depth(env.payload)
             msg = json.loads(env.payload)
             if (

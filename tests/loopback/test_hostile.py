@@ -3,12 +3,14 @@ requests may make a node do is bounded, refused beyond the bound, and counted, w
 peer still connects."""
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 
 import pytest
 
 from tests.daemons import tarpit
+from tests.peers import channel
 from warpgate import Node, auto_connect
 from warpgate.errors import PipeClosed
 from warpgate.identity import Identity
@@ -47,7 +49,8 @@ async def test_a_strangers_dial_back_requests_are_capped(mosquitto_factory):
 
 
 async def test_dial_backs_are_capped_in_total(mosquitto_factory, monkeypatch):
-    """Many strangers (keys cost nothing) meet the total cap."""
+    """Many strangers (keys cost nothing) meet the total cap: two of three slots, the third kept
+    for known peers (``warpgate.proto.gater.STRANGERS_SHARE``)."""
     monkeypatch.setattr(reverse, "MAX_DIAL_BACKS", 3)
     broker = mosquitto_factory()
     async with tarpit() as (tcp_port, _, _held), lo(broker) as victim:
@@ -58,7 +61,7 @@ async def test_dial_backs_are_capped_in_total(mosquitto_factory, monkeypatch):
                 stranger.signal._address = lambda forged=forged: forged
                 body = ReverseConnect(os.urandom(16)).to_body()
                 answers.append(await stranger.signal.request(victim.address, ReverseConnect.kind, body))
-        assert sum("busy" in a.get("error", "") for a in answers) == 2
+        assert sum("busy" in a.get("error", "") for a in answers) == 3
 
 
 async def test_a_strangers_broker_hints_open_no_link(mosquitto_factory):
@@ -110,7 +113,7 @@ async def test_large_messages_into_a_pipe_nobody_reads_cost_bounded_memory():
 
     attacker_id = Identity.generate()
     async with Node(interfaces=["lo"], families=["ipv4"]) as victim:
-        pipe = await channel(victim, attacker_id)
+        pipe = await channel(victim.address, attacker_id)
         sent = 0
 
         async def flood():
@@ -127,6 +130,65 @@ async def test_large_messages_into_a_pipe_nobody_reads_cost_bounded_memory():
         await pipe.close()
 
 
+async def test_many_pipes_nobody_reads_share_one_node_budget():
+    """Sixteen pipes (one key each: keys cost nothing) flood 4 MiB messages nobody reads: what
+    the node holds in all its inboxes stays within its inbox budget (the biggest unread holders
+    are closed to make room), where each pipe alone could hold 8 MiB and more; a friend's pipe,
+    read as it arrives, keeps working."""
+    limit = 16 * 1024 * 1024
+    async with Node(interfaces=["lo"], families=["ipv4"]) as victim:
+        victim.inbox_budget.limit = limit
+        pipes = [await channel(victim.address, Identity.generate()) for _ in range(16)]
+
+        async def flood(pipe):
+            with contextlib.suppress(PipeClosed):
+                for _ in range(8):
+                    await pipe.send(bytes(4 * 1024 * 1024))
+
+        floods = [asyncio.ensure_future(flood(p)) for p in pipes]
+        await asyncio.wait(floods, timeout=3)  # the victim stops reading: most floods never end
+        held = sum(inbox.size for p in victim._pipes for inbox in p._subs.values())
+        assert held <= limit + 4 * 1024 * 1024, held
+        assert victim.inbox_budget.used <= limit + 4 * 1024 * 1024
+        assert victim.inbox_budget.evicted > 0
+        friend_id = Identity.generate()
+        mine = await channel(victim.address, friend_id)
+        (theirs,) = [p for p in victim._pipes if p.peer_key == friend_id.public_key]
+        for i in range(10):
+            await mine.send(b"%d" % i)
+            assert await asyncio.wait_for(theirs.recv(), 5) == b"%d" % i
+        for f in floods:
+            f.cancel()
+        await asyncio.gather(*floods, return_exceptions=True)
+        for p in [*pipes, mine]:
+            await p.close()
+
+
+async def test_a_slow_reader_is_not_a_silent_peer():
+    """The application stops reading for three of the keepalive's dead windows while the peer
+    sends: the pipe stops reading its socket (TCP flow control), and its keepalive must not take
+    that for a dead peer. Every message arrives once the reader resumes."""
+    from warpgate.proto.timers import Liveness
+
+    quick = Liveness(idle=0.1, interval=0.05, dead=0.5)
+    sender_id = Identity.generate()
+    async with Node(interfaces=["lo"], families=["ipv4"], queue_size=4, keepalive=quick) as victim:
+        pipe = await channel(victim.address, sender_id)
+        (theirs,) = [p for p in victim._pipes if p.peer_key == sender_id.public_key]
+
+        async def send_all():
+            for i in range(200):
+                await pipe.send(i.to_bytes(4, "big") + bytes(64 * 1024))
+
+        sending = asyncio.ensure_future(send_all())
+        await asyncio.sleep(3 * quick.dead)  # the slow reader under test, not a synchronisation
+        assert not theirs.closed, theirs.close_reason
+        got = [int.from_bytes((await asyncio.wait_for(theirs.recv(), 5))[:4], "big") for _ in range(200)]
+        assert got == list(range(200))
+        await sending
+        await pipe.close()
+
+
 async def test_channels_that_are_never_nominated_are_capped_and_expire(monkeypatch):
     """A key opens channels it never nominates: a few wait, more are refused; a crowd of keys
     fills the table: the oldest waiting one makes room; after the timeout all are closed."""
@@ -137,8 +199,8 @@ async def test_channels_that_are_never_nominated_are_capped_and_expire(monkeypat
     monkeypatch.setattr(node_module, "NOMINATION_TIMEOUT", 0.5)
     first, second = Identity.generate(), Identity.generate()
     async with Node(interfaces=["lo"], families=["ipv4"]) as victim:
-        pipes = [await channel(victim, first) for _ in range(5)] + [
-            await channel(victim, second) for _ in range(3)
+        pipes = [await channel(victim.address, first) for _ in range(5)] + [
+            await channel(victim.address, second) for _ in range(3)
         ]
         for p in pipes:  # each is closed by the victim: refused, evicted, or timed out
             with pytest.raises(PipeClosed):
@@ -200,7 +262,7 @@ async def test_idle_tcp_connections_cannot_lock_a_peer_out(monkeypatch):
         ]
         more = await asyncio.open_connection(ep.host, ep.port, local_addr=("127.0.1.1", 0))
         assert await more[0].read() == b""  # the crowd's own source waits its turn
-        pipe = await channel(victim, Identity.generate())
+        pipe = await channel(victim.address, Identity.generate())
         assert victim.stats["handshake_evicted"] == 1 and victim.stats["handshake_cap"] == 1
         await pipe.close()
         for _, writer in [*silent, more]:
@@ -222,7 +284,7 @@ async def test_one_key_cannot_hold_every_pipe(monkeypatch):
     ):
 
         async def nominated(who):
-            pipe = await channel(victim, who)
+            pipe = await channel(victim.address, who)
             pipe.nominate()
             return pipe
 
@@ -243,18 +305,3 @@ async def wait_until(predicate, timeout=10.0):
     async with asyncio.timeout(timeout):
         while not predicate():
             await asyncio.sleep(0.01)
-
-
-async def channel(victim, who):
-    """An authenticated TCP channel from ``who`` to the victim's node port, not nominated."""
-    from warpgate.channels import tcp_connect
-
-    ep = next(e for e in victim.address.endpoints("tcp"))
-    return await tcp_connect(
-        ep.host,
-        ep.port,
-        who,
-        expected_key=victim.identity.public_key,
-        conn_id=os.urandom(16),
-        purpose="direct",
-    )

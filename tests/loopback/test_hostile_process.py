@@ -5,6 +5,7 @@ them: each flood is refused and counted where the defence says, the victim's mem
 import asyncio
 import dataclasses
 import json
+import logging
 import os
 import sys
 import time
@@ -13,10 +14,10 @@ import aiomqtt
 import pytest
 
 from tests.daemons import tarpit
+from tests.peers import channel
 from warpgate import Node, auto_connect
-from warpgate.channels import tcp_connect
 from warpgate.identity import Identity
-from warpgate.node import MAX_UNNOMINATED_PER_PEER
+from warpgate.node import MAX_PIPES, MAX_UNNOMINATED_PER_PEER
 from warpgate.proto import handshake
 from warpgate.proto.address import decode_text
 from warpgate.proto.envelope import MsgType, seal
@@ -32,6 +33,13 @@ class Victim:
     def __init__(self, proc: asyncio.subprocess.Process, address) -> None:
         self.proc = proc
         self.address = address
+
+    async def dial(self, address) -> None:
+        """Make the victim dial ``address``: a peer it dialled is known (reserved capacity)."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(b"dial " + address.to_text().encode() + b"\n")
+        await self.proc.stdin.drain()
+        assert await asyncio.wait_for(self.proc.stdout.readline(), 20) == b"dialled\n"
 
     async def stats(self) -> dict:
         assert self.proc.stdin is not None and self.proc.stdout is not None
@@ -62,6 +70,17 @@ async def victim(mosquitto_factory):
             await asyncio.wait_for(proc.wait(), 10)
 
 
+def report(what: str, before: dict, after: dict) -> str:
+    """The victim's cost of a flood, logged (``pytest --log-cli-level=INFO`` shows it) and used in
+    assertions."""
+    line = (
+        f"{what}: victim RSS {before['rss_kb']} -> {after['rss_kb']} KB, "
+        f"fds {before['fds']} -> {after['fds']}, pipes {before['pipes']} -> {after['pipes']}"
+    )
+    logging.getLogger(__name__).info(line)
+    return line
+
+
 def friend(broker):
     return Node(interfaces=["lo"], families=["ipv4"], brokers=[broker.url])
 
@@ -76,12 +95,15 @@ async def connects(node, address, plugins=("direct",)):
 async def test_a_flood_of_signed_envelopes(victim):
     """30 keys send 100 signed requests each, as fast as the broker takes them: beyond each
     sender's burst they are dropped before any handler runs; a friend's reverse connect (which
-    needs the signal channel) succeeds during the flood and after."""
+    needs the signal channel) succeeds during the flood and after. The friend is a peer the
+    victim dialled once: strangers may hold only three quarters of the dial-back slots, so the
+    flood cannot take its (a stranger's request may be refused busy meanwhile)."""
     v, broker = victim
     before = await v.stats()
     host, port = broker.url.removeprefix("mqtt://").split(":")
     senders = [Identity.generate() for _ in range(30)]
     async with friend(broker) as f:
+        await v.dial(f.address)
         envelopes = []
         for ident in senders:
             addr = dataclasses.replace(f.address, public_key=ident.public_key)
@@ -100,7 +122,7 @@ async def test_a_flood_of_signed_envelopes(victim):
     after = await v.stats()
     refused = after["signal"].get("rate_limited", 0) + after["signal"].get("queue_full", 0)
     assert refused >= 3000 - 30 * 45, after["signal"]  # at most a burst (+ refill) per sender
-    assert after["rss_kb"] - before["rss_kb"] < GROWTH_KB
+    assert after["rss_kb"] - before["rss_kb"] < GROWTH_KB, report("signed envelopes", before, after)
 
 
 async def test_oversized_and_unnominated_tcp_channels(victim):
@@ -124,16 +146,7 @@ async def test_oversized_and_unnominated_tcp_channels(victim):
     pipes = []
     async with friend(broker) as f:
         for _ in range(100):
-            pipes.append(
-                await tcp_connect(
-                    ep.host,
-                    ep.port,
-                    attacker,
-                    expected_key=v.address.public_key,
-                    conn_id=os.urandom(16),
-                    purpose="direct",
-                )
-            )
+            pipes.append(await channel(v.address, attacker))
         await connects(f, v.address)  # during: the attacker's channels wait for nomination
         after = await v.stats()
         share = MAX_UNNOMINATED_PER_PEER
@@ -143,7 +156,35 @@ async def test_oversized_and_unnominated_tcp_channels(victim):
         await connects(f, v.address)
     for _, w in writers:
         w.close()
-    assert after["rss_kb"] - before["rss_kb"] < GROWTH_KB
+    assert after["rss_kb"] - before["rss_kb"] < GROWTH_KB, report("tcp channels", before, after)
+
+
+async def test_many_keys_each_opening_many_nominated_pipes(victim):
+    """Twenty keys (keys cost nothing) open 40 nominated TCP pipes each, 800 in all: the node
+    keeps at most ``MAX_PIPES`` (when full, the key holding the most loses its oldest, and a key
+    holding as many as anyone is refused), so its file descriptors and memory stay bounded, and
+    a friend connects during the flood and after it."""
+    v, broker = victim
+    before = await v.stats()
+    pipes = []
+    async with friend(broker) as f:
+        for _ in range(20):
+            who = Identity.generate()
+            for _ in range(40):
+                pipe = await channel(v.address, who)
+                pipe.nominate()
+                pipes.append(pipe)
+        await connects(f, v.address)  # during
+        during = await v.stats()
+        line = report("800 nominated pipes from 20 keys", before, during)
+        assert during["pipes"] <= MAX_PIPES + 2, line
+        assert during["fds"] - before["fds"] <= MAX_PIPES + 16, line
+        refused = during["node"].get("pipes_evicted", 0) + during["node"].get("pipes_full", 0)
+        assert refused >= 800 - MAX_PIPES, during["node"]
+        assert during["rss_kb"] - before["rss_kb"] < GROWTH_KB, line
+        for p in pipes:
+            await p.close()
+        await connects(f, v.address)  # after
 
 
 async def test_a_flood_of_udp_hellos_from_many_ports(victim):
@@ -176,7 +217,7 @@ async def test_a_flood_of_udp_hellos_from_many_ports(victim):
         after = await v.stats()
         assert after["udp"].get("hello_without_cookie", 0) > 500, after["udp"]
         assert got["bytes_in"] < sent  # no amplification: the victim sent back less than it got
-        assert after["rss_kb"] - before["rss_kb"] < GROWTH_KB
+        assert after["rss_kb"] - before["rss_kb"] < GROWTH_KB, report("udp hellos", before, after)
     finally:
         for s in sockets:
             s.close()

@@ -208,3 +208,45 @@ async def test_under_load_a_hello_gets_a_small_cookie_and_no_signature():
     finally:
         victim.close()
         b.close()
+
+
+async def test_under_load_one_source_gets_a_bounded_number_of_signatures():
+    """A real address answers every cookie (a cookie proves an address, not good faith): from
+    50 ports of one IP, under load, only ``PER_SOURCE`` HELLOs a second get a signed answer."""
+    import math
+
+    from warpgate.proto import handshake
+    from warpgate.proto.cookie import PER_SOURCE
+
+    a_id, b_id = Identity.generate(), Identity.generate()
+    b = await UdpEndpoint.bind(("127.0.0.1", 0), b_id, lambda pipe, _c: None)
+    b.cookies.threshold = 0  # always under load
+    loop = asyncio.get_running_loop()
+
+    class Answering(asyncio.DatagramProtocol):
+        def __init__(self):
+            self.init = handshake.Initiator(a_id, b_id.public_key, os.urandom(16), "direct")
+
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def datagram_received(self, data, addr):
+            if isinstance(handshake.decode(data[1:]), handshake.Cookie):
+                again = self.init.receive(data[1:])  # the HELLO again, with the cookie
+                self.transport.sendto(bytes([Kind.HANDSHAKE]) + again)
+
+    sources = [(await loop.create_datagram_endpoint(Answering, remote_addr=b.local)) for _ in range(50)]
+    try:
+        t0 = loop.time()
+        for transport, proto in sources:
+            transport.sendto(bytes([Kind.HANDSHAKE]) + proto.init.last)
+        async with asyncio.timeout(10):
+            while len(b._responders) + b.drops["hello_source_rate"] < 50:
+                await asyncio.sleep(0.01)
+        windows = math.ceil(loop.time() - t0) + 1
+        assert 0 < len(b._responders) <= PER_SOURCE * windows < 50
+        assert b.drops["hello_source_rate"] >= 50 - PER_SOURCE * windows
+    finally:
+        for transport, _ in sources:
+            transport.close()
+        b.close()

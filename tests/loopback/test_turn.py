@@ -243,13 +243,13 @@ def test_turn_urls_are_checked():
 
 
 async def test_hostile_relay_offers_are_refused_and_bounded(coturn, mosquitto_factory, monkeypatch):
-    """Each offer makes the callee allocate on its server: a stranger may hold at most
-    MAX_SESSIONS allocations at once (then ``busy``), never two for one offer, and an offer naming
-    several relayed addresses is malformed."""
+    """Each offer makes the callee allocate on its server: strangers may hold at most three
+    quarters of MAX_SESSIONS allocations at once (then ``busy``; the rest is kept for known
+    peers), never two for one offer, and an offer naming several relayed addresses is malformed."""
     from warpgate.plugins import turn as turn_plugin
     from warpgate.proto.messages import Candidate, RelayOffer
 
-    monkeypatch.setattr(turn_plugin, "MAX_SESSIONS", 2)
+    monkeypatch.setattr(turn_plugin, "MAX_SESSIONS", 3)  # two for strangers
     broker = mosquitto_factory()
     url = f"turn://wg:{PASSWORD}@127.0.0.1:3478"
     async with node(broker, [url]) as victim, node(broker, []) as attacker:

@@ -189,3 +189,20 @@ def test_many_keys_cannot_fill_the_replay_cache():
                 refused[exc.reason] = refused.get(exc.reason, 0) + 1
     assert "replay_cache_full" not in refused and len(cache) > 100_000
     admit("legitimate", b"hello", now, replay=cache, limit=limit, authentic=lambda: True)
+
+
+def test_the_gate_refuses_a_sender_before_its_signature_is_checked():
+    flipped = bytearray(sealed())
+    flipped[-80] ^= 0x01  # a bad signature too: the gate answers first, and spends nothing
+    asked = []
+
+    def allow(key):
+        asked.append(key)
+        return False
+
+    for data in (sealed(), bytes(flipped)):
+        with pytest.raises(SignalRejected) as info:
+            open_envelope(data, B, now=NOW, replay=ReplayCache(), allow=allow)
+        assert info.value.reason == "not_allowed"
+    assert asked == [A.public_key, A.public_key]
+    assert open_envelope(sealed(), B, now=NOW, replay=ReplayCache(), allow=lambda k: k == A.public_key)

@@ -76,3 +76,15 @@ def test_fuzz_decode(data):
         hs.decode(data)
     except RemoteProtocolError:
         pass
+
+
+def test_a_hello_from_a_key_outside_the_gate_is_refused_before_we_sign():
+    from warpgate.errors import NotAllowed
+
+    i = hs.Initiator(A, B.public_key, os.urandom(16), "direct")
+    r = hs.Responder(B, allow=lambda key: key == C.public_key)
+    with pytest.raises(NotAllowed):
+        r.receive(i.last)
+    assert r.hello is None and r.challenge is None  # nothing signed, nothing kept
+    friend = hs.Initiator(C, B.public_key, os.urandom(16), "direct")
+    assert hs.Responder(B, allow=lambda key: key == C.public_key).receive(friend.last)

@@ -30,6 +30,7 @@ from warpgate.portmap import Lease, PortMapError
 from warpgate.proto import frames, messages, timers
 from warpgate.proto.address import Address, Endpoint
 from warpgate.proto.discovery import Discovery
+from warpgate.proto.gater import Gater
 from warpgate.proto.messages import Message
 from warpgate.proto.nat import Behaviours, Filtering, NatBehaviour
 from warpgate.proto.reflection import Allowance, Reflection, Sweep, syn_cost
@@ -57,6 +58,7 @@ class Host(Protocol):
     relay_head_start: float
     local_interfaces: list[LocalInterface]
     reflection: Reflection
+    gater: Gater
 
     @property
     def nat(self) -> Discovery | None: ...
@@ -445,6 +447,7 @@ class Context:
         if server.transport == "udp" and udp_dead:
             server = dataclasses.replace(server, transport="tcp")
         relay = await turn.allocate(server, self._node.identity, self._node.incoming, self._node.queue_size)
+        relay.allow = self._node.gater.asker("handshake", asyncio.get_running_loop().time)
         self.resources.add(lambda: turn.release_unused(relay), "turn allocation")
         return relay
 
@@ -615,6 +618,12 @@ class ResponderContext(Context):
         super().__init__(node, sender, plugin, conn_id)
         self.sender = sender
         self.allowance = node.reflection.allowance(REQUEST_BYTES.get())
+
+    @property
+    def known(self) -> bool:
+        """The sender is a peer we dialled, or one the node's gate lets in: it keeps capacity
+        strangers cannot take (``Sessions``)."""
+        return self._node.gater.known(self.sender.public_key, asyncio.get_running_loop().time())
 
     @contextlib.contextmanager
     def arrival(self) -> Iterator[asyncio.Future[Pipe]]:

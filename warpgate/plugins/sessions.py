@@ -14,6 +14,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from warpgate.plugins.base import ResponderContext
+from warpgate.proto.gater import STRANGERS_SHARE
 from warpgate.proto.messages import MessageError
 
 
@@ -31,9 +32,14 @@ class Sessions:
         return len(self._tasks)
 
     def admit(self, ctx: ResponderContext) -> None:
-        """Refuse a new offer while ``limit`` are in progress, or ``per_sender`` for its sender."""
+        """Refuse a new offer while ``limit`` are in progress, or ``per_sender`` for its sender.
+        Strangers share ``STRANGERS_SHARE`` of the slots; the rest stay for known peers (ones we
+        dialled, or that the node's gate lets in: ``warpgate.proto.gater``)."""
         if len(self._tasks) >= self.limit:
             raise MessageError("busy", f"{self.limit} {self.what} in progress")
+        strangers = max(1, int(self.limit * STRANGERS_SHARE))
+        if len(self._tasks) >= strangers and not ctx.known:
+            raise MessageError("busy", f"{strangers} {self.what} in progress (the rest kept for known peers)")
         mine = sum(1 for who, _ in self._tasks.values() if who == ctx.sender.node_id)
         if mine >= self.per_sender:
             raise MessageError("busy", f"{self.per_sender} {self.what} for this peer in progress")

@@ -11,7 +11,9 @@ reply (whitepaper §5.4.7), as DTLS's HelloVerifyRequest (RFC 9147 §5.1) and QU
     cookie = HMAC-SHA256(secret, peer ip | peer port | conn_id | share | key)[:16]
 
 The secret is random and replaced every ``ROTATE`` seconds; the current and the previous one
-are accepted. Pure: time is passed in.
+are accepted. A cookie proves an address, not good faith: under load, one source IP (its ports
+together) gets at most ``PER_SOURCE`` signed answers a second (``source_admits``), so a real
+address cannot spend all of the node's signatures. Pure: time is passed in.
 """
 
 from __future__ import annotations
@@ -19,10 +21,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+from collections import OrderedDict
 
 from warpgate.proto.handshake import COOKIE_SIZE, Hello
 
 ROTATE = 120.0
+PER_SOURCE = 8
+"""Signed answers a second one source IP gets while the node is under load."""
+MAX_SOURCES = 4096
 THRESHOLD = 64.0
 """New UDP handshakes per second above which a responder asks for cookies."""
 
@@ -34,6 +40,8 @@ class Cookies:
         self._rotated = now
         self._window = now
         self._started = 0.0  # new handshakes in the current one-second window (decayed)
+        self._sources: OrderedDict[str, tuple[float, int]] = OrderedDict()
+        """Under load: per source IP, (start of its one-second window, handshakes in it)."""
 
     def _rotate(self, now: float) -> None:
         if now - self._rotated >= ROTATE:
@@ -49,6 +57,19 @@ class Cookies:
         """A new handshake got a responder (counted towards the load)."""
         self._decay(now)
         self._started += 1
+
+    def source_admits(self, host: str, now: float) -> bool:
+        """Under load, whether ``host`` may have one more signed answer this second."""
+        start, count = self._sources.get(host, (now, 0))
+        if now - start >= 1.0:
+            start, count = now, 0
+        if count >= PER_SOURCE:
+            return False
+        self._sources[host] = (start, count + 1)
+        self._sources.move_to_end(host)
+        while len(self._sources) > MAX_SOURCES:
+            self._sources.popitem(last=False)
+        return True
 
     def _decay(self, now: float) -> None:
         elapsed = now - self._window

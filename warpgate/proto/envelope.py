@@ -242,8 +242,11 @@ def open_envelope(
     replay: ReplayCache,
     max_age: float = MAX_AGE,
     limit: RateLimit | None = None,
+    allow: Callable[[bytes], bool] | None = None,
 ) -> Envelope:
-    """Verify and decrypt an envelope addressed to ``identity``; raises ``SignalRejected``."""
+    """Verify and decrypt an envelope addressed to ``identity``; raises ``SignalRejected``.
+    ``allow``: the connection gate (``warpgate.proto.gater``), asked with the claimed sender's key
+    before anything is spent on the envelope."""
     if len(data) > MAX_SIZE:
         raise SignalRejected("too_large", f"{len(data)} bytes")
     try:
@@ -258,6 +261,8 @@ def open_envelope(
         raise SignalRejected("misaddressed", f"for {p.recipient_id}")
     if abs(now - p.timestamp) > max_age:
         raise SignalRejected("too_old", f"timestamp {now - p.timestamp:.1f} s off")
+    if allow is not None and not allow(sender.public_key):
+        raise SignalRejected("not_allowed", f"sender {node_id_of(sender.public_key)}")
     admit(
         node_id_of(sender.public_key),
         p.msg_id,

@@ -46,6 +46,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives import hashes
@@ -53,7 +54,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from warpgate.errors import HandshakeError, LocalProtocolError, RemoteProtocolError
+from warpgate.errors import HandshakeError, LocalProtocolError, NotAllowed, RemoteProtocolError
 from warpgate.identity import PUBLIC_KEY_SIZE, Identity, verify
 
 VERSION = 2
@@ -295,8 +296,15 @@ class Initiator:
 class Responder:
     """The accepting side of one channel. Accepts any key that proves itself; exposes it after DONE."""
 
-    def __init__(self, identity: Identity, ephemeral: X25519PrivateKey | None = None) -> None:
+    def __init__(
+        self,
+        identity: Identity,
+        ephemeral: X25519PrivateKey | None = None,
+        allow: Callable[[bytes], bool] | None = None,
+    ) -> None:
         self.identity = identity
+        self.allow = allow
+        """The connection gate, asked with a HELLO's key before we sign anything for it."""
         self._ephemeral: X25519PrivateKey | None = ephemeral or _new_share()
         self.share = _share_of(self._ephemeral)
         self.hello: Hello | None = None
@@ -320,6 +328,8 @@ class Responder:
                     raise RemoteProtocolError("a second, different HELLO on one channel")
                 assert self.challenge is not None
                 return self.challenge  # retransmitted HELLO: answer the same way
+            if self.allow is not None and not self.allow(msg.key):
+                raise NotAllowed("that key may not connect to this node")
             self.hello = msg
             t = self._transcript()
             self.challenge = encode(

@@ -27,6 +27,8 @@ import ipaddress
 from collections import Counter, OrderedDict
 from dataclasses import dataclass
 
+from warpgate.proto.expiring import Expiring
+
 FACTOR = 3
 WINDOW = 60.0
 PER_HOST = 32 * 1024
@@ -89,8 +91,8 @@ class Reflection:
         """Per host and per prefix: (start of its window, bytes sent in it)."""
         self._sweeps: OrderedDict[str, float] = OrderedDict()
         """Per host: when its last sweep was granted."""
-        self._proven: OrderedDict[str, float] = OrderedDict()
-        """Per host: until when its proof holds."""
+        self._proven = Expiring(PROVEN_TTL, MAX_TRACKED)
+        """Hosts whose proof holds."""
         self.refused: Counter[str] = Counter()
         """``bytes`` and ``sends`` refused by a bound, ``sweeps`` refused for the window."""
 
@@ -99,18 +101,10 @@ class Reflection:
 
     def prove(self, host: str, now: float) -> None:
         """``host`` authenticated a pipe with us: it wants our packets."""
-        self._proven[host] = now + PROVEN_TTL
-        self._proven.move_to_end(host)
-        _trim(self._proven)
+        self._proven.add(host, now)
 
     def proven(self, host: str, now: float) -> bool:
-        until = self._proven.get(host)
-        if until is None:
-            return False
-        if until < now:
-            del self._proven[host]
-            return False
-        return True
+        return self._proven.holds(host, now)
 
     def spend(self, allowance: Allowance, host: str, nbytes: int, now: float) -> bool:
         """Whether the request may send ``nbytes`` more to ``host``; spent if so, counted if not."""
