@@ -43,11 +43,14 @@ async def echo(pipe: Pipe) -> None:
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--broker", required=True)
+    parser.add_argument("--hold", action="store_true", help="keep every pipe and never read it")
     args = parser.parse_args()
+    held: list[Pipe] = []
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    async with Node(interfaces=["lo"], families=["ipv4"], brokers=[args.broker], on_pipe=echo) as node:
+    on_pipe = held.append if args.hold else echo
+    async with Node(interfaces=["lo"], families=["ipv4"], brokers=[args.broker], on_pipe=on_pipe) as node:
         say(node.address.to_text())
         while line := await reader.readline():
             if line.startswith(b"dial "):  # the victim dials a peer: from then on it is known
@@ -67,6 +70,7 @@ async def main() -> None:
                     "node": dict(node.stats),
                     "udp": drops,
                     "pipes": len(node._pipes),
+                    "budget": {"used": node.inbox_budget.used, "evicted": node.inbox_budget.evicted},
                 }
                 say(json.dumps(report))
 
